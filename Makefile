@@ -1,0 +1,47 @@
+# Two commands a newcomer needs: `make run` and `make test`. Both install what is missing first.
+PY      ?= python3
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SYSTAMP := $(VENV)/.system-packages
+export PYTHONPATH := $(CURDIR)
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: run demo test bench load install system-packages clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Debian packages the tests use: chromium (browser tests), espeak-ng + sox (real speech), hey (load test).
+$(SYSTAMP):
+	@missing=""; for p in chromium espeak-ng sox hey; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+install: $(STAMP)
+
+system-packages: $(SYSTAMP)
+
+run: $(STAMP)
+	$(PYTHON) app.py $(ARGS)
+
+demo: $(STAMP)
+	$(PYTHON) app.py --demo $(ARGS)
+
+test: $(STAMP) $(SYSTAMP)
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PYTHON) -m bench $(BENCH_ARGS)
+
+load: $(STAMP) $(SYSTAMP)
+	$(PYTHON) -m bench.load
+
+clean:
+	rm -rf $(VENV) .pytest_cache

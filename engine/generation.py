@@ -1,0 +1,278 @@
+"""stream(messages, params, cancel) -> text pieces, over a loaded causal LM.
+
+The model runs `generate` in a worker thread; this side turns token ids into safe text, applies
+stop strings, honours cancel within one token, trims history to fit, and survives one
+out-of-memory error by retrying with a shorter context.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from engine.codec import TextCodec
+from engine.loader import free_memory, is_out_of_memory
+from engine.prompt import PromptError, encode_chat, normalize_messages
+from engine.textstream import IncrementalDecoder, StopMatcher
+
+
+class GenerationError(RuntimeError):
+    """Generation failed in a way the user must hear about; the model stays usable."""
+
+
+class PromptTooLong(PromptError):
+    """Even the last message alone does not fit the context."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    max_history_turns: int = 20
+    min_new_tokens: int = 0          # benchmarks and tests ask for an exact length
+
+    @classmethod
+    def from_config(cls, gen: Any) -> "GenerationParams":
+        return cls(max_new_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p,
+                   top_k=gen.top_k, repetition_penalty=gen.repetition_penalty, stop=tuple(gen.stop),
+                   max_history_turns=gen.max_history_turns)
+
+    def with_overrides(self, **overrides: Any) -> "GenerationParams":
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if "stop" in clean:
+            clean["stop"] = tuple(clean["stop"])
+        return replace(self, **clean)
+
+    def generate_kwargs(self) -> dict:
+        sample = self.temperature > 0
+        kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": sample,
+                              "repetition_penalty": self.repetition_penalty}
+        if self.min_new_tokens:
+            kw["min_new_tokens"] = min(self.min_new_tokens, self.max_new_tokens)
+        if sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+
+@dataclass
+class StreamStats:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dropped_turns: int = 0            # oldest user/assistant turns left out to fit
+    finish_reason: str = ""           # stop | length | cancelled | error
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        decode = self.seconds - (self.first_token_seconds or 0.0)
+        return (self.completion_tokens - 1) / decode if self.completion_tokens > 1 and decode > 0 else 0.0
+
+
+def trim_history(messages: Sequence[dict], count_tokens, *, max_turns: int, max_prompt_tokens: int):
+    """Drop the oldest turns (a user message and its reply) until both limits hold; the system prompt stays.
+
+    Returns (messages, dropped_turns). Raises PromptTooLong if the last user message alone is too long.
+    """
+    msgs = normalize_messages(messages)
+    system = [m for m in msgs if m["role"] == "system"]
+    turns = [m for m in msgs if m["role"] != "system"]
+    pairs = [turns[i:i + 2] for i in range(0, len(turns), 2)]  # the last "pair" is the lone user message
+    dropped = max(0, len(pairs) - max_turns)
+    while True:
+        kept = system + [m for p in pairs[dropped:] for m in p]
+        n = count_tokens(kept)
+        if n <= max_prompt_tokens:
+            return kept, dropped
+        if dropped >= len(pairs) - 1:
+            if system:  # last resort before refusing: the system prompt goes too
+                system, dropped = [], len(pairs) - 1
+                if count_tokens([m for p in pairs[dropped:] for m in p]) <= max_prompt_tokens:
+                    return [m for p in pairs[dropped:] for m in p], dropped
+            raise PromptTooLong(f"the message is {n} tokens; at most {max_prompt_tokens} fit with a reply of "
+                                "this length: shorten it or lower the reply length")
+        dropped += 1
+
+
+class _QueueStreamer:
+    """transformers streamer that hands each new token id to the consuming thread."""
+
+    def __init__(self, sink: queue.Queue):
+        self.sink = sink
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # generate() first sends the prompt
+            self._prompt_seen = True
+            return
+        self.sink.put(("tokens", value.reshape(-1).tolist()))
+
+    def end(self) -> None:
+        self.sink.put(("end", None))
+
+
+class _Cancelled:
+    """StoppingCriteria that ends generation at the next token once the event is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class ChatStream:
+    """Iterator of text pieces; `stats` is complete once iteration ends (or the stream is closed)."""
+
+    def __init__(self, pieces: Iterator[str], stats: StreamStats):
+        self._pieces, self.stats = pieces, stats
+
+    def __iter__(self) -> "ChatStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def text(self) -> str:
+        return "".join(self)
+
+
+class Generator:
+    """Generation over one loaded model + codec. Thread-safe; `slots` requests run at once."""
+
+    def __init__(self, model: Any, codec: TextCodec, *, max_context: int, slots: int = 4):
+        self.model, self.codec, self.max_context = model, codec, max_context
+        self._slots = threading.BoundedSemaphore(slots)
+        self._device = next(model.parameters()).device
+
+    def count_prompt_tokens(self, messages: Sequence[dict]) -> int:
+        return len(encode_chat(self.codec, messages))
+
+    def stream(self, messages: Sequence[dict], params: GenerationParams,
+               cancel: threading.Event | None = None) -> ChatStream:
+        """Validate and trim now (errors raise here, before any text); generate lazily while iterated."""
+        max_new = min(params.max_new_tokens, self.max_context - 16)
+        params = replace(params, max_new_tokens=max_new)
+        kept, dropped = trim_history(messages, self.count_prompt_tokens, max_turns=params.max_history_turns,
+                                     max_prompt_tokens=self.max_context - max_new)
+        stats = StreamStats(dropped_turns=dropped)
+        if dropped:
+            stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")
+        return ChatStream(self._run(kept, params, cancel or threading.Event(), stats), stats)
+
+    def _run(self, messages: list[dict], params: GenerationParams, cancel: threading.Event,
+             stats: StreamStats) -> Iterator[str]:
+        started = time.perf_counter()
+        prompt = encode_chat(self.codec, messages)
+        stats.prompt_tokens = len(prompt)
+        decoder, stops = IncrementalDecoder(self.codec.decode), StopMatcher(params.stop)
+        retried = False
+        self._slots.acquire()
+        try:
+            while True:
+                remaining = params.max_new_tokens - len(decoder.ids)
+                sink: queue.Queue = queue.Queue()
+                worker = threading.Thread(target=self._generate, daemon=True, name="generate",
+                                          args=(prompt + decoder.ids, replace(params, max_new_tokens=remaining,
+                                                min_new_tokens=max(0, params.min_new_tokens - len(decoder.ids))),
+                                                cancel, sink))
+                worker.start()
+                try:
+                    error = yield from self._consume(sink, decoder, stops, cancel, stats, started)
+                finally:
+                    if worker.is_alive():
+                        cancel.set()
+                    worker.join()
+                if error is None:
+                    break
+                if not is_out_of_memory(error):
+                    stats.finish_reason = "error"
+                    raise GenerationError(f"generation failed: {error}") from error
+                free_memory()
+                if retried:
+                    stats.finish_reason = "error"
+                    raise GenerationError("ran out of memory again with a shorter context: shorten the "
+                                          "conversation or lower the reply length") from error
+                retried = True
+                prompt, extra = self._shorter_prompt(messages)
+                stats.dropped_turns += extra
+                stats.notices.append(f"ran out of memory; retried with a shorter context ({extra} more turn(s) left out)")
+            tail = stops.feed(decoder.flush()) + stops.flush()
+            if tail:
+                yield tail
+            if not stats.finish_reason:
+                stats.finish_reason = "stop" if stops.stopped or (decoder.ids and decoder.ids[-1] == self.codec.eos) \
+                    or len(decoder.ids) < params.max_new_tokens else "length"
+        except GeneratorExit:
+            cancel.set()
+            stats.finish_reason = stats.finish_reason or "cancelled"
+            raise
+        finally:
+            self._slots.release()
+            stats.completion_tokens = len([i for i in decoder.ids if i != self.codec.eos])
+            stats.seconds = time.perf_counter() - started
+
+    def _consume(self, sink: queue.Queue, decoder: IncrementalDecoder, stops: StopMatcher,
+                 cancel: threading.Event, stats: StreamStats, started: float):
+        """Yield text from the worker's tokens; return the worker's exception, or None when it ended."""
+        while True:
+            kind, value = sink.get()
+            if kind == "error":
+                return value
+            if kind == "end":
+                if cancel.is_set() and not stops.stopped:
+                    stats.finish_reason = "cancelled"
+                return None
+            if stats.first_token_seconds is None:
+                stats.first_token_seconds = time.perf_counter() - started
+            piece = stops.feed(decoder.push(value))
+            if stops.stopped:
+                cancel.set()
+                stats.finish_reason = "stop"
+            if piece:
+                yield piece
+
+    def _shorter_prompt(self, messages: list[dict]) -> tuple[list[int], int]:
+        """Half the prompt budget, for the one retry after an out-of-memory error."""
+        budget = max(16, len(encode_chat(self.codec, messages)) // 2)
+        try:
+            kept, dropped = trim_history(messages, self.count_prompt_tokens, max_turns=10 ** 6,
+                                         max_prompt_tokens=budget)
+        except PromptTooLong:
+            kept, dropped = messages, 0
+        return encode_chat(self.codec, kept), dropped
+
+    def _generate(self, ids: list[int], params: GenerationParams, cancel: threading.Event,
+                  sink: queue.Queue) -> None:
+        try:
+            if params.max_new_tokens <= 0 or cancel.is_set():
+                sink.put(("end", None))
+                return
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            from transformers import StoppingCriteriaList
+
+            input_ids = torch.tensor([ids], device=self._device)
+            with torch.inference_mode():
+                self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                    streamer=_QueueStreamer(sink), pad_token_id=self.codec.eos,
+                                    eos_token_id=self.codec.eos,
+                                    stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                                    **params.generate_kwargs())
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which decides
+            sink.put(("error", exc))

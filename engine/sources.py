@@ -1,0 +1,60 @@
+"""Where a model's files come from: a local folder, the Hugging Face hub, or a built demo model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
+
+
+class SourceError(RuntimeError):
+    """The model cannot be had; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    model_id: str   # what the user asked for (hub id, folder, or demo:<size>)
+    folder: Path    # a local folder holding config.json and safetensors
+    demo: bool
+
+
+def check_folder(folder: Path, model_id: str) -> None:
+    if not (folder / "config.json").is_file():
+        raise SourceError(f"{model_id}: no config.json in {folder}")
+    if not any(folder.glob("*.safetensors")):
+        bins = any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
+        hint = " (only .bin/.pt pickles, which we never load: convert them to safetensors)" if bins else ""
+        raise SourceError(f"{model_id}: no .safetensors weights in {folder}{hint}")
+
+
+def resolve_source(model: str) -> ModelSource:
+    """Find or download the model's files. Raises SourceError with a fix the user can apply."""
+    if model.startswith("demo"):
+        from engine.demo.chat import demo_chat_model
+
+        size = model.partition(":")[2] or "tiny"
+        return ModelSource(f"demo:{size}", demo_chat_model(size), True)
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        check_folder(folder, model)
+        return ModelSource(model, folder, False)
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise SourceError(f"engine.model {model!r} is neither a local folder nor a hub id like owner/name")
+    return ModelSource(model, _download(model), False)
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import errors, snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=WEIGHT_PATTERNS))
+    except errors.GatedRepoError:
+        raise SourceError(f"{repo_id} is gated: accept its licence on the Hugging Face hub, then set HF_TOKEN "
+                          "(or run `hf auth login`) and restart") from None
+    except errors.RepositoryNotFoundError:
+        raise SourceError(f"{repo_id} was not found on the Hugging Face hub (or is private: set HF_TOKEN)") from None
+    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, OSError) as exc:
+        raise SourceError(f"{repo_id} could not be downloaded and is not in the local cache ({type(exc).__name__}): "
+                          "set engine.model in config.json to a local folder with the model, or connect and retry") from None
+    check_folder(folder, repo_id)
+    return folder
