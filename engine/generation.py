@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -106,7 +106,7 @@ def trim_history(messages: Sequence[dict], count_tokens, *, max_turns: int, max_
         dropped += 1
 
 
-class _QueueStreamer:
+class TokenQueueStreamer:
     """transformers streamer that hands each new token id to the consuming thread."""
 
     def __init__(self, sink: queue.Queue):
@@ -123,7 +123,7 @@ class _QueueStreamer:
         self.sink.put(("end", None))
 
 
-class _Cancelled:
+class CancelOnEvent:
     """StoppingCriteria that ends generation at the next token once the event is set."""
 
     def __init__(self, event: threading.Event):
@@ -173,24 +173,51 @@ class Generator:
         stats = StreamStats(dropped_turns=dropped)
         if dropped:
             stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")
-        return ChatStream(self._run(kept, params, cancel or threading.Event(), stats), stats)
+        prompt = encode_chat(self.codec, kept)
 
-    def _run(self, messages: list[dict], params: GenerationParams, cancel: threading.Event,
-             stats: StreamStats) -> Iterator[str]:
+        def shorter() -> tuple[Callable[[list[int]], dict], int]:
+            ids, extra = self._shorter_prompt(kept)
+            return self._text_inputs(ids), extra
+
+        return ChatStream(self._run(self._text_inputs(prompt), len(prompt), params,
+                                    cancel or threading.Event(), stats, shorter), stats)
+
+    def stream_inputs(self, model_inputs: dict, prompt_tokens: int, params: GenerationParams,
+                      cancel: threading.Event | None = None) -> ChatStream:
+        """Stream from ready model inputs (e.g. input_ids + pixel_values for an image model); no retry."""
+        stats = StreamStats()
+
+        def inputs(generated: list[int]) -> dict:
+            if not generated:
+                return model_inputs
+            extra = torch.tensor([generated], device=model_inputs["input_ids"].device)
+            ids = torch.cat([model_inputs["input_ids"], extra], dim=1)
+            return model_inputs | {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+        return ChatStream(self._run(inputs, prompt_tokens, params, cancel or threading.Event(), stats, None), stats)
+
+    def _text_inputs(self, prompt: list[int]) -> Callable[[list[int]], dict]:
+        def inputs(generated: list[int]) -> dict:
+            ids = torch.tensor([prompt + generated], device=self._device)
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        return inputs
+
+    def _run(self, inputs_for: Callable[[list[int]], dict], prompt_tokens: int, params: GenerationParams,
+             cancel: threading.Event, stats: StreamStats,
+             shorter: Callable[[], tuple[Callable[[list[int]], dict], int]] | None) -> Iterator[str]:
         started = time.perf_counter()
-        prompt = encode_chat(self.codec, messages)
-        stats.prompt_tokens = len(prompt)
+        stats.prompt_tokens = prompt_tokens
         decoder, stops = IncrementalDecoder(self.codec.decode), StopMatcher(params.stop)
         retried = False
         self._slots.acquire()
         try:
             while True:
-                remaining = params.max_new_tokens - len(decoder.ids)
+                done = len(decoder.ids)
+                attempt = replace(params, max_new_tokens=params.max_new_tokens - done,
+                                  min_new_tokens=max(0, params.min_new_tokens - done))
                 sink: queue.Queue = queue.Queue()
                 worker = threading.Thread(target=self._generate, daemon=True, name="generate",
-                                          args=(prompt + decoder.ids, replace(params, max_new_tokens=remaining,
-                                                min_new_tokens=max(0, params.min_new_tokens - len(decoder.ids))),
-                                                cancel, sink))
+                                          args=(inputs_for(list(decoder.ids)), attempt, cancel, sink))
                 worker.start()
                 try:
                     error = yield from self._consume(sink, decoder, stops, cancel, stats, started)
@@ -204,20 +231,20 @@ class Generator:
                     stats.finish_reason = "error"
                     raise GenerationError(f"generation failed: {error}") from error
                 free_memory()
-                if retried:
+                if retried or shorter is None:
                     stats.finish_reason = "error"
-                    raise GenerationError("ran out of memory again with a shorter context: shorten the "
-                                          "conversation or lower the reply length") from error
+                    raise GenerationError("ran out of memory" + (" again with a shorter context" if retried else "")
+                                          + ": shorten the conversation or lower the reply length") from error
                 retried = True
-                prompt, extra = self._shorter_prompt(messages)
+                inputs_for, extra = shorter()
                 stats.dropped_turns += extra
                 stats.notices.append(f"ran out of memory; retried with a shorter context ({extra} more turn(s) left out)")
             tail = stops.feed(decoder.flush()) + stops.flush()
             if tail:
                 yield tail
             if not stats.finish_reason:
-                stats.finish_reason = "stop" if stops.stopped or (decoder.ids and decoder.ids[-1] == self.codec.eos) \
-                    or len(decoder.ids) < params.max_new_tokens else "length"
+                ended = decoder.ids and decoder.ids[-1] == self.codec.eos
+                stats.finish_reason = "stop" if ended or len(decoder.ids) < params.max_new_tokens else "length"
         except GeneratorExit:
             cancel.set()
             stats.finish_reason = stats.finish_reason or "cancelled"
@@ -257,7 +284,7 @@ class Generator:
             kept, dropped = messages, 0
         return encode_chat(self.codec, kept), dropped
 
-    def _generate(self, ids: list[int], params: GenerationParams, cancel: threading.Event,
+    def _generate(self, inputs: dict, params: GenerationParams, cancel: threading.Event,
                   sink: queue.Queue) -> None:
         try:
             if params.max_new_tokens <= 0 or cancel.is_set():
@@ -267,12 +294,10 @@ class Generator:
                 torch.manual_seed(params.seed)
             from transformers import StoppingCriteriaList
 
-            input_ids = torch.tensor([ids], device=self._device)
             with torch.inference_mode():
-                self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                    streamer=_QueueStreamer(sink), pad_token_id=self.codec.eos,
+                self.model.generate(**inputs, streamer=TokenQueueStreamer(sink), pad_token_id=self.codec.eos,
                                     eos_token_id=self.codec.eos,
-                                    stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                                    stopping_criteria=StoppingCriteriaList([CancelOnEvent(cancel)]),
                                     **params.generate_kwargs())
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which decides
             sink.put(("error", exc))
