@@ -268,6 +268,7 @@ class Generator:
             if stats.first_token_seconds is None:
                 stats.first_token_seconds = time.perf_counter() - started
             piece = stops.feed(decoder.push(value))
+            stats.completion_tokens = len(decoder.ids) - (decoder.ids[-1] == self.codec.eos)
             if stops.stopped:
                 cancel.set()
                 stats.finish_reason = "stop"

@@ -40,7 +40,7 @@ def normalize_messages(messages: Sequence[dict]) -> list[dict]:
             raise PromptError(f"message {i}: the user message is empty")
         expected = "user" if len(turns) % 2 == 0 else "assistant"
         if role != expected:
-            raise PromptError(f"message {i}: expected a {expected} message, got {role}")
+            raise PromptError(f"message {i}: expected the {expected} turn here, got {role}")
         turns.append({"role": role, "content": content})
     if not turns or turns[-1]["role"] != "user":
         raise PromptError("the conversation must end with a user message")

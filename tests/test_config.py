@@ -1,0 +1,66 @@
+"""config.json errors name the key, the bad value and what is allowed; the app refuses to start."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.config import AppConfig, ConfigError, config_from_dict, describe_options, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_is_valid():
+    cfg = load_config(ROOT / "config.json")
+    assert cfg.engine.model == "mistralai/Mistral-7B-Instruct-v0.3"
+    assert cfg.engine.precision == "auto"
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"engine": {"precison": "auto"}}, "engine.precison: unknown key"),
+    ({"engine": {"precision": "3bit"}}, 'engine.precision: "3bit" is not allowed; choose one of auto, fp16, 8bit, 4bit'),
+    ({"generation": {"temperature": 5}}, "generation.temperature: 5 is out of range; allowed 0.0 to 2.0"),
+    ({"generation": {"max_new_tokens": "many"}}, 'generation.max_new_tokens: "many" is not allowed; expected integer'),
+    ({"generation": {"max_new_tokens": True}}, "generation.max_new_tokens: true is not allowed; expected integer"),
+    ({"server": {"port": 70000}}, "server.port: 70000 is out of range"),
+    ({"engine": {"max_gpu_memory": "8GB"}}, 'engine.max_gpu_memory: "8GB" is not allowed; expected number or null'),
+    ({"generation": {"stop": [1]}}, "generation.stop: [1] is not allowed; expected list of string"),
+    ({"engnie": {}}, "engnie: unknown section"),
+    ({"engine": []}, "engine: expected an object"),
+])
+def test_bad_values_name_the_key(data, expected):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_good_values_are_typed():
+    cfg = config_from_dict({"engine": {"max_gpu_memory": 8}, "generation": {"stop": ["###"]}, "_comment": "x"})
+    assert cfg.engine.max_gpu_memory == 8.0 and isinstance(cfg.engine.max_gpu_memory, float)
+    assert cfg.generation.stop == ["###"]
+    assert config_from_dict({}) == AppConfig()
+
+
+def test_broken_json_names_the_line(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text('{"engine": {"model": "x",}\n}')
+    with pytest.raises(ConfigError, match=r"not valid JSON \(line 1"):
+        load_config(p)
+
+
+def test_every_option_is_documented_in_readme():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [key for key, *_ in describe_options() if f"`{key}`" not in readme]
+    assert not missing, f"README lacks: {missing}"
+
+
+def test_app_refuses_to_start_with_one_line(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"generation": {"top_p": 0}}))
+    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--config", str(p)], capture_output=True,
+                         text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == "config error: generation.top_p: 0 is out of range; allowed 0.01 to 1.0"
+    assert "Traceback" not in out.stderr
