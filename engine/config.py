@@ -140,7 +140,8 @@ def build_section(cls: type, data: Any, prefix: str):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise ConfigError(f"{key}: {value} is out of range; allowed {lo} to {hi}")
-        values[name] = float(value) if tp is float else value
+        wants_float = tp is float or float in typing.get_args(tp)
+        values[name] = float(value) if wants_float and isinstance(value, int) and not isinstance(value, bool) else value
     return cls(**values)
 
 
