@@ -134,7 +134,7 @@ def plan_rungs(config: Any, plan: LoadPlan, *, cuda: bool) -> tuple[list[str], s
         ladder = [cpu_full, "8bit", "4bit"]
     offload = int(psutil.virtual_memory().available * 0.8) if cuda else 0
     estimates = estimate_rungs(config, budget_bytes=int(budget or 0), context_tokens=plan.context_tokens,
-                               headroom=plan.headroom, offload_bytes=offload)
+                               headroom=plan.headroom, offload_bytes=offload, skip=plan.skip_quantization)
     if not cuda:  # full precision on CPU: 2 bytes/weight for bf16, 4 for fp32
         full = estimates[0]
         scale = 2 if plan.cpu_dtype == "float32" else 1

@@ -20,17 +20,26 @@ class RungEstimate:
     fits: bool
 
 
-def _layer_sizes(config) -> tuple[int, int]:
-    """(params in quantizable decoder linears, other params), from an empty-weights model."""
-    import torch
+def _empty_model(config):
+    """The architecture on the meta device: text models, then image-text models (LLaVA-NeXT)."""
     from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config)
-    quantizable = other = 0
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:  # "Unrecognized configuration class": not a plain causal LM
+            return AutoModelForImageTextToText.from_config(config)
+
+
+def _layer_sizes(config, skip: tuple[str, ...]) -> tuple[int, int]:
+    """(params in quantizable linears, other params); modules named in `skip` stay unquantized."""
+    import torch
+
+    model = _empty_model(config)
+    quantizable = 0
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
+        if isinstance(module, torch.nn.Linear) and not any(part in name for part in skip):
             quantizable += module.weight.numel()
     total = sum(p.numel() for p in model.parameters())
     other = total - quantizable
@@ -46,9 +55,9 @@ def kv_cache_bytes(config, context_tokens: int, bytes_per_value: int = 2) -> int
 
 
 def estimate_rungs(config, *, budget_bytes: int, context_tokens: int, headroom: float,
-                   offload_bytes: int = 0) -> list[RungEstimate]:
+                   offload_bytes: int = 0, skip: tuple[str, ...] = ("lm_head",)) -> list[RungEstimate]:
     """One estimate per rung, in ladder order. `offload_bytes` is CPU RAM the last rung may spill into."""
-    quantizable, other = _layer_sizes(config)
+    quantizable, other = _layer_sizes(config, skip)
     kv = kv_cache_bytes(config, context_tokens)
     reserve = int(budget_bytes * headroom)
     out = []

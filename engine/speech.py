@@ -1,0 +1,343 @@
+"""Speech -> text with Whisper, text -> speech with MMS-TTS (VITS), on whatever device the app has.
+
+We resample to 16 kHz ourselves (the transformers pipeline would need torchaudio), cut long audio
+into 30 s pieces, and answer silence with a "no speech heard" Transcript instead of an error.
+Korean text is romanised with `uroman` before an MMS tokenizer that says `is_uroman`, once per
+voice: VitsTokenizer would otherwise build a new Uroman (2 s) on every call.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from engine.config import EngineConfig
+from engine.loader import LoadReport, model_bytes
+from engine.media import (TARGET_RATE, AudioClip, AudioLimits, MediaError, is_silent, load_audio,
+                          split_for_whisper)
+from engine.sources import ModelSource, SourceError, resolve_source
+
+NO_SPEECH = "No speech heard: the recording is silent or too quiet."
+DEMO_STT_NOTICE = "Demo speech recogniser with random weights: transcripts are noise, not words."
+DEMO_TTS_NOTICE = "Demo voice with random weights: it makes noise, not speech."
+LANGUAGE_NAMES = MappingProxyType({"ko": "ko", "korean": "ko", "kor": "ko", "한국어": "ko",
+                                   "en": "en", "english": "en", "eng": "en", "영어": "en"})
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
+
+
+class SpeechError(ValueError):
+    """A request the speech models cannot serve (unknown language, nothing speakable); one clear sentence."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None          # "ko", "en", ...; None when nothing was heard
+    seconds_audio: float
+    no_speech: bool
+    message: str                  # NO_SPEECH when no_speech, else ""
+    seconds_compute: float = 0.0
+    chunks: int = 0               # 30 s pieces sent to the model
+    original_rate: int = 0
+    resampled: bool = False
+    model_id: str = ""
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.seconds_compute / self.seconds_audio if self.seconds_audio > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Speech:
+    wav: bytes                    # RIFF WAV, 16-bit PCM, mono
+    sample_rate: int
+    seconds: float
+    language: str                 # "ko" | "en"
+    text_spoken: str              # what the VITS tokenizer saw (romanised for Korean voices)
+    romanized: bool
+    sentences: int
+    model_id: str = ""
+
+
+def _pick_source(model_id: str, *, demo: bool, fallback: bool, demo_id: str, build_demo: Callable[[], Path],
+                 demo_notice: str) -> tuple[ModelSource, str]:
+    """The configured model's files, or the demo model (asked for, or the configured one cannot be had)."""
+    if not demo:
+        try:
+            return resolve_source(model_id), ""
+        except SourceError as exc:
+            if not fallback:
+                raise
+            demo_notice = f"Could not load {model_id}: {exc} -- running a demo model instead. {demo_notice}"
+    return ModelSource(demo_id, build_demo(), True), demo_notice
+
+
+def _device_and_dtype() -> tuple[str, torch.dtype]:
+    """Speech models are small: fp16 on a GPU, fp32 on the CPU (bf16 convolutions are slow there)."""
+    return ("cuda:0", torch.float16) if torch.cuda.is_available() else ("cpu", torch.float32)
+
+
+def _report(model: Any, source: ModelSource, notice: str, seconds: float) -> LoadReport:
+    gpu, cpu = model_bytes(model)
+    device, dtype = _device_and_dtype()
+    rung = "fp16" if device.startswith("cuda") else "cpu-float32"
+    return LoadReport(model_id=source.model_id, folder=str(source.folder), rung=rung, device=device,
+                      reason="speech models load whole at one precision (they are small)", seconds=seconds,
+                      gpu_bytes=gpu, cpu_bytes=cpu, demo=source.demo, notice=notice)
+
+
+def normalize_language(language: str | None) -> str | None:
+    """'ko', 'Korean', '한국어' -> 'ko'; None/'auto'/'' -> None (detect). Other codes pass through lower-cased."""
+    if language is None or not language.strip() or language.strip().lower() == "auto":
+        return None
+    key = language.strip().lower()
+    return LANGUAGE_NAMES.get(key, key)
+
+
+class SpeechToText:
+    """A loaded Whisper model. Thread-safe: one transcription at a time per model."""
+
+    def __init__(self, model: Any, processor: Any, report: LoadReport, *, languages: Sequence[str] = ("ko", "en"),
+                 max_new_tokens: int = 440, batch_size: int = 4, limits: AudioLimits = AudioLimits()):
+        self.model, self.processor, self.report = model, processor, report
+        self.languages, self.max_new_tokens, self.batch_size, self.limits = tuple(languages), max_new_tokens, \
+            batch_size, limits
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_source(cls, source: ModelSource, notice: str = "", **kwargs: Any) -> "SpeechToText":
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        started = time.perf_counter()
+        device, dtype = _device_and_dtype()
+        processor = WhisperProcessor.from_pretrained(str(source.folder))
+        model = WhisperForConditionalGeneration.from_pretrained(
+            str(source.folder), dtype=dtype, use_safetensors=True, trust_remote_code=False,
+            device_map={"": device} if device != "cpu" else None).eval()
+        return cls(model, processor, _report(model, source, notice, time.perf_counter() - started), **kwargs)
+
+    @classmethod
+    def load(cls, cfg: EngineConfig, *, demo: bool = False, **kwargs: Any) -> "SpeechToText":
+        """engine.stt_model with a GPU, engine.stt_model_cpu without; the demo Whisper on request or fallback."""
+        from engine.demo.speech import demo_whisper_model
+
+        model_id = cfg.stt_model if torch.cuda.is_available() else cfg.stt_model_cpu
+        source, notice = _pick_source(model_id, demo=demo, fallback=cfg.demo_fallback, demo_id="demo:whisper-tiny",
+                                      build_demo=demo_whisper_model, demo_notice=DEMO_STT_NOTICE)
+        return cls.from_source(source, notice, **kwargs)
+
+    def memory_bytes(self) -> int:
+        gpu, cpu = model_bytes(self.model)
+        return gpu or cpu
+
+    def close(self) -> None:
+        """Drop the weights (the manager calls this when it unloads the model)."""
+        self.model = None
+
+    def transcribe(self, audio: bytes | str | Path | AudioClip, language: str | None = None, *,
+                   max_new_tokens: int | None = None) -> Transcript:
+        """Audio (file bytes, a path, or an AudioClip) -> Transcript; silence gives no_speech=True, not an error."""
+        clip = audio if isinstance(audio, AudioClip) else load_audio(audio, self.limits)
+        lang = normalize_language(language)
+        started = time.perf_counter()
+        common = dict(seconds_audio=clip.seconds, original_rate=clip.original_rate, resampled=clip.resampled,
+                      model_id=self.report.model_id)
+        pieces = [p for p in split_for_whisper(clip.samples, TARGET_RATE) if not is_silent(p, TARGET_RATE)]
+        if not pieces:
+            return Transcript("", None, no_speech=True, message=NO_SPEECH, chunks=0,
+                              seconds_compute=time.perf_counter() - started, **common)
+        with self._lock:
+            if self.model is None:
+                raise SpeechError("the speech model was unloaded; try again")
+            features = self._features(pieces)
+            lang = self._language(features[:1], lang)
+            texts = []
+            for i in range(0, len(pieces), self.batch_size):
+                texts += self._generate(features[i:i + self.batch_size], lang, max_new_tokens or self.max_new_tokens)
+        text = " ".join(t for t in texts if t).strip()
+        return Transcript(text, lang, no_speech=not text, message="" if text else NO_SPEECH, chunks=len(pieces),
+                          seconds_compute=time.perf_counter() - started, **common)
+
+    def _features(self, pieces: list[np.ndarray]) -> torch.Tensor:
+        fe = self.processor.feature_extractor
+        out = fe(pieces, sampling_rate=TARGET_RATE, return_tensors="pt").input_features
+        return out.to(self.model.device, dtype=self.model.dtype)
+
+    def _language(self, features: torch.Tensor, hint: str | None) -> str | None:
+        """The hint if the model knows it; else Whisper's own detection, limited to `languages` (ko, en)."""
+        gen = self.model.generation_config
+        known = getattr(gen, "lang_to_id", None)
+        if not known or getattr(gen, "is_multilingual", True) is False:  # an English-only checkpoint
+            if hint not in (None, "en"):
+                raise SpeechError(f"this speech model understands English only, not {hint!r}")
+            return "en"
+        if hint is not None:
+            if f"<|{hint}|>" not in known:
+                raise SpeechError(f"language {hint!r} is not one this speech model knows; use ko, en or auto")
+            return hint
+        allowed = {k: v for k, v in known.items() if k.strip("<|>") in self.languages} or dict(known)
+        limited = copy.deepcopy(gen)
+        limited.lang_to_id = allowed
+        with torch.inference_mode():
+            lang_id = int(self.model.detect_language(features, generation_config=limited)[0])
+        return next(k.strip("<|>") for k, v in allowed.items() if v == lang_id)
+
+    def _generate(self, features: torch.Tensor, lang: str | None, max_new_tokens: int) -> list[str]:
+        gen = self.model.generation_config
+        limit = getattr(self.model.config, "max_target_positions", 448) - 8  # room for the 4-token prompt
+        # Whisper counts `max_length` after its prompt; `max_new_tokens` would clash with the checkpoint's
+        # max_length and log a warning on every call.
+        kwargs: dict[str, Any] = {"max_length": min(max_new_tokens, limit), "return_dict_in_generate": True,
+                                  "attention_mask": torch.ones(features.shape[0], features.shape[-1],
+                                                               dtype=torch.long, device=features.device)}
+        if getattr(gen, "lang_to_id", None) and getattr(gen, "is_multilingual", True) is not False:
+            kwargs |= {"language": lang, "task": "transcribe"}
+        with torch.inference_mode():
+            out = self.model.generate(features, **kwargs)
+        tokenizer = self.processor.tokenizer
+        return [tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in out.sequences]
+
+
+def text_language(text: str) -> str:
+    """'ko' when the text has any Hangul, else 'en': which MMS voice can read it."""
+    return "ko" if _HANGUL.search(text) else "en"
+
+
+def split_sentences(text: str, max_chars: int = 250) -> list[str]:
+    """Sentences (split after . ! ? … and at line breaks), long ones cut at commas, then spaces, to max_chars."""
+    out: list[str] = []
+    for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
+        while len(sentence) > max_chars:
+            head = sentence[:max_chars]
+            cut = max(head.rfind(", "), head.rfind("，"), head.rfind("、"))
+            cut = cut + 1 if cut > max_chars // 3 else head.rfind(" ")
+            cut = cut if cut > max_chars // 3 else max_chars
+            out.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            out.append(sentence)
+    return out
+
+
+class Voice:
+    """One loaded MMS-TTS (VITS) voice. Thread-safe: one utterance at a time per voice."""
+
+    def __init__(self, model: Any, tokenizer: Any, report: LoadReport, language: str, *,
+                 max_chars: int = 4000, sentence_chars: int = 250, pause_seconds: float = 0.25):
+        self.model, self.tokenizer, self.report, self.language = model, tokenizer, report, language
+        self.max_chars, self.sentence_chars, self.pause_seconds = max_chars, sentence_chars, pause_seconds
+        self._uroman: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_source(cls, source: ModelSource, language: str, notice: str = "", **kwargs: Any) -> "Voice":
+        from transformers import VitsModel, VitsTokenizer
+
+        started = time.perf_counter()
+        device, _ = _device_and_dtype()
+        tokenizer = VitsTokenizer.from_pretrained(str(source.folder))
+        # VITS runs in fp32 even on a GPU: its flows and HiFi-GAN decoder are unstable in fp16, and it is small.
+        model = VitsModel.from_pretrained(str(source.folder), dtype=torch.float32, use_safetensors=True,
+                                          trust_remote_code=False,
+                                          device_map={"": device} if device != "cpu" else None).eval()
+        report = _report(model, source, notice, time.perf_counter() - started)
+        report.rung = "fp32" if device != "cpu" else "cpu-float32"
+        return cls(model, tokenizer, report, language, **kwargs)
+
+    @classmethod
+    def load(cls, cfg: EngineConfig, language: str, *, demo: bool = False, **kwargs: Any) -> "Voice":
+        """engine.tts_model_ko or engine.tts_model_en; the demo voice on request or fallback."""
+        from engine.demo.speech import demo_tts_model
+
+        if language not in ("ko", "en"):
+            raise SpeechError(f"no voice for language {language!r}; use ko or en")
+        model_id = cfg.tts_model_ko if language == "ko" else cfg.tts_model_en
+        source, notice = _pick_source(model_id, demo=demo, fallback=cfg.demo_fallback,
+                                      demo_id=f"demo:mms-tts-{language}-tiny",
+                                      build_demo=lambda: demo_tts_model(language), demo_notice=DEMO_TTS_NOTICE)
+        return cls.from_source(source, language, notice, **kwargs)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.config.sampling_rate)
+
+    def memory_bytes(self) -> int:
+        gpu, cpu = model_bytes(self.model)
+        return gpu or cpu
+
+    def close(self) -> None:
+        self.model, self._uroman = None, None
+
+    def romanize(self, text: str) -> tuple[str, bool]:
+        """(text the tokenizer can read, whether uroman ran). Only for tokenizers that ask for it (is_uroman)."""
+        if not getattr(self.tokenizer, "is_uroman", False) or text.isascii():
+            return text, False
+        if self._uroman is None:
+            import uroman
+
+            self._uroman = uroman.Uroman()
+        lcode = getattr(self.tokenizer, "language", None)
+        roman = self._uroman.romanize_string(text, lcode=lcode)
+        # What uroman leaves non-ASCII (emoji, rare symbols) would make VitsTokenizer build its own Uroman.
+        return "".join(c for c in roman if c.isascii()), True
+
+    def speak(self, text: str) -> Speech:
+        """Text -> 16-bit PCM WAV, sentence by sentence with a short pause between them."""
+        text = (text or "").strip()
+        if not text:
+            raise SpeechError("there is no text to speak")
+        if len(text) > self.max_chars:
+            raise SpeechError(f"the text is {len(text)} characters; at most {self.max_chars} can be spoken at once")
+        pieces, spoken, romanized = [], [], False
+        with self._lock:
+            if self.model is None:
+                raise SpeechError("the voice was unloaded; try again")
+            pause = np.zeros(int(self.pause_seconds * self.sample_rate), dtype=np.float32)
+            for sentence in split_sentences(text, self.sentence_chars):
+                prepared, did = self.romanize(sentence)
+                romanized |= did
+                wave = self._synthesize(prepared)
+                if wave is None:
+                    continue
+                pieces += [pause, wave] if pieces else [wave]
+                spoken.append(prepared)
+        if not pieces:
+            name = "Korean" if self.language == "ko" else "English"
+            raise SpeechError(f"the {name} voice found nothing it can pronounce in this text")
+        audio = np.clip(np.concatenate(pieces), -1.0, 1.0)
+        buf = io.BytesIO()
+        import soundfile as sf
+
+        sf.write(buf, audio, self.sample_rate, format="WAV", subtype="PCM_16")
+        return Speech(buf.getvalue(), self.sample_rate, len(audio) / self.sample_rate, self.language,
+                      " ".join(spoken), romanized, len(spoken), self.report.model_id)
+
+    def _synthesize(self, text: str) -> np.ndarray | None:
+        enc = self.tokenizer(text, return_tensors="pt")
+        if enc["input_ids"].shape[-1] == 0 or not (enc["input_ids"] != self.tokenizer.pad_token_id).any():
+            return None  # nothing in the voice's alphabet (punctuation only, or another script)
+        enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        with torch.inference_mode():
+            out = self.model(**enc)
+        length = int(out.sequence_lengths[0])
+        return out.waveform[0, :length].float().cpu().numpy()
+
+
+def speech_model_ids(cfg: EngineConfig) -> dict[str, str]:
+    """Which configured model each speech role uses on this machine (for /health and the Models tab)."""
+    stt = cfg.stt_model if torch.cuda.is_available() else cfg.stt_model_cpu
+    return {"stt": stt, "tts-ko": cfg.tts_model_ko, "tts-en": cfg.tts_model_en}
+
+
+__all__ = ["NO_SPEECH", "MediaError", "Speech", "SpeechError", "SpeechToText", "Transcript", "Voice",
+           "normalize_language", "speech_model_ids", "split_sentences", "text_language"]
