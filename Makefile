@@ -15,9 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# Debian packages the tests use: chromium (browser tests), espeak-ng + sox (real speech), hey (load test).
+# Debian packages the tests use: chromium + CJK/emoji fonts (browser tests, screenshots), espeak-ng + sox (real speech), hey (load test).
 $(SYSTAMP):
-	@missing=""; for p in chromium espeak-ng sox hey; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in chromium fonts-noto-cjk fonts-noto-color-emoji espeak-ng sox hey; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
