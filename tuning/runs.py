@@ -1,0 +1,194 @@
+"""The run folder (<runs_dir>/<name>/): checkpoints, metrics.jsonl, progress.json, run.json, CANCEL.
+
+It lives outside the published adapters (default adapters/.runs, a dot-folder the listing skips),
+so checkpoints and half-finished work never look like an adapter. Files written here are written
+atomically: a reader (the UI polling progress) never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+PROGRESS_FILE = "progress.json"
+RUN_FILE = "run.json"
+CANCEL_FILE = "CANCEL"
+LOCK_FILE = ".lock"
+ELAPSED_FILE = "elapsed.json"           # inside each checkpoint: training seconds up to it
+RUN_OUTPUTS = (METRICS_FILE, PROGRESS_FILE, RUN_FILE, CANCEL_FILE)
+# Settings that must not change when a run is resumed (the rest, e.g. max_steps, may).
+RESUME_KEYS = ("base_fingerprint", "dataset_sha256", "method", "lora_r", "lora_alpha", "lora_dropout",
+               "target_modules", "max_length", "eval_fraction", "seed", "batch_size", "grad_accum")
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+class RunFolderError(ValueError):
+    """The run folder is in a state that needs the user's decision (resume, overwrite, another name)."""
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:      # e.g. Windows cannot open folders; rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Temp file in the same folder, fsync, rename over the target, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of complete checkpoints, oldest first (a checkpoint is complete once its
+    trainer_state.json exists: the Trainer writes it last)."""
+    found = []
+    if run_dir.is_dir():
+        for child in run_dir.iterdir():
+            m = _CHECKPOINT.fullmatch(child.name)
+            if m and (child / "trainer_state.json").is_file():
+                found.append((int(m.group(1)), child))
+    return sorted(found)
+
+
+def last_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def remove_incomplete_checkpoints(run_dir: Path) -> None:
+    """Checkpoint folders an interruption cut short (no trainer_state.json): never resumed from."""
+    complete = {folder for _, folder in checkpoints(run_dir)}
+    if run_dir.is_dir():
+        for child in run_dir.iterdir():
+            if _CHECKPOINT.fullmatch(child.name) and child not in complete:
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what an earlier run wrote (checkpoints and our files); leave job files such as train.log."""
+    if run_dir.is_dir():
+        for child in run_dir.iterdir():
+            if _CHECKPOINT.fullmatch(child.name):
+                shutil.rmtree(child, ignore_errors=True)
+    for name in RUN_OUTPUTS:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def check_resume_matches(run_dir: Path, current: dict) -> None:
+    """Refuse to resume a run whose data, base or LoRA shape changed since it started."""
+    saved = read_json(run_dir / RUN_FILE)
+    if not isinstance(saved, dict):
+        raise RunFolderError(f"{run_dir / RUN_FILE} is missing or unreadable, so the run cannot be resumed "
+                             "safely: start over with --overwrite")
+    changed = [k for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise RunFolderError(f"cannot resume {run_dir.name}: changed since the run started ({details}); "
+                             "restore them, or start over with --overwrite")
+
+
+def truncate_metrics(run_dir: Path, after_step: int) -> None:
+    """Drop metric rows logged after the checkpoint we resume from (they will be logged again)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= after_step:
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Rows of metrics.jsonl; a half-written last line (being appended right now) is skipped."""
+    path = Path(run_dir) / METRICS_FILE
+    rows = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def write_progress(run_dir: Path, **fields: Any) -> None:
+    write_json_atomic(run_dir / PROGRESS_FILE, {"updated": time.time(), **fields})
+
+
+def read_progress(run_dir: Path) -> dict:
+    data = read_json(Path(run_dir) / PROGRESS_FILE)
+    return data if isinstance(data, dict) else {}
+
+
+class RunLock:
+    """One process per run folder: a second `train` of the same name is refused, not interleaved."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:   # Windows: no advisory locks; runs of one name must not overlap there
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunFolderError(f"a training run named {self.path.parent.name!r} is already in progress") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
