@@ -1,20 +1,50 @@
-"""The FastAPI app that the Gradio UI is mounted into."""
+"""The FastAPI app that the Gradio UI is mounted into: OpenAI-compatible /v1 routes and /health.
+
+build_api(cfg, engine, host=..., manager=...) raises api.auth.ApiKeyRequired (a ConfigError, one
+line) when the server would be reachable beyond loopback without an API key.
+"""
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
-from engine.monitor import read_system
+from api import audio, chat, health, models
+from api.auth import key_policy
+from api.errors import ApiError, install_error_handlers
+from api.guard import ApiGuard
+from api.state import ApiState
 
 
-def build_api(cfg: Any, engine: Any) -> FastAPI:
-    app = FastAPI(title="Local chat API", docs_url=None, redoc_url=None)
+KNOWN = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/audio/transcriptions": "POST",
+         "/v1/audio/speech": "POST"}
 
-    @app.get("/health")
-    def health() -> dict:
-        report = engine.report
-        return {"status": "ok", "model": report.model_id, "rung": report.rung, "device": report.device,
-                "demo": report.demo, "notice": report.notice, "system": read_system().to_dict()}
 
+def _unknown_routes() -> APIRouter:
+    """Unknown /v1 paths answer as OpenAI does, instead of falling through to the Gradio app."""
+    r = APIRouter()
+
+    @r.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str) -> None:
+        if f"/v1/{rest}" in KNOWN:
+            raise ApiError(405, f"/v1/{rest} takes {KNOWN[f'/v1/{rest}']}", code="method_not_allowed")
+        raise ApiError(404, f"unknown API route /v1/{rest}; this server has /v1/models, /v1/chat/completions, "
+                            "/v1/audio/transcriptions and /v1/audio/speech", code="unknown_url")
+
+    return r
+
+
+def build_api(cfg: Any, engine: Any, *, host: str | None = None, manager: Any = None) -> FastAPI:
+    """`host`: the address the server listens on (default GRADIO_SERVER_NAME, else server.host).
+    `manager`: the ModelManager holding the vision and speech models (None: those routes answer 503)."""
+    policy = key_policy(cfg, host)
+    engine.set_queue_limit(cfg.server.queue_size)
+    state = ApiState(cfg=cfg, engine=engine, names=models.names_for(engine.model_id), policy=policy, manager=manager)
+    app = FastAPI(title="Local chat API", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.api = state
+    install_error_handlers(app)
+    app.add_middleware(ApiGuard, policy=policy, max_body=state.max_body_bytes)
+    for module in (health, models, chat, audio):
+        app.include_router(module.router(state))
+    app.include_router(_unknown_routes())
     return app

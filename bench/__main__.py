@@ -37,20 +37,9 @@ def machine() -> str:
             f"Python {platform.python_version()}, {platform.platform(terse=True)}")
 
 
-def main(names: list[str]) -> int:
-    names = names or available()
-    unknown = set(names) - set(available())
-    if unknown:
-        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; available: {', '.join(available())}")
-        return 2
-    sections = previous_sections()
-    for name in names:
-        started = time.perf_counter()
-        print(f"[bench] {name} ...", flush=True)
-        module = importlib.import_module(f"bench.bench_{name}")
-        sections[name] = module.run().rstrip() + f"\n\n_{name}: measured {time.strftime('%Y-%m-%d')} in " \
-                                                 f"{time.perf_counter() - started:.0f} s._\n"
-        print(sections[name], flush=True)
+def write_report(new: dict[str, str]) -> None:
+    """Replace the named sections of docs/benchmarks.md, keeping the others (also used by bench/load.py)."""
+    sections = previous_sections() | new
     header = ("# Benchmarks\n\nWritten by `make bench` (`python -m bench [name ...]`). Ratios are measured side by "
               "side in one run on the same machine, which is shared and noisy: compare ratios, not absolute "
               f"numbers across runs.\n\nMachine of the last run: {machine()}.\n\n")
@@ -58,6 +47,25 @@ def main(names: list[str]) -> int:
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(header + body, encoding="utf-8")
     print(f"[bench] wrote {OUT.relative_to(ROOT)}")
+
+
+def stamp(name: str, text: str, seconds: float) -> str:
+    return text.rstrip() + f"\n\n_{name}: measured {time.strftime('%Y-%m-%d')} in {seconds:.0f} s._\n"
+
+
+def main(names: list[str]) -> int:
+    names = names or available()
+    unknown = set(names) - set(available())
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; available: {', '.join(available())}")
+        return 2
+    for name in names:
+        started = time.perf_counter()
+        print(f"[bench] {name} ...", flush=True)
+        module = importlib.import_module(f"bench.bench_{name}")
+        section = stamp(name, module.run(), time.perf_counter() - started)
+        print(section, flush=True)
+        write_report({name: section})  # after each, so a later failure keeps what was measured
     return 0
 
 

@@ -1,7 +1,9 @@
-"""ChatEngine: the loaded chat model, how it was loaded, and streaming over it.
+"""ChatEngine: the chat model (loaded here, or a remote server), how it was had, and streaming over it.
 
 Loading never leaves the app without a model: when the configured one cannot be had and
 engine.demo_fallback is on, the demo model loads and LoadReport.notice says why and how to fix it.
+With engine.backend = "openai" nothing loads here: requests stream from an OpenAI-compatible server.
+Concurrent requests go through a scheduler (engine/batching.py): continuous batching or a fair queue.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from engine.adapters import AdapterError, AdapterRegistry
+from engine.batching import LoadStats, build_scheduler
 from engine.codec import TextCodec
 from engine.config import EngineConfig
 from engine.generation import ChatStream, GenerationParams, Generator
@@ -27,35 +31,85 @@ def load_plan(cfg: EngineConfig) -> LoadPlan:
 
 @dataclass
 class ChatEngine:
-    model: Any
-    codec: TextCodec
+    model: Any                      # None with a remote backend
+    codec: TextCodec | None         # None with a remote backend
     report: LoadReport
-    generator: Generator
+    generator: Generator | None     # the plain single-request path; None with a remote backend
+    scheduler: Any = None           # .stream/.stats/.close: ContinuousBatcher, QueuedGenerator or RemoteChat
+    max_context: int = 4096
+    adapters: AdapterRegistry | None = None   # LoRA adapters for this base; None with a remote backend
 
     @property
     def model_id(self) -> str:
         return self.report.model_id
 
+    @property
+    def remote(self) -> bool:
+        return self.model is None
+
     def stream(self, messages: Sequence[dict], params: GenerationParams,
-               cancel: threading.Event | None = None) -> ChatStream:
-        return self.generator.stream(messages, params, cancel)
+               cancel: threading.Event | None = None, adapter: str | None = None) -> ChatStream:
+        """Validate now (PromptError, PromptTooLong, EngineBusy, AdapterError raise here); text comes
+        while iterating. `adapter` names a LoRA adapter for this request; None is the base model."""
+        def make() -> ChatStream:
+            if self.scheduler is not None:
+                return self.scheduler.stream(messages, params, cancel)
+            return self.generator.stream(messages, params, cancel)
+
+        if self.adapters is None:
+            if adapter:
+                raise AdapterError("adapters need a model loaded here (engine.backend is openai)")
+            return make()
+        return self.adapters.gated(self.model, make, adapter)
+
+    def load_stats(self) -> LoadStats:
+        """Requests generating and waiting now, and which path serves them (for /health)."""
+        if self.scheduler is not None:
+            return self.scheduler.stats()
+        return LoadStats("plain", 0, 0, 0, 0, 0)
+
+    def set_queue_limit(self, max_waiting: int) -> None:
+        """How many requests may wait before new ones are refused as busy (server.queue_size)."""
+        slots = getattr(self.scheduler, "slots", None)
+        if slots is not None:
+            slots.max_waiting = max_waiting
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
 
     @classmethod
-    def from_source(cls, source: ModelSource, cfg: EngineConfig, plan: LoadPlan | None = None) -> "ChatEngine":
+    def from_source(cls, source: ModelSource, cfg: EngineConfig, plan: LoadPlan | None = None,
+                    *, batching: str | None = None) -> "ChatEngine":
+        """Load the model; `batching` (auto | continuous | queue; default engine.batching) picks the scheduler."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model, report = load_pretrained(AutoModelForCausalLM, source.folder, source.model_id, plan or load_plan(cfg))
+        plan = plan or load_plan(cfg)
+        model, report = load_pretrained(AutoModelForCausalLM, source.folder, source.model_id, plan)
         tokenizer = AutoTokenizer.from_pretrained(str(source.folder), trust_remote_code=False)
         codec = TextCodec.load(source.folder, tokenizer)
         report.demo = source.demo
         if source.demo:
             report.notice = " ".join(filter(None, [DEMO_NOTICE, report.notice]))
         context = min(cfg.max_context, getattr(model.config, "max_position_embeddings", cfg.max_context))
-        return cls(model, codec, report, Generator(model, codec, max_context=context, slots=cfg.max_concurrent))
+        generator = Generator(model, codec, max_context=context, slots=cfg.max_concurrent)
+        scheduler, why = build_scheduler(model, codec, generator, slots=cfg.max_concurrent, headroom=cfg.kv_headroom,
+                                         budget_bytes=plan.budget_bytes, path=batching or cfg.batching)
+        report.reason = f"{report.reason}; serving: {why}"
+        adapters = AdapterRegistry(cfg.adapters_dir, source.folder, source.model_id)
+        return cls(model, codec, report, generator, scheduler, context, adapters)
 
     @classmethod
     def load(cls, cfg: EngineConfig, *, demo: bool = False) -> "ChatEngine":
-        """The configured model, or (demo=True, or it cannot be had) the demo model with a notice why."""
+        """The configured model, or (demo=True, or it cannot be had) the demo model with a notice why.
+
+        engine.backend = "openai": no model loads; the engine streams from engine.remote_base_url.
+        """
+        if cfg.backend == "openai":
+            from engine.remote import RemoteChat
+
+            remote = RemoteChat.from_config(cfg)
+            return cls(None, None, remote.report, None, remote, cfg.max_context)
         if demo:
             return cls.from_source(resolve_source(f"demo:{cfg.demo_size}"), cfg)
         try:

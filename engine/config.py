@@ -40,6 +40,8 @@ class EngineConfig:
     demo_size: str = option("tiny", "Which demo model --demo builds: tiny (tests) or bench (realistic speed).",
                             choices=("tiny", "bench"))
     max_concurrent: int = option(4, "Chat requests generated at once; more wait in a fair queue.", min=1, max=256)
+    batching: str = option("auto", "How concurrent chats share the model: auto picks continuous batching where it "
+                           "runs (not quantized), else a fair queue.", choices=("auto", "continuous", "queue"))
     backend: str = option("local", "local loads the model here; openai streams from an OpenAI-compatible server.",
                           choices=("local", "openai"))
     remote_base_url: str = option("", "Base URL of the OpenAI-compatible server when backend is openai.")

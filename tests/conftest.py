@@ -23,12 +23,14 @@ def tiny_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir):
-    """One loaded tiny demo ChatEngine for the whole run (cpu bf16)."""
+    """One loaded tiny demo ChatEngine for the whole run (cpu bf16); closed so its worker threads end."""
     from engine.chat import ChatEngine
     from engine.config import EngineConfig
     from engine.sources import resolve_source
 
-    return ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig())
+    engine = ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig())
+    yield engine
+    engine.close()
 
 
 def free_port() -> int:

@@ -1,0 +1,180 @@
+"""POST /v1/chat/completions: streaming (SSE) and not, text or one image, OpenAI's shapes throughout."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from api.errors import ApiError, bad_request, busy, unavailable
+from api.messages import ParsedChat, parse_messages
+from api.schemas import ChatCompletionRequest
+from api.state import ApiState
+from api.streaming import StreamPump
+from engine.batching import EngineBusy
+from engine.generation import GenerationError, GenerationParams, PromptTooLong
+from engine.loader import ModelLoadError, is_out_of_memory
+from engine.prompt import PromptError
+from engine.sources import SourceError
+
+MAX_STOP = 4
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class Opened:
+    stream: Any
+    cleanup: Callable[[], None] | None = None
+    model: str | None = None          # who answers, when not the chat model (the image model)
+
+
+def request_params(body: ChatCompletionRequest, base: GenerationParams, max_context: int) -> GenerationParams:
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is not None and max_tokens > max_context:
+        param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+        raise bad_request(f"{param} is {max_tokens}, but this model takes at most {max_context} tokens of context "
+                          "(prompt and reply together)", param)
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    if len(stop) > MAX_STOP:
+        raise bad_request(f"stop takes at most {MAX_STOP} sequences, got {len(stop)}", "stop")
+    return base.with_overrides(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
+                               seed=body.seed, stop=[s for s in stop if s] if body.stop is not None else None)
+
+
+def open_stream(state: ApiState, parsed: ParsedChat, params: GenerationParams, cancel: threading.Event) -> Opened:
+    """The engine's stream (or the image model's); every refusal becomes the right API error."""
+    from engine.media import ImageLimits, MediaError, load_image
+    from engine.manager import ModelUnavailable
+
+    try:
+        if parsed.image is None:
+            return Opened(state.engine.stream(parsed.messages, params, cancel))
+        image = load_image(parsed.image, ImageLimits(max_bytes=state.max_upload_bytes))  # 400 before any load
+        if state.manager is None:
+            raise unavailable("image input", "no image model is configured")
+        stack = ExitStack()
+        try:
+            vision = stack.enter_context(state.manager.use("vision"))
+            *history, last = parsed.messages
+            question = last["content"].strip() or "Describe this image."
+            stream = vision.ask(image, question, params, history=history, cancel=cancel)
+        except BaseException:
+            stack.close()
+            raise
+        return Opened(stream, stack.close, vision.report.model_id)
+    except PromptTooLong as exc:
+        raise bad_request(str(exc), "messages", "context_length_exceeded") from None
+    except PromptError as exc:
+        raise bad_request(str(exc), "messages") from None
+    except EngineBusy as exc:
+        raise busy(str(exc), exc.retry_after) from None
+    except MediaError as exc:
+        raise bad_request(str(exc), "messages", "invalid_image") from None
+    except (ModelUnavailable, ModelLoadError, SourceError, KeyError) as exc:
+        raise unavailable("image input (the vision model)", str(exc).strip("'\"")) from None
+
+
+def generation_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, EngineBusy):
+        return busy(str(exc), exc.retry_after)
+    if is_out_of_memory(exc) or "out of memory" in str(exc):
+        return ApiError(503, str(exc), code="out_of_memory", headers={"Retry-After": "5"})
+    if isinstance(exc, GenerationError):
+        return ApiError(500, str(exc), code="generation_failed")
+    return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", code="internal_error")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The fixed fields of one answer; builds the JSON objects OpenAI clients expect."""
+    id: str
+    created: int
+    model: str
+
+    @classmethod
+    def new(cls, model: str) -> "Completion":
+        return cls(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model)
+
+    @staticmethod
+    def finish_reason(stats: Any) -> str:
+        return "length" if stats.finish_reason == "length" else "stop"
+
+    @staticmethod
+    def usage(stats: Any) -> dict:
+        return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+                "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+
+    def full(self, text: str, stats: Any) -> dict:
+        return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": self.finish_reason(stats), "logprobs": None}],
+                "usage": self.usage(stats)}
+
+    def chunk(self, delta: dict, finish_reason: str | None = None) -> str:
+        body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+        return sse(body)
+
+    def usage_chunk(self, stats: Any) -> str:
+        return sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                    "choices": [], "usage": self.usage(stats)})
+
+
+def sse(obj: dict) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+async def event_stream(pump: StreamPump, c: Completion, include_usage: bool, state: ApiState) -> AsyncIterator[str]:
+    try:
+        yield c.chunk({"role": "assistant", "content": ""})
+        try:
+            async for piece in pump.pieces():
+                yield c.chunk({"content": piece})
+        except Exception as exc:  # noqa: BLE001 - the headers are sent: the error travels as an SSE event
+            state.counters.add("errors")
+            yield sse(generation_error(exc).body())
+            yield "data: [DONE]\n\n"
+            return
+        yield c.chunk({}, c.finish_reason(pump.stats))
+        if include_usage:
+            yield c.usage_chunk(pump.stats)
+        yield "data: [DONE]\n\n"
+    finally:
+        pump.cancel.set()  # the client left (or we are done): stop generating, free the slot
+
+
+def router(state: ApiState) -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        model = state.names.resolve(body.model)
+        parsed = parse_messages(body.messages, state.max_upload_bytes)
+        params = request_params(body, state.base_params, state.engine.max_context)
+        cancel = threading.Event()
+        opened = await anyio.to_thread.run_sync(open_stream, state, parsed, params, cancel)
+        pump = StreamPump(opened.stream, cancel, opened.cleanup)
+        completion = Completion.new(opened.model or model)
+        headers = {"X-Demo-Model": "random weights: replies are noise"} if state.engine.report.demo else {}
+        state.counters.add("chat_completions")
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(event_stream(pump, completion, include_usage, state),
+                                     media_type="text/event-stream", headers=SSE_HEADERS | headers)
+        try:
+            text = await pump.text(request.is_disconnected)
+        except Exception as exc:  # noqa: BLE001 - answered as an OpenAI error object
+            state.counters.add("errors")
+            raise generation_error(exc) from None
+        return JSONResponse(completion.full(text, pump.stats), headers=headers)
+
+    return r

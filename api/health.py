@@ -1,0 +1,42 @@
+"""GET /health: is it up, which model at which rung, demo or not, how busy, and the machine's GPU/RAM."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.state import ApiState
+from engine.monitor import read_system
+
+
+def health_body(state: ApiState) -> dict:
+    report, engine = state.engine.report, state.engine
+    load = engine.load_stats()
+    body = {
+        "status": "ok",
+        "model": report.model_id,
+        "alias": state.names.alias,
+        "rung": report.rung,
+        "device": report.device,
+        "backend": state.cfg.engine.backend,
+        "demo": report.demo,
+        "notice": report.notice,
+        "serving": load.path,
+        "active_requests": load.active,
+        "queue_depth": load.waiting,
+        "queue": load.to_dict(),
+        "api": {"key_required": state.policy.key is not None, "public": state.policy.public,
+                "requests": state.counters.snapshot()},
+        "system": read_system().to_dict(),
+    }
+    if state.manager is not None:
+        body["models"] = state.manager.state()
+    return body
+
+
+def router(state: ApiState) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/health")
+    def health() -> dict:
+        return health_body(state)
+
+    return r

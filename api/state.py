@@ -1,0 +1,51 @@
+"""Per-app state of the API, created by build_api (no module-level mutable state)."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.auth import KeyPolicy
+from api.models import ModelNames
+from engine.generation import GenerationParams
+
+MiB = 2 ** 20
+
+
+@dataclass
+class Counters:
+    """Requests answered, by kind, for /health; thread-safe."""
+    _counts: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self._counts)
+
+
+@dataclass
+class ApiState:
+    cfg: Any
+    engine: Any
+    names: ModelNames
+    policy: KeyPolicy
+    manager: Any = None               # engine.manager.ModelManager: vision, stt, tts-ko, tts-en
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def base_params(self) -> GenerationParams:
+        return GenerationParams.from_config(self.cfg.generation)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.cfg.server.max_upload_mb * MiB
+
+    @property
+    def max_body_bytes(self) -> int:
+        """An upload of max_upload_mb, base64-encoded inside JSON, plus room for the conversation."""
+        return self.max_upload_bytes * 4 // 3 + MiB

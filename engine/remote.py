@@ -1,0 +1,176 @@
+"""engine.backend = "openai": no model loads here; chat streams from an OpenAI-compatible server.
+
+Point engine.remote_base_url at vLLM, TGI, llama.cpp's server, another copy of this app, or any
+server speaking /v1/chat/completions; engine.remote_model names the model there, and the key comes from
+the environment variable named by engine.remote_api_key_env. RemoteChat has the same
+`.stream(messages, params, cancel) -> ChatStream` as the local schedulers, so the UI and the API do
+not know the difference. A fair FIFO queue of engine.max_concurrent slots bounds what we send at once.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Iterator, Sequence
+
+from engine.batching import EngineBusy, FifoSlots, LoadStats
+from engine.config import ConfigError, EngineConfig
+from engine.generation import ChatStream, GenerationError, GenerationParams, StreamStats
+from engine.loader import LoadReport
+from engine.prompt import normalize_messages
+
+CONNECT_SECONDS = 10.0
+READ_SECONDS = 300.0
+
+
+def remote_report(base_url: str, model: str, notice: str = "") -> LoadReport:
+    return LoadReport(model_id=model, folder=base_url, rung="remote", device=base_url,
+                      reason=f"remote: {base_url} {model}", notice=notice)
+
+
+def keep_turns(messages: Sequence[dict], max_turns: int) -> tuple[list[dict], int]:
+    """Checked messages with at most `max_turns` user turns (oldest dropped first); the remote counts tokens."""
+    msgs = normalize_messages(messages)
+    system = [m for m in msgs if m["role"] == "system"]
+    turns = [m for m in msgs if m["role"] != "system"]
+    users = sum(1 for m in turns if m["role"] == "user")
+    dropped = max(0, users - max_turns)
+    return system + turns[2 * dropped:], dropped
+
+
+class RemoteChat:
+    path = "remote"
+
+    def __init__(self, client: Any, base_url: str, model: str, *, slots: int, report: LoadReport):
+        self.client, self.base_url, self.model, self.report = client, base_url, model, report
+        self.slots = FifoSlots(slots)
+
+    @classmethod
+    def from_config(cls, cfg: EngineConfig, *, probe: bool = True) -> "RemoteChat":
+        from openai import OpenAI
+
+        if not cfg.remote_base_url.strip():
+            raise ConfigError("engine.remote_base_url: required when engine.backend is openai "
+                              "(e.g. http://gpu-box:8000/v1)")
+        if not cfg.remote_model.strip():
+            raise ConfigError("engine.remote_model: required when engine.backend is openai (the model name there)")
+        base_url = cfg.remote_base_url.strip().rstrip("/")
+        key = os.environ.get(cfg.remote_api_key_env, "").strip() or "none"  # local servers ignore it
+        from openai import Timeout
+
+        client = OpenAI(api_key=key, base_url=base_url, max_retries=0,
+                        timeout=Timeout(READ_SECONDS, connect=CONNECT_SECONDS))
+        notice = cls._probe(client, cfg.remote_model) if probe else ""
+        return cls(client, base_url, cfg.remote_model, slots=cfg.max_concurrent,
+                   report=remote_report(base_url, cfg.remote_model, notice))
+
+    @staticmethod
+    def _probe(client: Any, model: str) -> str:
+        """A notice when the server cannot be reached or does not list the model; never fails the start."""
+        import openai
+
+        try:
+            listed = [m.id for m in client.with_options(timeout=5.0).models.list().data]
+        except openai.APIStatusError as exc:
+            return f"The remote server answered {exc.status_code} to /models: {exc.message}"
+        except openai.APIError as exc:
+            return f"The remote server cannot be reached now ({type(exc).__name__}); chats fail until it is up."
+        if listed and model not in listed:
+            return f"The remote server does not list {model!r} (it has: {', '.join(listed[:5])})."
+        return ""
+
+    def stream(self, messages: Sequence[dict], params: GenerationParams,
+               cancel: threading.Event | None = None) -> ChatStream:
+        kept, dropped = keep_turns(messages, params.max_history_turns)  # PromptError now, before any text
+        self.slots.check_room()
+        stats = StreamStats(dropped_turns=dropped)
+        if dropped:
+            stats.notices.append(f"{dropped} oldest turn(s) left out")
+        return ChatStream(self._run(kept, params, cancel or threading.Event(), stats), stats)
+
+    def _request(self, messages: list[dict], params: GenerationParams) -> dict:
+        kw: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
+                              "stream_options": {"include_usage": True}, "max_tokens": params.max_new_tokens,
+                              "temperature": params.temperature}
+        if params.temperature > 0:
+            kw["top_p"] = params.top_p
+        if params.stop:
+            kw["stop"] = list(params.stop)
+        if params.seed is not None:
+            kw["seed"] = params.seed
+        return kw
+
+    def _run(self, messages: list[dict], params: GenerationParams, cancel: threading.Event,
+             stats: StreamStats) -> Iterator[str]:
+        import openai
+
+        if not self.slots.acquire(cancel):
+            stats.finish_reason = "cancelled"
+            return
+        started = time.perf_counter()
+        done = threading.Event()
+        response = None
+        try:
+            try:
+                response = self.client.chat.completions.create(**self._request(messages, params))
+            except openai.APIStatusError as exc:
+                stats.finish_reason = "error"
+                if exc.status_code in (429, 503):
+                    raise EngineBusy(f"the remote server is busy ({exc.status_code}): retry shortly") from None
+                raise GenerationError(f"the remote server {self.base_url} answered {exc.status_code}: "
+                                      f"{exc.message}") from None
+            except openai.APIError as exc:
+                stats.finish_reason = "error"
+                raise GenerationError(f"the remote server {self.base_url} cannot be reached "
+                                      f"({type(exc).__name__}): {exc}") from None
+            threading.Thread(target=self._close_on_cancel, args=(response, cancel, done), daemon=True,
+                             name="remote-cancel").start()
+            for chunk in response:
+                if chunk.usage is not None:
+                    stats.prompt_tokens = chunk.usage.prompt_tokens or 0
+                    stats.completion_tokens = chunk.usage.completion_tokens or 0
+                for choice in chunk.choices:
+                    if choice.finish_reason:
+                        stats.finish_reason = "length" if choice.finish_reason == "length" else "stop"
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        if stats.first_token_seconds is None:
+                            stats.first_token_seconds = time.perf_counter() - started
+                        yield piece
+                if cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    break
+            stats.finish_reason = stats.finish_reason or "stop"
+        except GeneratorExit:
+            cancel.set()
+            stats.finish_reason = stats.finish_reason or "cancelled"
+            raise
+        except (EngineBusy, GenerationError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the HTTP client's read errors, whatever its version names them
+            if not cancel.is_set():
+                stats.finish_reason = "error"
+                raise GenerationError(f"the remote stream from {self.base_url} broke off "
+                                      f"({type(exc).__name__}): {exc}") from None
+            stats.finish_reason = "cancelled"  # we closed the response ourselves
+        finally:
+            done.set()
+            if response is not None:
+                response.close()
+            self.slots.release()
+            stats.seconds = time.perf_counter() - started
+
+    @staticmethod
+    def _close_on_cancel(response: Any, cancel: threading.Event, done: threading.Event) -> None:
+        """Closing the HTTP response is the only way to stop a read that is waiting on the network."""
+        while not done.is_set():
+            if cancel.wait(0.1):
+                if not done.is_set():
+                    response.close()
+                return
+
+    def stats(self) -> LoadStats:
+        return self.slots.stats(self.path)
+
+    def close(self) -> None:
+        self.client.close()

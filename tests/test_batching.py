@@ -1,0 +1,170 @@
+"""Many requests over one model: continuous batching on the tiny demo model, the fair FIFO queue, sizing."""
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from engine.batching import (ContinuousBatcher, EngineBusy, FifoSlots, QueuedGenerator, build_scheduler,
+                             choose_path, size_cache)
+from engine.generation import GenerationParams
+
+SAMPLED = GenerationParams(max_new_tokens=12, min_new_tokens=12, temperature=1.0, top_p=1.0)
+HI = [{"role": "user", "content": "hi"}]
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+# -- the fair queue ------------------------------------------------------------------------------------
+
+def test_fifo_slots_serve_waiters_in_arrival_order_and_refuse_when_full():
+    slots = FifoSlots(1, max_waiting=3)
+    never = threading.Event()
+    assert slots.acquire(never)
+    order, threads = [], []
+    for i in range(3):
+        t = threading.Thread(target=lambda i=i: (slots.acquire(never), order.append(i), time.sleep(0.02),
+                                                 slots.release()))
+        t.start()
+        threads.append(t)
+        assert wait_until(lambda: slots.stats("queue").waiting == i + 1)  # queued in this order
+    with pytest.raises(EngineBusy):
+        slots.check_room()
+    slots.release()
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 2]
+    s = slots.stats("queue")
+    assert (s.active, s.waiting, s.served) == (0, 0, 4)
+
+
+def test_a_cancelled_waiter_leaves_the_queue_without_taking_a_slot():
+    slots = FifoSlots(1)
+    assert slots.acquire(threading.Event())
+    cancel, got = threading.Event(), []
+    t = threading.Thread(target=lambda: got.append(slots.acquire(cancel)))
+    t.start()
+    assert wait_until(lambda: slots.stats("queue").waiting == 1)
+    cancel.set()
+    t.join(5)
+    assert got == [False] and slots.stats("queue").waiting == 0
+    slots.release()
+    assert slots.stats("queue").active == 0
+
+
+# -- sizing and the choice of path ---------------------------------------------------------------------
+
+def test_cache_is_sized_explicitly_from_slots_context_and_budget():
+    cfg = SimpleNamespace(num_attention_heads=32, num_key_value_heads=8, head_dim=128, hidden_size=4096,
+                          num_hidden_layers=32)  # Mistral 7B
+    per_token = 2 * 32 * 8 * 128 * 2
+    roomy = size_cache(cfg, 2, slots=4, context_tokens=4096, budget_bytes=8 * 2**30)
+    assert roomy.bytes_per_token == per_token and roomy.cache_tokens == 4 * 4096
+    tight = size_cache(cfg, 2, slots=4, context_tokens=4096, budget_bytes=per_token * 6000)
+    assert tight.cache_tokens <= 6000 and tight.cache_bytes <= per_token * 6000
+    assert size_cache(cfg, 2, slots=4, context_tokens=4096, budget_bytes=per_token * 500) is None
+
+
+def test_quantized_models_and_odd_attention_use_the_queue():
+    quantized = SimpleNamespace(init_continuous_batching=None, is_quantized=True,
+                                config=SimpleNamespace(_attn_implementation="sdpa"))
+    assert choose_path(quantized)[0] == "queue" and "quantized" in choose_path(quantized)[1]
+    odd = SimpleNamespace(init_continuous_batching=None, config=SimpleNamespace(_attn_implementation="flex_attention"))
+    assert choose_path(odd)[0] == "queue"
+    plain = SimpleNamespace(init_continuous_batching=None, config=SimpleNamespace(_attn_implementation="sdpa"))
+    assert choose_path(plain)[0] == "continuous"
+    assert choose_path(plain, "queue")[0] == "queue"
+    with pytest.raises(ValueError, match="engine.batching"):
+        choose_path(plain, "fastest")
+
+
+# -- continuous batching on the tiny model ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def batcher(tiny_engine):
+    if not isinstance(tiny_engine.scheduler, ContinuousBatcher):
+        pytest.fail(f"the tiny engine should batch continuously, got {type(tiny_engine.scheduler).__name__}")
+    return tiny_engine.scheduler
+
+
+def test_the_engine_uses_the_cache_size_we_chose(tiny_engine, batcher):
+    assert tiny_engine.stream(HI, SAMPLED).text()
+    cache = batcher._manager.batch_processor.cache
+    assert cache.num_blocks >= batcher.sizing.num_blocks
+    assert cache.cache_tensor.numel() < 2 * batcher.sizing.cache_bytes + 2**22  # not 60 % of RAM
+    assert "paged KV cache" in tiny_engine.report.reason
+
+
+def test_concurrent_streams_share_the_batch_and_all_finish(tiny_engine, batcher):
+    results, peak = {}, []
+
+    def run(i):
+        stream = tiny_engine.stream([{"role": "user", "content": f"hello {i}"}], SAMPLED)
+        results[i] = (stream.text(), stream.stats)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        peak.append(tiny_engine.load_stats().active)
+        time.sleep(0.01)
+    assert max(peak) >= 2  # they ran at the same time
+    for text, stats in results.values():
+        assert text and stats.completion_tokens == 12 and stats.finish_reason == "length"
+    assert tiny_engine.load_stats().active == 0
+
+
+def test_cancel_and_close_free_the_slot_at_once(tiny_engine, batcher):
+    long = SAMPLED.with_overrides(max_new_tokens=3000, min_new_tokens=3000)
+    cancel = threading.Event()
+    stream = tiny_engine.stream(HI, long, cancel)
+    for i, _ in enumerate(stream):
+        if i == 2:
+            cancel.set()
+    assert stream.stats.finish_reason == "cancelled" and stream.stats.completion_tokens < 50
+    assert tiny_engine.load_stats().active == 0
+    stream = tiny_engine.stream(HI, long)
+    next(stream)
+    assert tiny_engine.load_stats().active == 1
+    stream.close()
+    assert tiny_engine.load_stats().active == 0
+    # and the freed cache takes new work at once
+    assert tiny_engine.stream(HI, SAMPLED).text()
+
+
+def test_stop_strings_cut_the_batched_stream(tiny_engine, batcher):
+    stops = ["e", "a", "o", "i", "n"]
+    stream = tiny_engine.stream(HI, SAMPLED.with_overrides(max_new_tokens=60, min_new_tokens=0, stop=stops))
+    text = stream.text()
+    assert not any(s in text for s in stops)
+    assert stream.stats.finish_reason == "stop" and stream.stats.completion_tokens < 60
+
+
+def test_exact_requests_take_the_plain_path(tiny_engine, batcher):
+    seeded = SAMPLED.with_overrides(seed=7)
+    assert batcher.needs_plain_path(seeded) and batcher.needs_plain_path(SAMPLED.with_overrides(temperature=0.0))
+    assert not batcher.needs_plain_path(SAMPLED)
+    assert wait_until(batcher.idle)  # torch's RNG is process-wide: nothing else may sample meanwhile
+    assert tiny_engine.stream(HI, seeded).text() == tiny_engine.stream(HI, seeded).text()
+
+
+def test_the_queue_path_serves_the_same_interface(tiny_engine):
+    sched, why = build_scheduler(tiny_engine.model, tiny_engine.codec, tiny_engine.generator, slots=1,
+                                 headroom=0.1, max_waiting=0, path="queue")
+    assert isinstance(sched, QueuedGenerator) and "FIFO" in why
+    first = sched.stream(HI, SAMPLED)
+    next(first)
+    assert sched.stats().active == 1
+    with pytest.raises(EngineBusy):  # one slot, nobody may wait
+        sched.stream(HI, SAMPLED)
+    first.close()
+    assert sched.stats().active == 0
+    stream = sched.stream(HI, SAMPLED)
+    assert stream.text() and stream.stats.completion_tokens == 12
