@@ -1,15 +1,20 @@
-"""Composition root: read config, build engine + store, build UI, mount API, launch.
+"""Composition root: read config, build engine + store + model manager, build UI, mount API, serve.
 
-    python app.py [--config PATH] [--demo] [--share] [--host H] [--port P]
+    python app.py [--config PATH] [--demo] [--share] [--public-share-i-understand] [--host H] [--port P]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
+import threading
+import time
 from dataclasses import replace
 
 from engine.config import AppConfig, ConfigError, load_config
+
+PUBLIC_SHARE_FLAG = "--public-share-i-understand"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -17,6 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default="config.json", help="config file (default: config.json)")
     p.add_argument("--demo", action="store_true", help="load the tiny demo model (random weights, no download)")
     p.add_argument("--share", action="store_true", help="open a Gradio share link (needs auth, see README)")
+    p.add_argument(PUBLIC_SHARE_FLAG, dest="public_share", action="store_true",
+                   help="allow --share without login: anyone with the link may use this machine and its GPU")
     p.add_argument("--host", help="address to listen on (else GRADIO_SERVER_NAME, else server.host)")
     p.add_argument("--port", type=int, help="port (else GRADIO_SERVER_PORT, else server.port)")
     return p.parse_args(argv)
@@ -34,30 +41,99 @@ def server_address(args: argparse.Namespace, cfg: AppConfig) -> tuple[str, int]:
 
 
 def read_config(args: argparse.Namespace) -> AppConfig:
-    cfg = load_config(args.config)
+    return read_config_from(load_config(args.config), args)
+
+
+def read_config_from(cfg: AppConfig, args: argparse.Namespace) -> AppConfig:
+    """Flags override config.json: --share, --public-share-i-understand."""
+    server = cfg.server
     if args.share:
-        cfg = replace(cfg, server=replace(cfg.server, share=True))
-    return cfg
+        server = replace(server, share=True)
+    if args.public_share:
+        server = replace(server, allow_public_share=True)
+    return replace(cfg, server=server)
 
 
-def build_app(cfg: AppConfig, *, demo: bool):
+def check_share(cfg: AppConfig, users: list | None) -> None:
+    """A share link without login would hand the GPU to anyone who finds the link: refuse unless told."""
+    if cfg.server.share and not users and not cfg.server.allow_public_share:
+        raise ConfigError("server.share: a share link needs login (server.auth_file or APP_USERS=user:pw), or "
+                          f"server.allow_public_share=true / {PUBLIC_SHARE_FLAG} to let anyone with the link "
+                          "use this machine and its GPU")
+
+
+def want_demo(args: argparse.Namespace) -> bool:
+    """--demo, APP_DEMO=1, or a Hugging Face Space without a GPU (the 7B model would not run there)."""
+    if args.demo or os.environ.get("APP_DEMO", "").lower() in ("1", "true", "yes"):
+        return True
+    if os.environ.get("SPACE_ID"):
+        import torch
+
+        return not torch.cuda.is_available()
+    return False
+
+
+def build_manager(cfg: AppConfig, engine, *, demo: bool):
+    """One memory budget for all models: the chat engine (already loaded, never evicted) plus the image
+    and speech models, registered now and loaded on first use, so startup stays fast."""
+    from engine.manager import ModelManager, register_media_models
+
+    manager = ModelManager.from_config(cfg.engine)
+    if not engine.remote:
+        manager.register_loaded("chat", engine)
+    register_media_models(manager, cfg.engine, demo=demo)
+    return manager
+
+
+def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, users: list | None = None,
+              host: str | None = None):
     """Everything the server serves: the engine, the session store, the Gradio UI and the HTTP API."""
     import gradio as gr
 
     from api import build_api
     from engine.chat import ChatEngine
     from sessions import SessionStore
-    from ui import build_ui
+    from ui import CSS, build_ui, make_i18n
+    from ui.owners import Owners, browser_secret
+    from ui.services import Services
 
     engine = ChatEngine.load(cfg.engine, demo=demo)
     print(f"[model] {engine.report.summary()}", flush=True)
     if engine.report.notice:
         print(f"[model] {engine.report.notice}", flush=True)
+    engine.set_queue_limit(cfg.server.queue_size)
     store = SessionStore(cfg.sessions.path)
-    blocks = build_ui(cfg, engine, store)
+    manager = build_manager(cfg, engine, demo=demo)
+    public = bool(cfg.server.share and not users)
+    services = Services(cfg, engine, store, manager, config_path=config_path, public=public)
+    blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path))
     blocks.queue(default_concurrency_limit=cfg.engine.max_concurrent, max_size=cfg.server.queue_size)
-    api = build_api(cfg, engine)
-    return gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb")
+    api = build_api(cfg, engine, host=host, manager=manager)
+    app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
+                              auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS,
+                              run_history=False, footer_links=["api", "gradio", "settings"])
+    # mount_gradio_app leaves has_launched False, and with it Gradio skips its check that a file path sent
+    # by a client was really uploaded (else a client could name any server file as "its" image).
+    blocks.has_launched = True
+    app.state.services = services
+    return app
+
+
+def open_share_link(server, host: str, port: int, timeout: float = 60.0) -> None:
+    """After the server is up, ask Gradio's share service for a public https link; offline, warn and go on."""
+    from gradio.networking import setup_tunnel
+
+    deadline = time.time() + timeout
+    while not server.started and time.time() < deadline:
+        time.sleep(0.2)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    try:
+        url = setup_tunnel(local, port, secrets.token_urlsafe(32), None, None)
+    except Exception as exc:  # noqa: BLE001 - no network, blocked port, missing frpc: still serving locally
+        print(f"[share] could not open a share link ({type(exc).__name__}: {str(exc)[:200]}); "
+              f"still serving locally at http://{local}:{port}", flush=True)
+        return
+    print(f"[share] public link: {url}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,14 +141,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = read_config(args)
         host, port = server_address(args, cfg)
+        from ui.owners import load_users
+
+        from api.auth import key_policy
+
+        users = load_users(cfg.server.auth_file)
+        check_share(cfg, users)
+        key_policy(cfg, host)  # refuse a keyless public API before spending seconds on the model
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     import uvicorn
 
-    app = build_app(cfg, demo=args.demo)
+    try:
+        app = build_app(cfg, demo=want_demo(args), config_path=args.config, users=users, host=host)
+    except ConfigError as exc:  # e.g. api.auth.ApiKeyRequired: reachable beyond loopback without a key
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if users:
+        print(f"[auth] login required ({len(users)} user(s))", flush=True)
+    if cfg.server.share and not users:
+        print("[share] WARNING: public share without login: anyone with the link can use this machine's GPU",
+              flush=True)
+    # Open streams (SSE heartbeats) would hold a shutdown for long; 5 s is enough to finish a write.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           timeout_graceful_shutdown=5))
+    if cfg.server.share:
+        threading.Thread(target=open_share_link, args=(server, host, port), daemon=True, name="share").start()
     print(f"[server] http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        server.run()
+    finally:
+        app.state.services.engine.close()
     return 0
 
 

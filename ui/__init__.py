@@ -1,4 +1,4 @@
-"""Gradio tabs, one module each, assembled by build_ui."""
-from ui.layout import build_ui
+"""Gradio tabs, one module each (chat, image, voice, models, system), assembled by ui.layout.build_ui."""
+from ui.layout import CSS, build_ui, make_i18n
 
-__all__ = ["build_ui"]
+__all__ = ["CSS", "build_ui", "make_i18n"]

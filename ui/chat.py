@@ -1,96 +1,370 @@
-"""Chat tab: a streamed conversation with Stop."""
+"""Chat tab: the conversation, the message box (text + image), Stop, Retry, Edit, per-chat settings
+(including the LoRA adapter the chat answers with), and a base-vs-adapter comparison."""
 from __future__ import annotations
 
-import threading
+import html
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import gradio as gr
 
-from engine.generation import GenerationParams
-from engine.prompt import PromptError
+from engine.adapters import AdapterError
+from ui.conversation import STREAM_INTERVAL, ReplyJob
+from ui.convo import engine_messages, last_user_index, message_text, visible_messages
+from ui.errors import Refusal, message_for, shown_to_user
+from ui.i18n import lang_of, say, t
+from ui.page import ChatView, Shared, chat_display, settings_dict, view_values
+from ui.sessions_panel import Sidebar
+
+PRIVATE = {"api_visibility": "private"}
+GENERATE = {"concurrency_id": "generate", "show_progress": "hidden", **PRIVATE}
+BASE = "(base)"     # the Adapter dropdown's value for "no adapter" (never a valid adapter name)
+
+# Runs in the browser before any call: an empty message never reaches the server.
+REFUSE_EMPTY_JS = """(...args) => {
+  const v = args[0] || {};
+  if (!(v.text || '').trim() && !(v.files || []).length) {
+    const box = document.querySelector('#chat-input');
+    if (box) { box.classList.add('refused'); setTimeout(() => box.classList.remove('refused'), 1200); }
+    throw new Error('empty message: not sent');
+  }
+  return args;
+}"""
 
 
-def message_text(content: Any) -> str:
-    """Gradio 6 hands content as a list of parts; the engine takes plain text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content.get("text", "") if content.get("type", "text") == "text" else ""
-    if isinstance(content, (list, tuple)):
-        return "".join(message_text(p) for p in content)
-    return ""
+@dataclass
+class ChatControls:
+    box: gr.MultimodalTextbox
+    stop: gr.Button
+    retry: gr.Button
+    edit: gr.Button
+    cancel_edit: gr.Button
+    editing: gr.State
+    adapter: gr.Dropdown
+    compare: gr.Button
+    compare_base: gr.Textbox
+    compare_adapter: gr.Textbox
 
 
-def to_engine_messages(history: list[dict], system_prompt: str) -> list[dict]:
-    msgs = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    return msgs + [{"role": m["role"], "content": message_text(m["content"])} for m in history]
+@contextmanager
+def adapter_errors(lang: str) -> Iterator[None]:
+    """An adapter that cannot be used (missing, another base, remote backend) -> its message as gr.Error."""
+    try:
+        yield
+    except AdapterError as exc:
+        title = "어댑터" if lang == "ko" else "Adapter"
+        raise gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False) from None
+
+
+def adapter_name(value: Any) -> str | None:
+    """Dropdown value -> adapter name, or None for the base model."""
+    return value if isinstance(value, str) and value and value != BASE else None
+
+
+def adapter_choices(services: Any, lang: str, current: Any) -> list[tuple[str, str]]:
+    """The Adapter choices as they are now: the base, every adapter made for this base model, and the
+    chat's own choice even when it is gone (marked), so the user sees what the chat asks for."""
+    name = adapter_name(current)
+    choices = [(say(lang, "base_model_choice"), BASE)]
+    for info in services.adapter_choices():
+        m = info.meta
+        choices.append((say(lang, "adapter_choice", name=info.name, method=m.get("method", "?"), r=m.get("r", "?"),
+                            steps=m.get("steps", "?")), info.name))
+    if name and all(value != name for _, value in choices):
+        choices.append((f"⚠️ {name} ({say(lang, 'adapter_missing')})", name))
+    return choices
+
+
+def adapter_dropdown(services: Any, lang: str, current: Any) -> gr.Dropdown:
+    """An update of the Adapter dropdown (call it in handlers only: inside Blocks it would add a component)."""
+    return gr.Dropdown(choices=adapter_choices(services, lang, current), value=adapter_name(current) or BASE)
+
+
+def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
+    """The main column, next to the sidebar; returns the view (redrawn on session changes) and the controls."""
+    defaults = shared.services.default_settings()
+    limits = shared.services.cfg.generation
+    chatbot = gr.Chatbot(label=t("chat.chatbot"), elem_id="chatbot", height=520, editable="user",
+                         buttons=["copy", "copy_all"], feedback_options=None, placeholder=t("chat.empty_hint"))
+    box = gr.MultimodalTextbox(placeholder=t("chat.input_ph"), show_label=False, file_types=["image"],
+                               file_count="single", sources=["upload"], elem_id="chat-input",
+                               max_plain_text_length=limits.max_message_chars)
+    editing = gr.State(False)
+    with gr.Row():
+        stop = gr.Button(t("chat.stop"), elem_id="stop", size="sm", variant="stop")
+        retry = gr.Button(t("chat.retry"), elem_id="retry", size="sm")
+        edit = gr.Button(t("chat.edit"), elem_id="edit-last", size="sm")
+        cancel_edit = gr.Button(t("chat.edit_cancel"), elem_id="edit-cancel", size="sm", visible=False)
+    gr.Markdown(t("chat.queue_note"), elem_classes=["small-note"])
+    with gr.Accordion(t("chat.settings"), open=False, elem_id="chat-settings"):
+        system_prompt = gr.Textbox(label=t("chat.system_prompt"), placeholder=t("chat.system_prompt_ph"), lines=2,
+                                   value=defaults["system_prompt"], elem_id="system-prompt")
+        temperature = gr.Slider(0.0, 2.0, value=defaults["temperature"], step=0.05, label=t("chat.temperature"),
+                                elem_id="temperature")
+        max_new_tokens = gr.Slider(1, max(limits.max_new_tokens, 4096), value=defaults["max_new_tokens"], step=1,
+                                   label=t("chat.max_new_tokens"), elem_id="max-new-tokens")
+        top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label=t("chat.top_p"), elem_id="top-p")
+        adapter = gr.Dropdown(choices=adapter_choices(shared.services, "en", None), value=BASE, label=t("chat.adapter"),
+                              info=t("chat.adapter_info"), elem_id="chat-adapter", interactive=True)
+    with gr.Accordion(t("chat.compare_title"), open=False, elem_id="chat-compare",
+                      visible=shared.services.adapters is not None):
+        gr.Markdown(t("chat.compare_note"), elem_classes=["small-note"])
+        compare = gr.Button(t("chat.compare_run"), elem_id="compare-run", size="sm")
+        with gr.Row():
+            compare_base = gr.Textbox(label=t("chat.compare_base"), lines=6, max_lines=20, interactive=False,
+                                      elem_id="compare-base")
+            compare_adapter = gr.Textbox(label=t("chat.compare_adapter"), lines=6, max_lines=20, interactive=False,
+                                         elem_id="compare-adapter")
+    session_id = gr.BrowserState("", storage_key="localchat.session", secret=shared.secret)
+    version = gr.State(None)
+    view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, bar.title,
+                    system_prompt, temperature, max_new_tokens, top_p)
+    return view, ChatControls(box, stop, retry, edit, cancel_edit, editing, adapter, compare, compare_base,
+                              compare_adapter)
 
 
 class ChatHandlers:
-    """Handlers bound to one engine; per-request cancel events live here, keyed by the browser session."""
+    """Handlers bound to the shared services; everything per user comes in as Gradio state."""
 
-    def __init__(self, cfg: Any, engine: Any):
-        self.cfg, self.engine = cfg, engine
-        self.params = GenerationParams.from_config(cfg.generation)
-        self._cancels: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
+    def __init__(self, shared: Shared):
+        self.shared = shared
+        self.convo = shared.convo
 
-    def _cancel_for(self, key: str) -> threading.Event:
-        with self._lock:
-            event = self._cancels[key] = threading.Event()
-            return event
+    def send(self, box: Any, token: Any, session_id: Any, version: Any, editing: Any, system_prompt: Any,
+             temperature: Any, max_new_tokens: Any, top_p: Any, adapter: Any, request: gr.Request) -> tuple:
+        """Save the user's message (the reply follows in `reply`); clears the box."""
+        box = box or {}
+        files = box.get("files") or []
+        path = files[0].get("path") if files and isinstance(files[0], dict) else (files[0] if files else None)
+        lang = lang_of(request)
+        with shown_to_user(lang), adapter_errors(lang):
+            owner = self.shared.owner(request, token)
+            if adapter_name(adapter) is not None:       # refused before the message is saved
+                self.shared.services.check_adapter(adapter_name(adapter))
+            session = self.convo.add_user(owner, session_id or None, box.get("text") or "", image_path=path,
+                                          settings=settings_dict(system_prompt, temperature, max_new_tokens, top_p),
+                                          edit=bool(editing), expected_version=version if editing else None)
+            session = self._keep_adapter(owner, session, adapter)
+            return (gr.MultimodalTextbox(value=None), False, gr.Button(visible=False),
+                    *view_values(self.shared, owner, session, request))
+
+    def _keep_adapter(self, owner: str, session: dict, value: Any) -> dict:
+        """Store the chat's adapter (settings["adapter"]; removed for the base) when it changed."""
+        name = adapter_name(value)
+        if name == adapter_name(session["settings"].get("adapter")):
+            return session
+        if name is not None:
+            self.shared.services.check_adapter(name)
+        return self.shared.services.store.update_settings(owner, session["id"], {"adapter": name})
+
+    def reply(self, token: Any, session_id: Any, request: gr.Request) -> Iterator[tuple]:
+        yield from self._generate(token, session_id, None, request, replace=False)
+
+    def retry(self, token: Any, session_id: Any, version: Any, system_prompt: Any, temperature: Any,
+              max_new_tokens: Any, top_p: Any, adapter: Any, request: gr.Request) -> Iterator[tuple]:
+        """Regenerate the last reply (with the settings shown now); the new reply replaces the old one."""
+        lang = lang_of(request)
+        with shown_to_user(lang), adapter_errors(lang):
+            owner = self.shared.owner(request, token)
+            if not session_id:
+                raise gr.Error(say(lang_of(request), "nothing_to_retry"))
+            session = self.shared.services.store.get(owner, session_id)
+            session = self.convo.save_settings(owner, session, settings_dict(system_prompt, temperature,
+                                                                             max_new_tokens, top_p))
+            session = self._keep_adapter(owner, session, adapter)
+        yield from self._generate(token, session_id, session["version"], request, replace=True)
+
+    def _generate(self, token: Any, session_id: Any, version: Any, request: gr.Request,
+                  replace: bool) -> Iterator[tuple]:
+        lang = lang_of(request)
+        key = request.session_hash or ""
+        cancel = self.convo.cancels.start(key)
+        try:
+            with shown_to_user(lang), adapter_errors(lang):
+                owner = self.shared.owner(request, token)
+                if not session_id:
+                    raise gr.Error(say(lang, "nothing_to_retry"))
+                # the chat's adapter (settings["adapter"]) rides in the params: see ui.services.ChatParams
+                stored = self.shared.services.store.get(owner, session_id)["settings"].get("adapter")
+                job = self.convo.start_reply(owner, session_id, cancel, replace=replace, expected_version=version,
+                                             overrides={"adapter": adapter_name(stored)})
+            base = self._base(job, owner, lang)
+            yield from self._stream(job, base)
+            with shown_to_user(lang):
+                session = job.save()
+            yield chat_display(self.shared, owner, session, lang), session["version"]
+            if job.error is not None:
+                raise gr.Error(message_for(job.error, lang) or str(job.error), print_exception=False)
+        finally:
+            self.convo.cancels.finish(key, cancel)
+
+    def _base(self, job: ReplyJob, owner: str, lang: str) -> list[dict]:
+        messages = job.session["messages"]
+        if job.replace and messages and messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        return chat_display(self.shared, owner, {**job.session, "messages": messages}, lang)
+
+    @staticmethod
+    def _stream(job: ReplyJob, base: list[dict]) -> Iterator[tuple]:
+        try:
+            for text in job:
+                yield base + [{"role": "assistant", "content": text or "…"}], gr.skip()
+        except GeneratorExit:  # the page went away: stop the model, keep what was said
+            job.close()
+            try:
+                job.save()
+            except Exception:  # noqa: BLE001 - nobody is left to tell; the user message is already saved
+                pass
+            raise
 
     def stop(self, request: gr.Request) -> None:
-        with self._lock:
-            event = self._cancels.get(request.session_hash or "")
-        if event:
-            event.set()
+        """Set this page's cancel event: the engine ends at the next token and frees its slot."""
+        self.convo.cancels.stop(request.session_hash or "")
 
-    def reply(self, history: list[dict], request: gr.Request) -> Iterator[list[dict]]:
-        cancel = self._cancel_for(request.session_hash or "")
-        try:
-            stream = self.engine.stream(to_engine_messages(history, self.cfg.generation.system_prompt),
-                                        self.params, cancel)
-        except PromptError as exc:
-            raise gr.Error(str(exc)) from None
-        history = history + [{"role": "assistant", "content": ""}]
-        text = ""
-        for piece in stream:
-            text += piece
-            history[-1] = {"role": "assistant", "content": text}
-            yield history
-        if stream.stats.finish_reason == "cancelled":
-            history[-1] = {"role": "assistant", "content": text + " ⏹"}
-            yield history
+    def edit_last(self, token: Any, session_id: Any, request: gr.Request) -> tuple:
+        lang = lang_of(request)
+        with shown_to_user(lang):
+            owner = self.shared.owner(request, token)
+            session = self.convo.open(owner, session_id or None) if session_id else None
+            users = [m for m in (session or {}).get("messages", []) if m["role"] == "user"]
+            if not users:
+                raise gr.Error(say(lang, "nothing_to_edit"), print_exception=False)
+            return gr.MultimodalTextbox(value={"text": users[-1]["content"], "files": []}), True, \
+                gr.Button(visible=True)
 
-    def api_chat(self, message: str, system_prompt: str = "") -> Iterator[str]:
-        """Named endpoint `chat`: one message in, the growing reply out."""
-        if not message.strip():
-            raise gr.Error("The message is empty. / 메시지가 비어 있습니다.")
-        msgs = to_engine_messages([{"role": "user", "content": message}], system_prompt)
-        text = ""
-        for piece in self.engine.stream(msgs, self.params):
-            text += piece
-            yield text
+    def edited(self, token: Any, session_id: Any, version: Any, evt: gr.EditData, request: gr.Request) -> tuple:
+        """The Chatbot's own edit (pencil on a user message): keep what came before, resend the new text."""
+        with shown_to_user(lang_of(request)):
+            owner = self.shared.owner(request, token)
+            session = self.shared.services.store.get(owner, session_id)
+            index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            shown = visible_messages(session["messages"])
+            if not 0 <= int(index) < len(shown):
+                raise gr.Error(say(lang_of(request), "nothing_to_edit"), print_exception=False)
+            stored_index, _ = shown[int(index)]
+            session = self.convo.replace_user(owner, session, stored_index, message_text(evt.value),
+                                              expected_version=version)
+            return view_values(self.shared, owner, session, request)
+
+    def save_settings(self, token: Any, session_id: Any, system_prompt: Any, temperature: Any,
+                      max_new_tokens: Any, top_p: Any, request: gr.Request) -> Any:
+        """Settings belong to the chat: saved as soon as they change."""
+        if not session_id:
+            return gr.skip()
+        with shown_to_user(lang_of(request)):
+            owner = self.shared.owner(request, token)
+            session = self.shared.services.store.get(owner, session_id)
+            session = self.convo.save_settings(owner, session, settings_dict(system_prompt, temperature,
+                                                                             max_new_tokens, top_p))
+            return session["version"]
 
 
-def add_user_message(message: str, history: list[dict]) -> tuple[str, list[dict]]:
-    if not message.strip():
-        raise gr.Error("The message is empty. / 메시지가 비어 있습니다.")
-    return "", history + [{"role": "user", "content": message}]
+    # ------------------------------------------------------------ adapters
+    def adapter_view(self, token: Any, session_id: Any, request: gr.Request) -> Any:
+        """The Adapter dropdown for the chat shown now: fresh choices, the chat's stored adapter."""
+        lang = lang_of(request)
+        stored = None
+        if session_id:
+            with shown_to_user(lang):
+                owner = self.shared.owner(request, token)
+                try:
+                    stored = self.shared.services.store.get(owner, session_id)["settings"].get("adapter")
+                except Exception as exc:  # noqa: BLE001 - a chat deleted meanwhile shows the base
+                    if message_for(exc, lang) is None:
+                        raise
+        return adapter_dropdown(self.shared.services, lang, stored)
+
+    def adapter_refresh(self, current: Any, request: gr.Request) -> Any:
+        """Opening the dropdown reads the adapters again (a run may have just finished)."""
+        return adapter_dropdown(self.shared.services, lang_of(request), current)
+
+    def save_adapter(self, token: Any, session_id: Any, adapter: Any, request: gr.Request) -> Any:
+        """The adapter belongs to the chat: checked, then saved as soon as it is picked."""
+        lang = lang_of(request)
+        with shown_to_user(lang), adapter_errors(lang):
+            name = adapter_name(adapter)
+            if name is not None:
+                self.shared.services.check_adapter(name)
+            if not session_id:
+                return gr.skip()        # no chat yet: `send` stores it with the first message
+            owner = self.shared.owner(request, token)
+            session = self._keep_adapter(owner, self.shared.services.store.get(owner, session_id), adapter)
+            return session["version"]
+
+    def compare(self, token: Any, session_id: Any, adapter: Any, request: gr.Request) -> Iterator[tuple]:
+        """The last user message (with the conversation before it) through the base, then the adapter,
+        greedy, streamed side by side; nothing is saved. Stop ends it."""
+        lang = lang_of(request)
+        services = self.shared.services
+        with shown_to_user(lang), adapter_errors(lang):
+            name = adapter_name(adapter)
+            if name is None:
+                raise gr.Error(say(lang, "compare_pick"), print_exception=False)
+            owner = self.shared.owner(request, token)
+            if not session_id:
+                raise Refusal("nothing_to_retry")
+            session = services.store.get(owner, session_id)
+            index = last_user_index(session["messages"])
+            if index is None:
+                raise Refusal("nothing_to_retry")
+            services.check_adapter(name)
+            settings = self.convo.settings(session)
+            params = replace(services.params_for(settings), temperature=0.0, adapter=None)
+            history = engine_messages(session["messages"][: index + 1], settings["system_prompt"])
+        key = request.session_hash or ""
+        texts = ["", ""]
+        for side, which in ((0, None), (1, name)):
+            cancel = self.convo.cancels.start(key)     # one event per stream: the engine sets it when done
+            try:
+                with shown_to_user(lang), adapter_errors(lang):
+                    gen = services.chat_stream(history, params, cancel, adapter=which)
+                last = 0.0
+                try:
+                    for piece in gen.stream:
+                        texts[side] += piece
+                        if time.monotonic() - last >= STREAM_INTERVAL:
+                            last = time.monotonic()
+                            yield texts[0], texts[1] or "…"
+                finally:
+                    gen.stream.close()
+            finally:
+                self.convo.cancels.finish(key, cancel)
+            if gen.stream.stats.finish_reason == "cancelled":    # Stop pressed: the adapter side does not start
+                break
+        yield texts[0], texts[1]
 
 
-def build(cfg: Any, engine: Any) -> None:
-    handlers = ChatHandlers(cfg, engine)
-    chatbot = gr.Chatbot(label="Chat", height=480)
-    box = gr.Textbox(placeholder="Message / 메시지", show_label=False)
-    with gr.Row():
-        send = gr.Button("Send / 보내기", variant="primary")
-        stop = gr.Button("Stop / 중지")
-    submitted = [
-        trigger(add_user_message, [box, chatbot], [box, chatbot], api_visibility="private")
-        .then(handlers.reply, chatbot, chatbot, api_visibility="private")
-        for trigger in (box.submit, send.click)
-    ]
-    stop.click(handlers.stop, None, None, cancels=submitted, api_visibility="private")
-    gr.api(handlers.api_chat, api_name="chat")
+def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.BrowserState) -> None:
+    h = ChatHandlers(shared)
+    settings = view.settings_inputs()
+    send_inputs = [c.box, owner_token, view.session_id, view.version, c.editing, *settings, c.adapter]
+    send_outputs = [c.box, c.editing, c.cancel_edit, *view.outputs()]
+    reply_outputs = [view.chatbot, view.version]
+    c.box.submit(h.send, send_inputs, send_outputs, js=REFUSE_EMPTY_JS, **PRIVATE) \
+        .success(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE)
+    c.stop.click(h.stop, None, None, queue=False, **PRIVATE)
+    retry_inputs = [owner_token, view.session_id, view.version, *settings, c.adapter]
+    c.retry.click(h.retry, retry_inputs, reply_outputs, **GENERATE)
+    view.chatbot.retry(h.retry, retry_inputs, reply_outputs, **GENERATE)
+    c.edit.click(h.edit_last, [owner_token, view.session_id], [c.box, c.editing, c.cancel_edit], **PRIVATE)
+    c.cancel_edit.click(lambda: (gr.MultimodalTextbox(value=None), False, gr.Button(visible=False)), None,
+                        [c.box, c.editing, c.cancel_edit], **PRIVATE)
+    view.chatbot.edit(h.edited, [owner_token, view.session_id, view.version], view.outputs(), **PRIVATE) \
+        .success(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE)
+    for control in (view.temperature, view.max_new_tokens, view.top_p):
+        control.input(h.save_settings, [owner_token, view.session_id, *settings], view.version,
+                      show_progress="hidden", trigger_mode="always_last", **PRIVATE)
+    view.system_prompt.blur(h.save_settings, [owner_token, view.session_id, *settings], view.version,
+                            show_progress="hidden", **PRIVATE)
+    # The Adapter choice follows the chat shown (opened, switched, replied to) and re-reads the adapters
+    # when opened; picking one saves it in the chat.
+    for trigger in (view.session_id.change, view.version.change):
+        trigger(h.adapter_view, [owner_token, view.session_id], c.adapter, queue=False, show_progress="hidden",
+                trigger_mode="always_last", **PRIVATE)
+    c.adapter.focus(h.adapter_refresh, c.adapter, c.adapter, queue=False, show_progress="hidden", **PRIVATE)
+    c.adapter.input(h.save_adapter, [owner_token, view.session_id, c.adapter], view.version,
+                    show_progress="hidden", **PRIVATE)
+    c.compare.click(h.compare, [owner_token, view.session_id, c.adapter], [c.compare_base, c.compare_adapter],
+                    **GENERATE)

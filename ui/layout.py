@@ -1,15 +1,30 @@
-"""The page: model banner on top, then the tabs."""
+"""The page: model banner on top, then the tabs (Chat, Image, Voice, Models, [Tuning], System)."""
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gradio as gr
 
-from ui import chat
+from ui import chat, endpoints, image, models, sessions_panel, system, voice
+from ui.conversation import Conversation
+from ui.i18n import make_i18n, t
+from ui.owners import Owners
+from ui.page import Shared
+from ui.services import Services
+
+PRIVATE = {"api_visibility": "private"}
+
+CSS = """
+.refused { outline: 2px solid #e5484d !important; border-radius: 8px; }
+.small-note { font-size: 0.8em; opacity: 0.75; }
+#model-banner { margin-bottom: 0.25rem; }
+#session-list .wrap { max-height: 340px; overflow-y: auto; flex-direction: column; }
+"""
 
 
 def banner_markdown(report: Any) -> str:
-    """What the user must see about the loaded model: demo noise, fallback reason, no GPU."""
+    """What the user must see about the loaded model: demo noise, fallback reason, no GPU (both languages)."""
     lines = [f"**Model / 모델:** `{report.model_id}` · **{report.rung}** on `{report.device}`"]
     if report.demo:
         lines.append("⚠️ **Demo model: random weights, replies are noise.** "
@@ -19,9 +34,61 @@ def banner_markdown(report: Any) -> str:
     return "\n\n".join(lines)
 
 
-def build_ui(cfg: Any, engine: Any, store: Any) -> gr.Blocks:
+def _tuning_builder() -> Any:
+    """ui/tuning.py is optional (added with the tuning work); its `build_tab(shared)` fills the Tuning tab."""
+    try:
+        module = importlib.import_module("ui.tuning")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ui.tuning":
+            raise
+        return None
+    return getattr(module, "build_tab", None) or getattr(module, "build", None)
+
+
+def build_ui(services: Services, owners: Owners, secret: str) -> gr.Blocks:
+    """All tabs over one Services object. The caller queues it and mounts it (with make_i18n() and CSS)."""
+    shared = Shared(services, owners, Conversation(services), secret)
+    tuning = _tuning_builder()
     with gr.Blocks(title="Local Mistral Chat") as blocks:
-        gr.Markdown(banner_markdown(engine.report), elem_id="model-banner")
-        with gr.Tab("Chat"):
-            chat.build(cfg, engine)
+        endpoints.register(shared)  # first, so the public names (chat, transcribe, ...) are theirs
+        gr.Markdown(banner_markdown(services.engine.report), elem_id="model-banner")
+        owner_token = gr.BrowserState("", storage_key="localchat.owner", secret=secret)
+        tabs = []
+        with gr.Tabs():
+            with gr.Tab(t("tab.chat"), id="chat", elem_id="tab-chat") as chat_tab:
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=240):
+                        bar = sessions_panel.build(show_owner_key=not owners.auth)
+                    with gr.Column(scale=3):
+                        view, controls = chat.build(shared, bar)
+            tabs.append(chat_tab)
+            with gr.Tab(t("tab.image"), id="image", elem_id="tab-image") as image_tab:
+                image.build_and_wire(shared, view, owner_token)
+            tabs.append(image_tab)
+            with gr.Tab(t("tab.voice"), id="voice", elem_id="tab-voice") as voice_tab:
+                voice.build_and_wire(shared)
+            tabs.append(voice_tab)
+            with gr.Tab(t("tab.models"), id="models", elem_id="tab-models") as models_tab:
+                model_outputs, overview = models.build_and_wire(shared)
+            tabs.append(models_tab)
+            if tuning is not None:
+                with gr.Tab(t("tab.tuning"), id="tuning", elem_id="tab-tuning") as tuning_tab:
+                    tuning(shared)
+                tabs.append(tuning_tab)
+            with gr.Tab(t("tab.system"), id="system", elem_id="tab-system") as system_tab:
+                timer, panel, refresh = system.build_and_wire(shared)
+        sessions_panel.wire(shared, bar, view, owner_token, blocks)
+        chat.wire(shared, view, controls, owner_token)
+        models_tab.select(overview, None, model_outputs, **PRIVATE)
+        # The System panel polls only while it is shown.
+        def show_system(request: gr.Request) -> tuple:
+            return gr.Timer(active=True), refresh(request)
+
+        system_tab.select(show_system, None, [timer, panel], queue=False, **PRIVATE)
+        for tab in tabs:
+            if tab is not system_tab:
+                tab.select(lambda: gr.Timer(active=False), None, timer, queue=False, **PRIVATE)
     return blocks
+
+
+__all__ = ["CSS", "banner_markdown", "build_ui", "make_i18n"]

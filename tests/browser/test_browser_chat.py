@@ -1,0 +1,269 @@
+"""The Chat tab in a real browser: streaming, Stop, Retry, edit, sessions, reload, restart, Korean, isolation."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from gradio_client import Client
+
+from tests.browser import pages
+from tests.conftest import AppServer
+
+# Long replies by default, so Stop has something to stop; tests that want a finished reply ask for a short one.
+CONFIG = {"generation": {"max_new_tokens": 4000, "temperature": 0.0},
+          "engine": {"max_context": 8192}}
+SHORT = 12
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = AppServer(tmp_path_factory.mktemp("chat-ui"), config=CONFIG, env={"HF_HUB_OFFLINE": "1"}).start()
+    yield srv
+    srv.stop()
+
+
+def api_session(server, token: str, session_id: str | None = None) -> dict:
+    client = Client(server.url, verbose=False)
+    if session_id is None:
+        session_id = client.predict(owner_token=token, api_name="/list_sessions")[0]["id"]
+    return client.predict(session_id, owner_token=token, api_name="/get_session")
+
+
+def test_reply_streams_and_shows_provenance(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    pages.set_max_tokens(page, 300)
+    pages.send(page, "Hello, who are you?")
+    lengths = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        texts = pages.bot_texts(page)
+        lengths.append(len(texts[0]) if texts else 0)
+        if texts and pages.DONE_MARK in texts[0]:
+            break
+        time.sleep(0.05)
+    growing = sorted(set(n for n in lengths if n))
+    assert len(growing) >= 3, f"reply did not stream: {lengths}"
+    assert pages.user_texts(page) == ["Hello, who are you?"]
+    final = pages.bot_texts(page)[0]
+    assert "demo:tiny" in final and "tok/s" in final and "no adapter" in final
+
+
+def test_empty_message_is_refused_in_the_browser(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    joins = []
+    page.on("request", lambda r: joins.append(r.url) if "queue/join" in r.url else None)
+    page.fill("#chat-input textarea", "   ")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#chat-input.refused", timeout=3000)
+    time.sleep(1.0)
+    assert joins == [] and pages.user_texts(page) == []
+
+
+def test_stop_keeps_the_partial_reply_as_stopped(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    pages.send(page, "Tell me a very long story.")
+    page.wait_for_function(f"() => (document.querySelector('{pages.BOT}')?.innerText || '').length > 40")
+    page.click("#stop")
+    texts = pages.wait_replies_done(page, 1, timeout=20_000)
+    assert "stopped" in texts[0]
+    shown = texts[0]
+    time.sleep(1.0)
+    assert pages.bot_texts(page)[0] == shown  # nothing more arrives
+    session = api_session(server, pages.owner_token(page))
+    reply = session["messages"][-1]
+    assert reply["status"] == "stopped" and reply["provenance"]["finish_reason"] == "cancelled"
+    assert 0 < reply["provenance"]["completion_tokens"] < 4000
+    assert len(reply["content"]) > 10 and reply["content"][:20] in shown
+
+
+def test_retry_replaces_the_last_reply(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    pages.set_max_tokens(page, SHORT)
+    page.fill("#temperature input[type=number]", "1.5")
+    page.keyboard.press("Enter")
+    pages.send(page, "Say something")
+    first = pages.wait_replies_done(page, 1)[0]
+    token = pages.owner_token(page)
+    before = api_session(server, token)
+    page.click("#retry")
+    page.wait_for_function("([sel, old]) => { const b = document.querySelectorAll(sel); "
+                           "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny'); }",
+                           arg=[pages.BOT, first], timeout=60_000)
+    after = api_session(server, token, before["id"])
+    assert len(after["messages"]) == len(before["messages"]) == 2
+    assert after["messages"][-1]["content"] != before["messages"][-1]["content"]
+    assert after["messages"][-1]["provenance"]["sampling"]["temperature"] == 1.5
+
+
+def test_edit_last_message_and_resend(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    pages.set_max_tokens(page, SHORT)
+    pages.send(page, "First question")
+    pages.wait_replies_done(page, 1)
+    page.click("#edit-last")
+    page.wait_for_function("() => document.querySelector('#chat-input textarea').value === 'First question'")
+    page.fill("#chat-input textarea", "Edited question")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => [...document.querySelectorAll('{pages.USER}')].map(e => e.innerText.trim())"
+                           ".join('|') === 'Edited question'")
+    pages.wait_replies_done(page, 1)
+    session = api_session(server, pages.owner_token(page))
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
+    assert session["messages"][0]["content"] == "Edited question"
+    # the Chatbot's own pencil on a user message does the same
+    old_reply = pages.bot_texts(page)[0]
+    page.hover(pages.USER)
+    page.click("#chatbot button[aria-label=Edit]")
+    page.fill("#chatbot textarea.edit-textarea", "Pencil edit")
+    page.click("#chatbot button[aria-label=Submit]")
+    page.wait_for_function(f"() => [...document.querySelectorAll('{pages.USER}')].map(e => e.innerText.trim())"
+                           ".join('|') === 'Pencil edit'")
+    page.wait_for_function("([sel, old]) => { const b = document.querySelectorAll(sel); "
+                           "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny'); }",
+                           arg=[pages.BOT, old_reply], timeout=60_000)
+    session = api_session(server, pages.owner_token(page), session["id"])
+    assert [m["content"] for m in session["messages"]][:1] == ["Pencil edit"] and len(session["messages"]) == 2
+
+
+def test_sessions_new_rename_switch_search_delete_reload_restart(server, new_context):
+    ctx = new_context()
+    page = pages.open_app(ctx, server.url)
+    pages.set_max_tokens(page, SHORT)
+    pages.send(page, "사과에 대해 이야기해 줘")            # session A (Korean, searched below)
+    pages.wait_replies_done(page, 1)
+    page.click("#new-chat")
+    page.wait_for_function(f"() => document.querySelectorAll('{pages.USER}').length === 0")
+    pages.set_max_tokens(page, SHORT)
+    pages.send(page, "Bananas are yellow")                # session B
+    pages.wait_replies_done(page, 1)
+    page.fill("#session-title input", "Fruit notes")
+    page.click("#rename-chat")
+    pages.wait_session_labels(page, lambda labels: "Fruit notes" in labels)
+    page.click("#new-chat")                               # session C, deleted below
+    pages.wait_session_labels(page, lambda labels: len(labels) == 3)
+    # switch to A
+    page.locator("#session-list label").filter(has_text="사과").click()
+    page.wait_for_function(f"() => (document.querySelector('{pages.USER}')?.innerText || '').includes('사과')")
+    # search (Korean) narrows the list
+    page.fill("#session-search input", "사과")
+    page.keyboard.press("Enter")
+    pages.wait_session_labels(page, lambda labels: len(labels) == 1 and "사과" in labels[0])
+    page.fill("#session-search input", "")
+    page.keyboard.press("Enter")
+    pages.wait_session_labels(page, lambda labels: len(labels) == 3)
+    # delete C with confirmation: Cancel first, then Yes
+    page.locator("#session-list label").filter(has_text="New chat").click()
+    page.wait_for_function(f"() => document.querySelectorAll('{pages.USER}').length === 0")
+    page.click("#delete-chat")
+    page.wait_for_selector("#delete-confirm", state="visible")
+    page.click("#delete-no")
+    page.wait_for_selector("#delete-confirm", state="hidden")
+    assert len(pages.session_labels(page)) == 3
+    page.click("#delete-chat")
+    page.click("#delete-yes")
+    pages.wait_session_labels(page, lambda labels: len(labels) == 2 and "New chat" not in labels)
+    # open B, then reload: B is still the open chat
+    page.locator("#session-list label").filter(has_text="Fruit notes").click()
+    page.wait_for_function(f"() => (document.querySelector('{pages.USER}')?.innerText || '').includes('Bananas')")
+    pages.reload(page)
+    assert pages.user_texts(page) == ["Bananas are yellow"]
+    assert sorted(pages.session_labels(page)) == sorted(["Fruit notes", "사과에 대해 이야기해 줘"])
+    # restart the app on the same data folder and port: everything is still there
+    server.stop()
+    server.start()
+    pages.reload(page)
+    assert pages.user_texts(page) == ["Bananas are yellow"]
+    assert len(pages.bot_texts(page)) == 1 and pages.DONE_MARK in pages.bot_texts(page)[0]
+    assert sorted(pages.session_labels(page)) == sorted(["Fruit notes", "사과에 대해 이야기해 줘"])
+
+
+def test_two_browsers_never_see_each_others_chats(server, new_context):
+    alice = pages.open_app(new_context(), server.url)
+    bob = pages.open_app(new_context(), server.url)
+    for page, text in ((alice, "alice secret plan"), (bob, "bob grocery list")):
+        pages.set_max_tokens(page, SHORT)
+        pages.send(page, text)
+        pages.wait_replies_done(page, 1)
+    assert pages.session_labels(alice) == ["alice secret plan"]
+    assert pages.session_labels(bob) == ["bob grocery list"]
+    bob.fill("#session-search input", "alice")
+    bob.keyboard.press("Enter")
+    pages.wait_session_labels(bob, lambda labels: labels == [])
+    assert pages.owner_token(alice) != pages.owner_token(bob)
+
+
+def test_korean_browser_gets_korean_labels(server, new_context):
+    page = pages.open_app(new_context(locale="ko-KR"), server.url)
+    tabs = page.get_by_role("tab").all_inner_texts()
+    assert [t.strip() for t in tabs][:6] == ["채팅", "이미지", "음성", "모델", "튜닝", "시스템"]
+    assert "새 대화" in page.inner_text("#new-chat")
+    assert "중지" in page.inner_text("#stop")
+    joins = []
+    page.on("request", lambda r: joins.append(r.url) if "queue/join" in r.url else None)
+    page.keyboard.press("Escape")
+    page.fill("#chat-input textarea", "")
+    page.keyboard.press("Enter")
+    time.sleep(0.5)
+    assert joins == []
+    # a failure is a toast with one sentence, in Korean for a Korean browser
+    page.click("#retry")
+    page.wait_for_function("() => [...document.querySelectorAll('.toast-body')]"
+                           ".some(t => t.innerText.includes('아직 답할 메시지가 없습니다'))")
+
+
+def test_system_panel_updates_and_says_no_gpu(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    pages.click_tab(page, "System")
+    page.wait_for_function("() => (document.querySelector('#system-panel')?.innerText || '').includes('Updated')")
+    first = page.inner_text("#system-panel")
+    assert "RAM" in first and "CPU" in first
+    from engine.monitor import read_gpus
+
+    if not read_gpus()[0]:
+        assert "No GPU" in first
+    page.wait_for_function("(old) => { const t = document.querySelector('#system-panel')?.innerText || ''; "
+                           "return t.includes('Updated') && t !== old; }", arg=first, timeout=10_000)
+    pages.screenshot(page, "system.png")
+
+
+def test_models_tab_shows_the_load_report_and_estimates(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    pages.click_tab(page, "Models")
+    page.wait_for_function("() => (document.querySelector('#models-report')?.innerText || '').includes('demo:tiny')")
+    report = page.inner_text("#models-report")
+    assert "Demo model" in report and "cpu-bfloat16" in report
+    page.fill("#models-estimate-model input", "demo:tiny")
+    page.click("#models-estimate")
+    page.wait_for_function("() => (document.querySelector('#models-estimate-table')?.innerText || '')"
+                           ".includes('4bit-offload')")
+    table = page.inner_text("#models-estimate-table")
+    assert "fp16" in table and "8bit" in table and "24 GB" in table
+    page.fill("#models-estimate-model input", "someone/not-cached-model")
+    page.click("#models-estimate")
+    page.wait_for_function("() => (document.querySelector('#models-estimate-table')?.innerText || '')"
+                           ".includes('Could not read')", timeout=60_000)
+    page.fill("#models-estimate-model input", "demo:tiny")
+    page.click("#models-estimate")
+    page.wait_for_function("() => (document.querySelector('#models-estimate-table')?.innerText || '')"
+                           ".includes('4bit-offload')")
+    pages.screenshot(page, "models.png", full_page=True)
+
+
+def test_chat_screenshot(server, new_context):
+    """docs/screenshots/chat.png: two chats, a Korean exchange with provenance under each reply."""
+    page = pages.open_app(new_context(), server.url)
+    pages.set_max_tokens(page, 40)
+    pages.send(page, "Plan a weekend trip to Busan")
+    pages.wait_replies_done(page, 1)
+    page.click("#new-chat")
+    page.wait_for_function(f"() => document.querySelectorAll('{pages.USER}').length === 0")
+    pages.set_max_tokens(page, 40)
+    pages.send(page, "안녕하세요! 자기소개를 해 주세요.")
+    pages.wait_replies_done(page, 1)
+    pages.send(page, "한국어로 짧게 다시 말해 주세요.")
+    pages.wait_replies_done(page, 2)
+    page.click("#chat-settings button")  # fold the settings again
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    time.sleep(0.5)
+    pages.screenshot(page, "chat.png")

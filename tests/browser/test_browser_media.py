@@ -1,0 +1,117 @@
+"""Image and Voice tabs in a real browser, with the demo LLaVA-NeXT, Whisper and VITS models."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.browser import pages
+from tests.conftest import AppServer
+
+CONFIG = {"generation": {"max_new_tokens": 24}}
+DONE = "no adapter"  # the provenance line under a finished answer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = AppServer(tmp_path_factory.mktemp("media-ui"), config=CONFIG).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (96, 64), (250, 250, 245))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((10, 8, 54, 52), fill=(220, 40, 40))
+    draw.rectangle((60, 20, 90, 56), fill=(40, 90, 220))
+    path = tmp_path_factory.mktemp("img") / "shapes.png"
+    img.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory):
+    """Real Korean speech from espeak-ng (a Debian package the Makefile installs)."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.fail("espeak-ng is missing: run `make system-packages`")
+    path = tmp_path_factory.mktemp("wav") / "question.wav"
+    subprocess.run([espeak, "-v", "ko", "-w", str(path), "안녕하세요, 오늘 날씨가 어때요?"], check=True)
+    return str(path)
+
+
+def test_image_question_is_answered_and_sent_to_chat(server, new_context, picture):
+    page = pages.open_app(new_context(), server.url)
+    pages.click_tab(page, "Image")
+    page.set_input_files("#image-input input[type=file]", picture)
+    page.wait_for_selector("#image-input img")
+    page.fill("#image-question textarea", "What shapes do you see?")
+    page.click("#image-ask")
+    page.wait_for_function(f"() => (document.querySelector('#image-answer')?.innerText || '').includes('{DONE}')",
+                           timeout=120_000)
+    answer = page.inner_text("#image-answer")
+    assert "llava" in answer
+    pages.screenshot(page, "image.png")
+    page.click("#image-to-chat")
+    pages.click_tab(page, "Chat")
+    page.wait_for_function(f"() => document.querySelectorAll('{pages.BOT}').length === 1")
+    assert "What shapes do you see?" in " ".join(pages.user_texts(page))
+    assert page.locator("#chatbot [data-testid=user] img").count() == 1
+    assert "llava" in pages.bot_texts(page)[0]
+    assert pages.session_labels(page) == ["What shapes do you see?"]
+
+
+def test_image_attached_in_the_chat_box_goes_to_the_image_model(server, new_context, picture):
+    page = pages.open_app(new_context(), server.url)
+    page.set_input_files("#chat-input input[type=file]", picture)
+    page.wait_for_function("() => document.querySelectorAll('#chat-input img').length > 0 || "
+                           "(document.querySelector('#chat-input')?.innerText || '').includes('shapes')")
+    pages.send(page, "이 그림에 무엇이 있나요?")
+    page.wait_for_function(f"() => {{ const b = document.querySelectorAll('{pages.BOT}'); "
+                           f"return b.length === 1 && b[0].innerText.includes('{DONE}'); }}", timeout=120_000)
+    assert "llava" in pages.bot_texts(page)[0]
+    assert page.locator("#chatbot [data-testid=user] img").count() == 1
+    # the next text-only message goes back to the chat model, with the image turn in the history
+    pages.send(page, "Thanks")
+    page.wait_for_function(f"() => {{ const b = document.querySelectorAll('{pages.BOT}'); "
+                           f"return b.length === 2 && b[1].innerText.includes('{DONE}'); }}", timeout=60_000)
+    assert "demo:tiny" in pages.bot_texts(page)[1]
+
+
+def test_voice_speech_is_transcribed_answered_and_played(server, new_context, speech_wav):
+    page = pages.open_app(new_context(), server.url)
+    pages.click_tab(page, "Voice")
+    assert "https://" in page.inner_text("#voice-https-note")
+    page.click("#voice-input button[aria-label='Upload file']")
+    page.set_input_files("#voice-input input[type=file]", speech_wav)
+    page.wait_for_function("() => (document.querySelector('#voice-transcript textarea')?.value || '').length > 0",
+                           timeout=120_000)
+    page.click("#voice-reply")
+    page.wait_for_function(f"() => (document.querySelector('#voice-answer')?.innerText || '').includes('{DONE}')",
+                           timeout=60_000)
+    # the spoken reply arrives and plays by itself (autoplay on): the player's clock moves
+    page.wait_for_selector("#voice-output [data-testid=download-link]", timeout=120_000)
+    page.wait_for_function("() => { const t = document.querySelector('#voice-output #time'); "
+                           "return t && t.textContent.trim() !== '0:00'; }", timeout=30_000)
+    href = page.get_attribute("#voice-output [data-testid=download-link]", "href")
+    wav = httpx.get(href, timeout=30).content
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and len(wav) > 10_000
+    pages.screenshot(page, "voice.png")
+
+
+def test_voice_empty_transcript_is_refused_in_the_browser(server, new_context):
+    page = pages.open_app(new_context(), server.url)
+    pages.click_tab(page, "Voice")
+    joins = []
+    page.on("request", lambda r: joins.append(r.url) if "queue/join" in r.url else None)
+    page.fill("#voice-transcript textarea", "  ")
+    page.click("#voice-reply")
+    page.wait_for_selector("#voice-transcript.refused", timeout=3000)
+    time.sleep(0.5)
+    assert joins == []

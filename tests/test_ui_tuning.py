@@ -1,0 +1,236 @@
+"""Tuning tab and adapter choice, at the handler level with the real tiny engine and a real training
+subprocess: train from the tab, watch the loss arrive, pick the adapter in a chat, see a different
+greedy reply recorded with the adapter's provenance; bad lines by number; cancel; one run at a time."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from engine.config import config_from_dict
+from tuning.jobs import TrainingJob
+from ui.chat import BASE, ChatHandlers
+from ui.conversation import Conversation
+from ui.models import adapters_markdown
+from ui.owners import Owners
+from ui.page import Shared
+from ui.services import Services
+from ui.tuning import SAMPLE, TrainingSlot, TuningHandlers
+
+TOKEN = "a" * 32
+OWNER = "anon:" + TOKEN
+
+
+def request(lang: str = "en", page: str = "page-1") -> SimpleNamespace:
+    return SimpleNamespace(headers={"accept-language": "ko-KR" if lang == "ko" else "en-US"}, session_hash=page,
+                           username=None)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    from engine.chat import ChatEngine
+    from engine.sources import resolve_source
+    from sessions import SessionStore
+
+    tmp = tmp_path_factory.mktemp("tuning-ui")
+    cfg = config_from_dict({"engine": {"adapters_dir": str(tmp / "adapters")},
+                            "sessions": {"path": str(tmp / "sessions")}, "server": {"max_upload_mb": 1},
+                            "generation": {"temperature": 0.0, "max_new_tokens": 16}})
+    engine = ChatEngine.from_source(resolve_source("demo:tiny"), cfg.engine)
+    assert engine.adapters is not None, "ChatEngine.adapters: the local engine has an AdapterRegistry"
+    services = Services(cfg, engine, SessionStore(cfg.sessions.path))
+    yield Shared(services, Owners(auth=False), Conversation(services), "s" * 32)
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def tuning(shared):
+    return TuningHandlers(shared, TrainingSlot())
+
+
+def finished(h: TuningHandlers, job: TrainingJob, key: str, timeout: float = 120) -> list:
+    """Tick like the page's timer until the timer turns itself off; every tick's outputs."""
+    ticks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = h.tick(job, key, request())
+        ticks.append(out)
+        if out[4].active is False:
+            return ticks
+        time.sleep(0.25)
+    pytest.fail(f"training did not finish: {job.status()}\n{job.log_tail()}")
+
+
+def chat_reply(chat: ChatHandlers, session_id: str) -> dict:
+    for _ in chat.reply(TOKEN, session_id, request()):
+        pass
+    return chat.shared.services.store.get(OWNER, session_id)["messages"][-1]
+
+
+@pytest.fixture(scope="module")
+def trained(shared, tuning):
+    """A 16-step demo LoRA on the sample, started from the tab's Start handler; (name, ticks)."""
+    out = tuning.start(None, "lora", "ui-lora", 16, False, request())
+    job, key = out[0], out[1]
+    assert isinstance(job, TrainingJob) and out[6].active is True and out[8].interactive is True
+    assert "36 good conversation(s), 0 bad line(s)" in out[2]
+    assert Path(job.config.dataset) == SAMPLE and job.config.max_steps == 16
+    ticks = finished(tuning, job, key)
+    return "ui-lora", ticks, job
+
+
+def test_training_from_the_tab_streams_loss_and_publishes_the_adapter(shared, trained):
+    name, ticks, job = trained
+    status = job.status()
+    assert status.state == "succeeded", (status, job.log_tail())
+    final = ticks[-1]
+    assert "Done" in final[1] and "step 16 / 16" in final[1] and name in final[1]
+    frame = final[2]
+    train_steps = sorted(frame[frame.series == "train"].step.tolist())
+    assert train_steps == list(range(1, 17)), train_steps      # logging every step for a short run
+    assert (frame.series == "eval").any()
+    assert final[5].interactive is True and final[6].interactive is False   # Start back on, Cancel off
+    # the plot filled while the run was going, not only at the end
+    live = [t for t in ticks[:-1] if t[2] is not None and "Done" not in t[1]]
+    assert live, "no metrics were shown before the run ended"
+    assert [a.name for a in shared.services.adapter_choices()] == [name]
+    table = adapters_markdown(shared.services, "en")
+    assert f"`{name}`" in table and "✅ yes" in table and "lora r=8" in table
+
+
+def test_the_adapter_is_chosen_per_chat_and_changes_the_greedy_reply(shared, trained):
+    name = trained[0]
+    chat = ChatHandlers(shared)
+    dropdown = chat.adapter_refresh(BASE, request())
+    assert [v for _, v in dropdown.choices] == [BASE, name]
+    assert dropdown.choices[0][0] == "(base model)"
+    assert chat.adapter_refresh(BASE, request("ko")).choices[0][0] == "(기본 모델)"
+
+    out = chat.send({"text": "안녕하세요, 자기소개 해 주세요.", "files": []}, TOKEN, "", None, False, "", 0.0, 16, 1.0,
+                    BASE, request())
+    session_id = out[4]
+    base = chat_reply(chat, session_id)
+    assert base["provenance"]["adapter"] is None and base["content"]
+
+    version = chat.save_adapter(TOKEN, session_id, name, request())
+    stored = shared.services.store.get(OWNER, session_id)
+    assert stored["settings"]["adapter"] == name and stored["version"] == version
+    assert chat.adapter_view(TOKEN, session_id, request()).value == name      # a reopened chat shows its adapter
+
+    for _ in chat.retry(TOKEN, session_id, version, "", 0.0, 16, 1.0, name, request()):
+        pass
+    tuned = shared.services.store.get(OWNER, session_id)["messages"][-1]
+    info = shared.services.check_adapter(name)
+    prov = tuned["provenance"]
+    assert prov["adapter"] == name and prov["adapter_fingerprint"] == info.meta["run_id"]
+    assert prov["adapter_base_fingerprint"] == info.meta["base_fingerprint"] == shared.services.adapters.fingerprint
+    assert prov["sampling"]["temperature"] == 0.0
+    assert tuned["content"] != base["content"], "the adapter did not change the greedy reply"
+
+    left, right = list(chat.compare(TOKEN, session_id, name, request()))[-1]
+    assert left == base["content"] and right == tuned["content"]
+
+    # back to the base: removed from the chat's settings, and the reply is the base one again
+    chat.save_adapter(TOKEN, session_id, BASE, request())
+    assert "adapter" not in shared.services.store.get(OWNER, session_id)["settings"]
+
+
+def test_unusable_adapters_are_refused_with_their_reason(shared, trained, tmp_path):
+    chat = ChatHandlers(shared)
+    out = chat.send({"text": "hi", "files": []}, TOKEN, "", None, False, "", 0.0, 4, 1.0, BASE, request())
+    session_id = out[4]
+    with pytest.raises(gr.Error, match="no adapter named 'nope'"):
+        chat.save_adapter(TOKEN, session_id, "nope", request())
+    with pytest.raises(gr.Error, match="not allowed"):
+        chat.save_adapter(TOKEN, session_id, "../etc", request())
+    with pytest.raises(gr.Error, match="Choose an adapter first"):
+        list(chat.compare(TOKEN, session_id, BASE, request()))
+    # an adapter trained on another base: listed as unusable in Models, refused in a chat
+    other = Path(shared.services.cfg.engine.adapters_dir) / "other-base"
+    other.mkdir()
+    for f in ("adapter_model.safetensors", "adapter_config.json"):
+        (other / f).write_bytes((other.parent / trained[0] / f).read_bytes())
+    meta = json.loads((other.parent / trained[0] / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps(meta | {"name": "other-base", "base_fingerprint": "sha256:0"}))
+    try:
+        assert "❌" in adapters_markdown(shared.services, "en")
+        assert "other-base" not in [v for _, v in chat.adapter_refresh(BASE, request()).choices]
+        with pytest.raises(gr.Error, match="was trained on"):
+            chat.save_adapter(TOKEN, session_id, "other-base", request())
+    finally:
+        for f in other.iterdir():
+            f.unlink()
+        other.rmdir()
+
+
+def test_bad_lines_are_shown_by_number_and_nothing_starts(shared, tuning, tmp_path):
+    good = {"messages": [{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네, 안녕하세요."}]}
+    path = tmp_path / "내 데이터.jsonl"
+    path.write_text("\n".join([json.dumps(good, ensure_ascii=False), "not json",
+                               json.dumps({"messages": []}),
+                               json.dumps({"messages": [{"role": "assistant", "content": "x"}]}),
+                               json.dumps(good, ensure_ascii=False)]) + "\n", encoding="utf-8")
+    text = tuning.check(str(path), "lora", request())
+    assert "2 good conversation(s), 3 bad line(s)" in text
+    assert "line 2: not valid JSON" in text and "line 3:" in text and "line 4:" in text and "line 1:" not in text
+    assert "정상 대화 2개, 문제 있는 줄 3개" in tuning.check(str(path), "lora", request("ko"))
+    with pytest.warns(UserWarning, match="bad lines"):     # gr.Warning, outside a live request
+        out = tuning.start(str(path), "lora", "bad-data", 10, False, request())
+    assert not isinstance(out[0], TrainingJob) and "line 2: not valid JSON" in out[2]
+    assert "bad lines" in out[3]
+    runs = Path(shared.services.cfg.engine.adapters_dir) / ".runs" / "bad-data"
+    assert not runs.exists()
+
+
+def test_too_large_uploads_and_bad_settings_are_refused(shared, tuning, trained, tmp_path):
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b" " * (1024 * 1024 + 1))         # server.max_upload_mb is 1 here
+    with pytest.raises(gr.Error, match="at most 1 MB"):
+        tuning.check(str(big), "lora", request())
+    with pytest.raises(gr.Error, match="at most 1 MB"):
+        tuning.start(str(big), "lora", "big", 10, False, request())
+    with pytest.raises(gr.Error, match="from 1 to"):
+        tuning.start(None, "lora", "x", 0, False, request())
+    with pytest.raises(gr.Error, match="tuning.name"):
+        tuning.start(None, "lora", "../escape", 10, False, request())
+    with pytest.raises(gr.Error, match="already exists.*or pick another name"):
+        tuning.start(None, "lora", trained[0], 10, False, request())
+
+
+def test_cancel_stops_the_run_and_one_run_at_a_time(shared, tuning):
+    out = tuning.start(None, "lora", "long-run", 5000, False, request())
+    job, key = out[0], out[1]
+    try:
+        deadline = time.monotonic() + 120
+        while job.status().step < 2 and time.monotonic() < deadline:
+            assert job.running(), job.log_tail()
+            time.sleep(0.2)
+        with pytest.raises(gr.Error, match="already going"):          # another page, same app
+            tuning.start(None, "lora", "second", 10, False, request(page="page-2"))
+        assert tuning.tick(None, key, request())[0] is job            # a reloaded page finds its run
+        assert tuning.tick(None, "someone-else", request())[4].active is False
+        view = tuning.cancel(job, key, request())
+    finally:
+        if job.running():
+            job.process.kill()
+    assert job.status().state == "cancelled", job.log_tail()
+    assert "Cancelled" in view[1] and view[4].active is False and view[5].interactive is True
+    assert "long-run" not in [a.name for a in shared.services.adapters.available()]
+
+
+def test_a_remote_chat_model_refuses_adapters_with_the_reason(shared):
+    """engine.backend = "openai": no AdapterRegistry; a chat that asks for an adapter is told why."""
+    from engine.adapters import AdapterError
+
+    remote = SimpleNamespace(report=shared.services.engine.report, adapters=None, remote=True)
+    services = Services(shared.services.cfg, remote, shared.services.store)
+    assert services.adapter_choices() == []
+    assert "remote server" in adapters_markdown(services, "en")
+    params = services.params_for({"temperature": 0.0, "adapter": "ui-lora"})
+    assert params.adapter == "ui-lora" and services.params_for({"adapter": ""}).adapter is None
+    with pytest.raises(AdapterError, match="remote server"):
+        services.chat_stream([{"role": "user", "content": "hi"}], params, None)

@@ -1,0 +1,204 @@
+"""Fast checks of the UI's helpers and the chat operations, in-process with the tiny demo engine."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from engine.config import AppConfig, ConfigError
+from tests.conftest import ROOT
+from ui import convo, i18n
+from ui.conversation import Conversation
+from ui.errors import Refusal
+from ui.owners import Owners, browser_secret, load_users, parse_users_env, read_users_file
+from ui.services import Services
+
+
+# ---------------------------------------------------------------- owners and auth
+def test_users_from_env_and_file(tmp_path):
+    assert parse_users_env("alice:pw1, bob:p:w2") == [("alice", "pw1"), ("bob", "p:w2")]
+    with pytest.raises(ConfigError, match="APP_USERS"):
+        parse_users_env("alice")
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps({"민수": "비밀"}), encoding="utf-8")
+    assert read_users_file(str(path)) == [("민수", "비밀")]
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="server.auth_file"):
+        read_users_file(str(path))
+    assert load_users("", env={}) is None
+    assert load_users("", env={"APP_USERS": "a:b"}) == [("a", "b")]
+
+
+def test_owner_is_the_login_when_auth_is_on():
+    request = SimpleNamespace(username="alice", headers={})
+    assert Owners(auth=True).resolve(request, "ignored-token-ignored-token") == "user:alice"
+    with pytest.raises(Refusal):
+        Owners(auth=True).resolve(SimpleNamespace(username=None, headers={}), "a" * 32)
+
+
+def test_anonymous_owner_needs_a_real_token():
+    anon = Owners(auth=False)
+    assert anon.resolve(None, "a" * 32) == "anon:" + "a" * 32
+    for bad in ("short", "x" * 201, "has space in it....", "../../etc/passwd0000"):
+        with pytest.raises(Refusal, match="bad_owner"):
+            anon.resolve(None, bad)
+    with pytest.raises(Refusal, match="need_owner"):
+        anon.resolve(None, "")
+    assert anon.resolve_optional(None, "") is None
+
+
+def test_browser_secret_survives_a_restart(tmp_path):
+    first = browser_secret(tmp_path)
+    assert len(first) >= 32 and browser_secret(tmp_path) == first
+    assert (tmp_path / "browser-state.key").stat().st_mode & 0o077 == 0
+
+
+# ---------------------------------------------------------------- text helpers
+def test_every_text_has_english_and_korean():
+    assert set(i18n.EN) == set(i18n.KO)
+    assert set(i18n.SAY_EN) == set(i18n.SAY_KO)
+    assert i18n.lang_of(SimpleNamespace(headers={"accept-language": "ko-KR,ko;q=0.9"})) == "ko"
+    assert i18n.lang_of(SimpleNamespace(headers={"accept-language": "en-US"})) == "en"
+    assert i18n.lang_of(None) == "en"
+
+
+def test_engine_messages_alternate_even_after_a_failed_reply():
+    stored = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+              {"role": "assistant", "content": "c"}, {"role": "user", "content": "", "attachments": ["x"]}]
+    assert convo.engine_messages(stored, "sys") == [
+        {"role": "system", "content": "sys"}, {"role": "user", "content": "a\n\nb"},
+        {"role": "assistant", "content": "c"}, {"role": "user", "content": "(image)"}]
+
+
+def test_provenance_line_is_small_and_escaped():
+    words = lambda k: {"no_adapter": "no adapter", "stopped": "stopped", "error": "error"}[k]  # noqa: E731
+    line = convo.provenance_line({"model": "<b>m</b>", "rung": "4bit", "tokens_per_second": 12.34}, "stopped", words)
+    assert line == "<sub>&lt;b&gt;m&lt;/b&gt; · 4bit · no adapter · 12.3 tok/s · ⏹ stopped</sub>"
+
+
+def test_settings_keep_only_known_keys_with_sane_types():
+    defaults = {"system_prompt": "", "temperature": 0.7, "max_new_tokens": 512, "top_p": 0.95}
+    merged = convo.settings_from({"temperature": 1, "max_new_tokens": 33.0, "top_p": "x", "evil": 1}, defaults)
+    assert merged == {"system_prompt": "", "temperature": 1.0, "max_new_tokens": 33, "top_p": 0.95}
+    # the chat's adapter travels with its settings (the endpoint and Voice tab use it too)
+    assert convo.settings_from({"adapter": "my-bot"}, defaults)["adapter"] == "my-bot"
+    assert "adapter" not in convo.settings_from({"adapter": 3}, defaults)
+
+
+# ---------------------------------------------------------------- app start rules
+def test_share_without_login_is_refused(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"sessions": {"path": str(tmp_path / "s")}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "app.py"), "--config", str(config), "--share"],
+                          capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin",
+                                                                           "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert "--public-share-i-understand" in proc.stderr and "APP_USERS" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_public_share_needs_the_explicit_flag():
+    import app
+
+    cfg = AppConfig()
+    args = app.parse_args(["--share"])
+    with pytest.raises(ConfigError):
+        app.check_share(app.read_config_from(cfg, args), None)
+    args = app.parse_args(["--share", "--public-share-i-understand"])
+    app.check_share(app.read_config_from(cfg, args), None)
+    app.check_share(app.read_config_from(cfg, app.parse_args(["--share"])), [("a", "b")])
+
+
+# ---------------------------------------------------------------- chat operations (tiny engine)
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    """The tiny demo engine on the plain queue path, closed afterwards (its batching thread would outlive us)."""
+    from engine.chat import ChatEngine
+    from engine.config import EngineConfig
+    from engine.sources import resolve_source
+
+    eng = ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig(), batching="queue")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def conversation(engine, tmp_path):
+    from dataclasses import replace
+
+    from sessions import SessionStore
+
+    cfg = AppConfig()
+    cfg = replace(cfg, generation=replace(cfg.generation, max_new_tokens=8))
+    return Conversation(Services(cfg, engine, SessionStore(tmp_path / "sessions")))
+
+
+def test_send_reply_retry_edit(conversation):
+    owner = "anon:" + "b" * 32
+    session = conversation.add_user(owner, None, "  Hello  ")
+    assert session["title"] == "Hello"
+    job = conversation.start_reply(owner, session["id"], threading.Event())
+    texts = list(job)
+    saved = job.save()
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["messages"][1]["content"] == texts[-1] and saved["messages"][1]["status"] == "complete"
+    assert saved["messages"][1]["provenance"]["model"] == "demo:tiny"
+    retry = conversation.start_reply(owner, session["id"], threading.Event(), replace=True,
+                                     expected_version=saved["version"])
+    list(retry)
+    assert len(retry.save()["messages"]) == 2
+    edited = conversation.add_user(owner, session["id"], "Edited", edit=True)
+    assert [m["content"] for m in edited["messages"]] == ["Edited"]
+    with pytest.raises(Refusal):
+        conversation.add_user(owner, session["id"], "   ")
+
+
+def test_stop_saves_the_partial_reply_as_stopped(conversation):
+    owner = "anon:" + "c" * 32
+    session = conversation.add_user(owner, None, "Tell a long story")
+    cancel = threading.Event()
+    job = conversation.start_reply(owner, session["id"], cancel, overrides={"max_new_tokens": 400})
+    for i, _ in enumerate(job):
+        if i == 2:
+            cancel.set()
+    saved = job.save()
+    reply = saved["messages"][-1]
+    assert reply["status"] == "stopped" and 0 < reply["provenance"]["completion_tokens"] < 400
+
+
+def test_abandoned_reply_is_saved_when_the_page_goes_away(conversation):
+    owner = "anon:" + "d" * 32
+    session = conversation.add_user(owner, None, "Hello")
+    job = conversation.start_reply(owner, session["id"], threading.Event(), overrides={"max_new_tokens": 400})
+    next(iter(job))
+    job.close()
+    assert job.save()["messages"][-1]["status"] == "stopped"
+
+
+def test_edit_keeps_the_image_of_the_edited_message(conversation, tmp_path):
+    from PIL import Image
+
+    owner = "anon:" + "e" * 32
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(picture)
+    session = conversation.add_user(owner, None, "what is this", image_path=str(picture))
+    ref = session["messages"][0]["attachments"][0]
+    edited = conversation.add_user(owner, session["id"], "and now?", edit=True)
+    assert edited["messages"][0]["attachments"] == [ref]
+    assert conversation.store.attachment_path(owner, ref).is_file()
+
+
+def test_missing_optional_models_say_so_in_both_languages(engine, tmp_path):
+    from sessions import SessionStore
+    from ui.errors import ModelUnavailable, message_for
+
+    services = Services(AppConfig(), engine, SessionStore(tmp_path / "s"), manager=None)
+    with pytest.raises(ModelUnavailable) as caught:
+        services.transcribe(b"RIFF")
+    text = message_for(caught.value, "en")
+    assert "model is not available" in text and "모델을 사용할 수 없습니다" in text
+    assert "모델을 사용할 수 없습니다" in message_for(caught.value, "ko")

@@ -1,0 +1,217 @@
+"""Chat operations on stored sessions, shared by the Chat tab, the Image tab and the API endpoints.
+
+The store is the source of truth: a user message is saved before the model starts, the reply is
+saved when it ends (also when stopped, failed or abandoned), so a reload or restart loses nothing.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.generation import GenerationError
+from sessions import SessionNotFound, StaleVersion
+from sessions.model import DEFAULT_TITLE
+from ui.convo import engine_messages, last_user_index, settings_from, short_title
+from ui.errors import Refusal
+from ui.services import Generated, Services, provenance
+
+STREAM_INTERVAL = 0.05  # seconds between UI updates while streaming
+
+
+class CancelBoard:
+    """Stop buttons find the running reply of their page: one threading.Event per page (session hash)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events[key] = event
+        return event
+
+    def stop(self, key: str) -> bool:
+        with self._lock:
+            event = self._events.get(key)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def finish(self, key: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(key) is event:
+                del self._events[key]
+
+
+class ReplyJob:
+    """One reply being generated: iterate for the growing text, then `save()` it into the session."""
+
+    def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Generated, params: Any,
+                 replace: bool):
+        self.convo, self.owner, self.session, self.gen, self.params = convo, owner, session, gen, params
+        self.replace = replace
+        self.text = ""
+        self.error: GenerationError | None = None
+        self.finished = False
+        self.saved: dict | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        last = 0.0
+        try:
+            for piece in self.gen.stream:
+                self.text += piece
+                now = time.monotonic()
+                if now - last >= STREAM_INTERVAL:
+                    last = now
+                    yield self.text
+        except GenerationError as exc:
+            self.error = exc
+        self.finished = True
+        yield self.text
+
+    def close(self) -> None:
+        """Stop generating (the engine frees its slot); used when the page goes away mid-reply."""
+        if not self.finished:
+            self.gen.stream.close()
+
+    @property
+    def status(self) -> str:
+        reason = self.gen.stream.stats.finish_reason
+        if self.error is not None or reason == "error":
+            return "error"
+        if reason == "cancelled" or not self.finished:
+            return "stopped"
+        return "complete"
+
+    def save(self) -> dict:
+        """Store the reply (append, or replace the last one for Retry); idempotent."""
+        if self.saved is not None:
+            return self.saved
+        stats = self.gen.stream.stats
+        message = {"role": "assistant", "content": self.text, "status": self.status,
+                   "provenance": provenance(self.gen, self.params, stats)}
+        store = self.convo.services.store
+        if self.replace and self.session["messages"] and self.session["messages"][-1]["role"] == "assistant":
+            self.saved = store.replace_last_assistant(self.owner, self.session["id"], message)
+        else:
+            self.saved = store.append(self.owner, self.session["id"], message)
+        if stats.completion_tokens:
+            self.convo.services.metrics.record(self.gen.model, stats)
+        return self.saved
+
+
+class Conversation:
+    def __init__(self, services: Services):
+        self.services = services
+        self.cancels = CancelBoard()
+
+    @property
+    def store(self) -> Any:
+        return self.services.store
+
+    # ------------------------------------------------------------ sessions
+    def settings(self, session: dict | None) -> dict:
+        return settings_from(session["settings"] if session else None, self.services.default_settings())
+
+    def create(self, owner: str, title: str | None = None) -> dict:
+        return self.store.create(owner, title, settings=self.services.default_settings())
+
+    def open(self, owner: str, session_id: str | None) -> dict | None:
+        """The session, else the owner's newest, else None (a first visit)."""
+        if session_id:
+            try:
+                return self.store.get(owner, session_id)
+            except SessionNotFound:
+                pass
+        newest = self.store.list(owner, limit=1)
+        if not newest:
+            return None
+        try:
+            return self.store.get(owner, newest[0]["id"])
+        except SessionNotFound:
+            return None
+
+    def save_settings(self, owner: str, session: dict, settings: dict) -> dict:
+        """Keep a chat's system prompt and sampling settings; a no-op when nothing changed."""
+        current = self.settings(session)
+        wanted = settings_from(settings, current)
+        if wanted == current and all(k in session["settings"] for k in wanted):
+            return session
+        return self.store.update_settings(owner, session["id"], wanted)
+
+    # ------------------------------------------------------------ messages
+    def add_user(self, owner: str, session_id: str | None, text: str, *, image_path: str | None = None,
+                 settings: dict | None = None, edit: bool = False, expected_version: int | None = None) -> dict:
+        """Save the user's message (after an edit: drop the old last message and what followed)."""
+        text = text.strip()
+        limit = self.services.cfg.generation.max_message_chars
+        if not text and not image_path:
+            raise Refusal("empty")
+        if len(text) > limit:
+            raise Refusal("too_long", n=len(text), limit=limit)
+        session = self.store.get(owner, session_id) if session_id else self.create(owner)
+        if settings:
+            session = self.save_settings(owner, session, settings)
+        attachments = [self._put_image(image_path)] if image_path else []
+        if edit:
+            index = last_user_index(session["messages"])
+            if index is None:
+                raise Refusal("nothing_to_edit")
+            return self.replace_user(owner, session, index, text, attachments or None, expected_version)
+        if session["title"] == DEFAULT_TITLE and not any(m["role"] == "user" for m in session["messages"]):
+            session = self.store.rename(owner, session["id"], short_title(text or "🖼"))
+        return self.store.append(owner, session["id"], {"role": "user", "content": text, "attachments": attachments})
+
+    def replace_user(self, owner: str, session: dict, index: int, text: str, attachments: list[str] | None = None,
+                     expected_version: int | None = None) -> dict:
+        """Edit & resend: keep the messages before `index`, then the edited message (same images unless new)."""
+        messages = session["messages"]
+        if not 0 <= index < len(messages) or messages[index]["role"] != "user":
+            raise Refusal("nothing_to_edit")
+        if not text.strip() and not (attachments or messages[index]["attachments"]):
+            raise Refusal("empty")
+        keep = messages[index]["attachments"] if attachments is None else attachments
+        # truncate deletes attachment files nobody uses any more: hold the kept ones' bytes across it
+        held = {ref: self.store.attachment_path(owner, ref).read_bytes()
+                for ref in keep if ref in messages[index]["attachments"]}
+        self.store.truncate(owner, session["id"], index, expected_version=expected_version)
+        keep = [self.store.put_attachment(held[ref], ref.rsplit(".", 1)[1]) if ref in held else ref for ref in keep]
+        return self.store.append(owner, session["id"], {"role": "user", "content": text.strip(), "attachments": keep})
+
+    def _put_image(self, path: str) -> str:
+        from engine.media import ImageLimits, load_image
+
+        limits = ImageLimits(max_bytes=self.services.cfg.server.max_upload_mb * 2**20)
+        checked = load_image(path, limits)  # MediaError says why a file is refused
+        suffix = {"JPEG": "jpg", "MPO": "jpg"}.get(checked.format, checked.format.lower() or "png")
+        return self.store.put_attachment(Path(path).read_bytes(), suffix)
+
+    def start_reply(self, owner: str, session_id: str, cancel: threading.Event, *, replace: bool = False,
+                    expected_version: int | None = None, overrides: dict | None = None) -> ReplyJob:
+        """Begin the reply to the last user message (replace=True: Retry, a new version of the last reply)."""
+        session = self.store.get(owner, session_id)
+        if expected_version is not None and replace and session["version"] != expected_version:
+            raise StaleVersion(session_id, expected_version, session["version"])
+        messages = session["messages"]
+        index = last_user_index(messages)
+        if index is None:
+            raise Refusal("nothing_to_retry")
+        if not replace and index != len(messages) - 1:
+            raise Refusal("nothing_to_retry")
+        settings = self.settings(session)
+        params = self.services.params_for({**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}})
+        history = engine_messages(messages[: index + 1], settings["system_prompt"])
+        image_refs = messages[index].get("attachments", [])
+        if image_refs:
+            gen = self._vision(owner, image_refs[0], history, params, cancel)
+        else:
+            gen = self.services.chat_stream(history, params, cancel)
+        return ReplyJob(self, owner, session, gen, params, replace)
+
+    def _vision(self, owner: str, ref: str, history: list[dict], params: Any, cancel: threading.Event) -> Generated:
+        path = self.store.attachment_path(owner, ref)
+        return self.services.vision_stream(str(path), history, params, cancel)

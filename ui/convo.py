@@ -1,0 +1,118 @@
+"""Pure helpers between stored sessions, the engine and the Chatbot: no Gradio events, easy to test."""
+from __future__ import annotations
+
+import html
+from typing import Any, Callable, Sequence
+
+SETTING_KEYS = ("system_prompt", "temperature", "max_new_tokens", "top_p", "adapter")
+
+
+def message_text(content: Any) -> str:
+    """Gradio 6 hands content as a list of parts; the engine and the store take plain text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        if content.get("type", "text") == "text" and "text" in content:
+            return str(content["text"])
+        return ""
+    if isinstance(content, (list, tuple)):
+        return "".join(message_text(p) for p in content)
+    return ""
+
+
+def engine_messages(messages: Sequence[dict], system_prompt: str = "") -> list[dict]:
+    """Stored messages -> alternating user/assistant text for the engine.
+
+    Consecutive messages of one role are joined (a user message whose reply failed before it
+    started is followed by the next one), so the engine always gets a valid conversation.
+    """
+    out: list[dict] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    for m in messages:
+        role = m.get("role")
+        if role not in ("user", "assistant"):
+            continue
+        text = m.get("content", "")
+        if role == "user" and not text.strip():
+            text = "(image)" if m.get("attachments") else "…"
+        if out and out[-1]["role"] == role:
+            out[-1] = {"role": role, "content": (out[-1]["content"] + "\n\n" + text).strip("\n")}
+        elif role == "assistant" and (not out or out[-1]["role"] == "system"):
+            continue  # a conversation starts with the user
+        else:
+            out.append({"role": role, "content": text})
+    return out
+
+
+def last_user_index(messages: Sequence[dict]) -> int | None:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "user":
+            return i
+    return None
+
+
+def visible_messages(messages: Sequence[dict]) -> list[tuple[int, dict]]:
+    """(stored index, message) for what the Chatbot shows: user and assistant messages."""
+    return [(i, m) for i, m in enumerate(messages) if m.get("role") in ("user", "assistant")]
+
+
+def provenance_line(prov: dict | None, status: str, words: Callable[[str], str]) -> str:
+    """The small line under a reply: model · rung · adapter · tokens/s (and stopped/error)."""
+    if not prov:
+        return ""
+    parts = [str(prov.get("model", "?")), str(prov.get("rung", "?")),
+             str(prov.get("adapter") or words("no_adapter"))]
+    tps = prov.get("tokens_per_second")
+    if isinstance(tps, (int, float)) and tps > 0:
+        parts.append(f"{tps:.1f} tok/s")
+    if status in ("stopped", "error"):
+        parts.append(("⏹ " if status == "stopped" else "⚠️ ") + words(status))
+    return "<sub>" + html.escape(" · ".join(parts)) + "</sub>"
+
+
+def reply_content(text: str, prov: dict | None, status: str, words: Callable[[str], str]) -> str:
+    line = provenance_line(prov, status, words)
+    body = text if text.strip() else ("…" if not line else "")
+    return f"{body}\n\n{line}" if line else body
+
+
+def display_messages(messages: Sequence[dict], image_view: Callable[[str], str | None],
+                     words: Callable[[str], str]) -> list[dict]:
+    """Stored messages -> Chatbot messages (content as a list of parts; images as file parts)."""
+    shown = []
+    for _, m in visible_messages(messages):
+        if m["role"] == "user":
+            parts: list[Any] = []
+            for ref in m.get("attachments", []):
+                path = image_view(ref)
+                if path:
+                    parts.append({"path": path, "alt_text": "image"})
+            if m.get("content"):
+                parts.append(m["content"])
+            shown.append({"role": "user", "content": parts or [""]})
+        else:
+            shown.append({"role": "assistant",
+                          "content": reply_content(m.get("content", ""), m.get("provenance"),
+                                                   m.get("status", "complete"), words)})
+    return shown
+
+
+def settings_from(values: dict | None, defaults: dict) -> dict:
+    """Merge a session's stored settings over the defaults, keeping only known keys with sane types."""
+    merged = dict(defaults)
+    for key in SETTING_KEYS:
+        value = (values or {}).get(key)
+        if value is None:
+            continue
+        if key in ("system_prompt", "adapter") and isinstance(value, str):
+            merged[key] = value
+        elif key == "max_new_tokens" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = int(value)
+        elif key in ("temperature", "top_p") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = float(value)
+    return merged
+
+
+def short_title(text: str, limit: int = 48) -> str:
+    """A title from the first message: one line, at most `limit` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

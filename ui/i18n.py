@@ -1,0 +1,294 @@
+"""User-facing text in English and Korean.
+
+Static labels go through gr.I18n (the browser's language picks the table); text made on the
+server (errors, live panels) goes through `say`, which reads the request's Accept-Language.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from gradio.i18n import I18nData
+
+EN: dict[str, str] = {
+    # tabs
+    "tab.chat": "Chat", "tab.image": "Image", "tab.voice": "Voice", "tab.models": "Models",
+    "tab.system": "System", "tab.tuning": "Tuning",
+    # sessions sidebar
+    "sessions.title": "### Chats", "sessions.new": "➕ New chat", "sessions.search": "Search chats",
+    "sessions.search_ph": "Search titles and messages", "sessions.list": "Your chats",
+    "sessions.rename_label": "Title of this chat", "sessions.rename": "Rename",
+    "sessions.delete": "🗑 Delete chat", "sessions.delete_yes": "Yes, delete it",
+    "sessions.delete_no": "Cancel", "sessions.owner_key": "Your private key (API owner_token)",
+    "sessions.owner_info": "Chats in this browser belong to this key. Keep it secret; pass it as owner_token "
+                           "to the API to reach these chats.",
+    # chat
+    "chat.chatbot": "Conversation", "chat.input_ph": "Message (Enter to send, Shift+Enter for a new line). "
+                                                     "Attach an image to ask the image model.",
+    "chat.stop": "⏹ Stop", "chat.retry": "🔄 Retry", "chat.edit": "✏️ Edit last message",
+    "chat.edit_cancel": "✖ Cancel edit", "chat.settings": "Settings for this chat",
+    "chat.system_prompt": "System prompt", "chat.system_prompt_ph": "e.g. Answer briefly, in Korean.",
+    "chat.temperature": "Temperature (0 = greedy)", "chat.max_new_tokens": "Max new tokens",
+    "chat.top_p": "Top-p", "chat.empty_hint": "Start typing below. Your chats stay on this machine.",
+    "chat.queue_note": "When many people use the model at once you may see “busy, try again”: wait a moment.",
+    # image
+    "image.input": "Image (upload, paste or webcam)", "image.question": "Question about the image",
+    "image.question_ph": "What is in this picture?", "image.ask": "Ask", "image.stop": "⏹ Stop",
+    "image.answer": "Answer", "image.to_chat": "➡ Send to chat",
+    # voice
+    "voice.input": "Speak or upload audio", "voice.transcribe": "Transcribe",
+    "voice.transcript": "Transcript (you can edit it)", "voice.reply": "Reply",
+    "voice.answer": "Reply text", "voice.spoken": "Spoken reply", "voice.autoplay": "Play replies automatically",
+    "voice.https_note": "🎙 Browsers allow the microphone only on **https://** or **localhost**. On plain "
+                        "http:// over a LAN it is refused: use the share link (https), open the app on this "
+                        "computer, or upload a recording instead.",
+    "voice.language": "Spoken language of the reply",
+    # models
+    "models.loaded": "### Loaded models", "models.refresh": "↻ Refresh", "models.which": "Model",
+    "models.load": "Load", "models.unload": "Unload", "models.precision": "Precision of the chat model",
+    "models.precision_save": "Save for the next start", "models.estimate_model": "Model to estimate (hub id or folder)",
+    "models.estimate": "Estimate GPU memory", "models.extra_title": "### Models in memory (image and speech load on first use)",
+    "models.precision_title": "### Precision", "models.estimate_title": "### GPU memory per precision",
+    # system
+    "system.title": "### System (refreshes every 2 s)", "system.live": "Live updates",
+    # chat: adapters
+    "chat.adapter": "Adapter / 어댑터", "chat.adapter_info": "LoRA adapter this chat answers with (made in the Tuning tab).",
+    "chat.compare_title": "Compare base vs adapter",
+    "chat.compare_note": "Runs your last message through the base model and through the chosen adapter, greedy "
+                         "(temperature 0) so only the adapter makes a difference. Nothing is saved.",
+    "chat.compare_run": "⚖️ Compare base vs adapter", "chat.compare_base": "Base model",
+    "chat.compare_adapter": "With the adapter",
+    # models: adapters
+    "models.adapters_title": "### LoRA adapters", "models.adapters_refresh": "↻ Refresh adapters",
+    # tuning
+    "tuning.intro": "### Fine-tune with LoRA / QLoRA\nTrain an adapter on your own conversations (JSONL, one "
+                    "`{\"messages\": [...]}` per line, ending with the assistant reply). Training runs in a separate "
+                    "process: chatting keeps working. When it is done, pick the adapter in Chat → Settings → Adapter.",
+    "tuning.demo_note": "Demo model loaded: training uses the demo configs (tiny random model, CPU, seconds). The loss "
+                        "goes down, but replies stay noise.",
+    "tuning.remote_note": "⚠️ The chat model runs on a remote server: adapters trained here can only be used once the "
+                          "model is loaded on this machine.",
+    "tuning.public_note": "Training is turned off on a public share without login.",
+    "tuning.dataset": "Dataset (JSONL)", "tuning.sample_note": "Nothing uploaded: the sample tuning/data/sample.jsonl "
+                                                              "(36 short Korean and English conversations) is used.",
+    "tuning.check": "🔎 Check dataset", "tuning.use_sample": "Use the sample",
+    "tuning.check_result": "Dataset check", "tuning.method": "Method (QLoRA: 4-bit base, less GPU memory)",
+    "tuning.name": "Adapter name", "tuning.name_info": "Letters (Korean too), digits, '.', '_' or '-'.",
+    "tuning.steps": "Training steps", "tuning.overwrite": "Replace an adapter (or earlier run) of this name",
+    "tuning.start": "▶ Start training", "tuning.cancel": "⏹ Cancel training",
+    "tuning.idle": "No training running from this page.", "tuning.plot": "Loss",
+    "tuning.log": "Training log",
+}
+
+KO: dict[str, str] = {
+    "tab.chat": "채팅", "tab.image": "이미지", "tab.voice": "음성", "tab.models": "모델",
+    "tab.system": "시스템", "tab.tuning": "튜닝",
+    "sessions.title": "### 대화 목록", "sessions.new": "➕ 새 대화", "sessions.search": "대화 검색",
+    "sessions.search_ph": "제목과 메시지에서 찾기", "sessions.list": "내 대화",
+    "sessions.rename_label": "이 대화의 제목", "sessions.rename": "이름 바꾸기",
+    "sessions.delete": "🗑 대화 삭제", "sessions.delete_yes": "네, 삭제합니다",
+    "sessions.delete_no": "취소", "sessions.owner_key": "내 비공개 키 (API owner_token)",
+    "sessions.owner_info": "이 브라우저의 대화는 이 키에 속합니다. 비밀로 하세요. API에 owner_token으로 "
+                           "넘기면 이 대화에 접근합니다.",
+    "chat.chatbot": "대화", "chat.input_ph": "메시지 (Enter로 보내기, Shift+Enter로 줄바꿈). "
+                                             "이미지를 첨부하면 이미지 모델이 답합니다.",
+    "chat.stop": "⏹ 중지", "chat.retry": "🔄 다시 생성", "chat.edit": "✏️ 마지막 메시지 수정",
+    "chat.edit_cancel": "✖ 수정 취소", "chat.settings": "이 대화의 설정",
+    "chat.system_prompt": "시스템 프롬프트", "chat.system_prompt_ph": "예: 짧게 한국어로 답하세요.",
+    "chat.temperature": "온도 (0 = 탐욕적)", "chat.max_new_tokens": "최대 새 토큰 수",
+    "chat.top_p": "Top-p", "chat.empty_hint": "아래에 입력하세요. 대화는 이 컴퓨터에만 저장됩니다.",
+    "chat.queue_note": "여러 사람이 동시에 쓰면 “바쁨, 다시 시도” 메시지가 나올 수 있습니다. 잠시 기다려 주세요.",
+    "image.input": "이미지 (업로드, 붙여넣기, 웹캠)", "image.question": "이미지에 대한 질문",
+    "image.question_ph": "이 사진에 무엇이 있나요?", "image.ask": "질문하기", "image.stop": "⏹ 중지",
+    "image.answer": "답변", "image.to_chat": "➡ 채팅으로 보내기",
+    "voice.input": "말하거나 오디오 업로드", "voice.transcribe": "받아쓰기",
+    "voice.transcript": "받아쓴 내용 (수정 가능)", "voice.reply": "답하기",
+    "voice.answer": "답변 글", "voice.spoken": "음성 답변", "voice.autoplay": "답변 자동 재생",
+    "voice.https_note": "🎙 브라우저는 **https://** 또는 **localhost** 에서만 마이크를 허용합니다. 같은 "
+                        "네트워크의 http:// 주소에서는 거부되니 공유 링크(https)를 쓰거나, 이 컴퓨터에서 "
+                        "열거나, 녹음 파일을 업로드하세요.",
+    "voice.language": "답변 음성의 언어",
+    "models.loaded": "### 불러온 모델", "models.refresh": "↻ 새로 고침", "models.which": "모델",
+    "models.load": "불러오기", "models.unload": "내리기", "models.precision": "채팅 모델 정밀도",
+    "models.precision_save": "다음 시작 때 적용하도록 저장", "models.estimate_model": "추정할 모델 (허브 id 또는 폴더)",
+    "models.estimate": "GPU 메모리 추정", "models.extra_title": "### 메모리의 모델 (이미지·음성은 처음 쓸 때 불러옴)",
+    "models.precision_title": "### 정밀도", "models.estimate_title": "### 정밀도별 GPU 메모리",
+    "system.title": "### 시스템 (2초마다 새로 고침)", "system.live": "실시간 갱신",
+    "chat.adapter": "Adapter / 어댑터", "chat.adapter_info": "이 대화가 답할 때 쓰는 LoRA 어댑터 (튜닝 탭에서 만듦).",
+    "chat.compare_title": "기본 모델과 어댑터 비교",
+    "chat.compare_note": "마지막 메시지를 기본 모델과 고른 어댑터로 각각 생성합니다. 어댑터 차이만 보이도록 탐욕적 "
+                         "생성(온도 0)을 씁니다. 저장되지 않습니다.",
+    "chat.compare_run": "⚖️ 기본 모델 vs 어댑터 비교", "chat.compare_base": "기본 모델",
+    "chat.compare_adapter": "어댑터 적용",
+    "models.adapters_title": "### LoRA 어댑터", "models.adapters_refresh": "↻ 어댑터 새로 고침",
+    "tuning.intro": "### LoRA / QLoRA 미세조정\n내 대화로 어댑터를 학습합니다 (JSONL, 한 줄에 "
+                    "`{\"messages\": [...]}` 하나, 마지막은 어시스턴트 답변). 학습은 별도 프로세스에서 돌아서 "
+                    "채팅은 계속 쓸 수 있습니다. 끝나면 채팅 → 설정 → 어댑터에서 고르세요.",
+    "tuning.demo_note": "데모 모델이 올라와 있어 데모 설정(작은 무작위 모델, CPU, 몇 초)으로 학습합니다. 손실은 "
+                        "내려가지만 답변은 여전히 의미 없는 글자입니다.",
+    "tuning.remote_note": "⚠️ 채팅 모델이 원격 서버에서 돌고 있습니다. 여기서 학습한 어댑터는 모델을 이 컴퓨터에 "
+                          "불러와야 쓸 수 있습니다.",
+    "tuning.public_note": "로그인 없는 공개 공유에서는 학습을 할 수 없습니다.",
+    "tuning.dataset": "데이터셋 (JSONL)", "tuning.sample_note": "업로드하지 않으면 예시 tuning/data/sample.jsonl "
+                                                               "(짧은 한국어·영어 대화 36개)을 씁니다.",
+    "tuning.check": "🔎 데이터셋 검사", "tuning.use_sample": "예시 데이터 쓰기",
+    "tuning.check_result": "데이터셋 검사 결과", "tuning.method": "방법 (QLoRA: 4비트 기본 모델, GPU 메모리 절약)",
+    "tuning.name": "어댑터 이름", "tuning.name_info": "글자(한글 포함), 숫자, '.', '_', '-'.",
+    "tuning.steps": "학습 스텝 수", "tuning.overwrite": "같은 이름의 어댑터(또는 이전 실행)를 덮어쓰기",
+    "tuning.start": "▶ 학습 시작", "tuning.cancel": "⏹ 학습 취소",
+    "tuning.idle": "이 페이지에서 진행 중인 학습이 없습니다.", "tuning.plot": "손실",
+    "tuning.log": "학습 로그",
+}
+
+# Text made on the server: errors and live panels. {placeholders} are filled by `say`.
+SAY_EN: dict[str, str] = {
+    "empty": "The message is empty: type something first.",
+    "too_long": "The message has {n} characters; at most {limit} are accepted.",
+    "no_session": "This chat no longer exists (deleted in another tab?). Pick or start another chat.",
+    "stale": "This chat was changed in another tab or window. Reload the page and try again; nothing was overwritten.",
+    "nothing_to_retry": "There is no message to answer yet: send one first.",
+    "nothing_to_edit": "There is no message of yours to edit yet.",
+    "prompt": "The model cannot take this conversation: {detail}.",
+    "generation": "Generation failed: {detail}. The model is still loaded; try again.",
+    "media": "That file cannot be used: {detail}.",
+    "speech": "Speech failed: {detail}.",
+    "busy": "The model is busy with other people's requests and the queue is full: try again in {seconds} s.",
+    "unavailable": "The {what} model is not available / 모델을 사용할 수 없습니다: {detail}",
+    "session_store": "Could not save the chat: {detail}",
+    "need_image": "Add an image first (upload, paste or webcam).",
+    "need_audio": "Record or upload audio first.",
+    "no_speech": "No speech was heard in that recording; try again closer to the microphone.",
+    "no_answer": "There is no answer to send yet: ask a question first.",
+    "sent_to_chat": "Sent to the chat “{title}”.",
+    "login": "Log in first.",
+    "bad_owner": "owner_token must be 16 to 200 letters, digits, '-' or '_' (e.g. secrets.token_hex(16)).",
+    "need_owner": "Sessions need an owner: log in, or pass owner_token.",
+    "public_readonly": "Changing settings is turned off on a public share without login.",
+    "stopped": "stopped", "error": "error", "no_adapter": "no adapter",
+    "deleted": "Chat deleted.", "renamed": "Renamed.", "precision_saved":
+        "Saved: engine.precision = \"{precision}\" in {path}. It applies at the next start of the app "
+        "(the chat model is not reloaded now).",
+    "no_results": "No chat matches “{query}”.",
+    "no_gpu": "No GPU: the models run on the CPU.",
+    "last_reply": "Last reply: **{tps:.1f} tokens/s** ({tokens} tokens in {seconds:.1f} s, {model}).",
+    "no_reply_yet": "No reply generated yet.",
+    "demo_banner": "⚠️ **Demo model: random weights, replies are noise.** Real Mistral weights load through "
+                   "the same code: set engine.model in config.json.",
+    "unknown_model": "Could not read the configuration of {model}: {detail}. Offline, a hub id can only be "
+                     "read if it is already in the local cache; use a local folder instead.",
+    "base_model_choice": "(base model)", "adapter_missing": "not available",
+    "adapter_choice": "{name} · {method} r={r} · {steps} steps",
+    "compare_pick": "Choose an adapter first (Settings → Adapter) to compare it with the base model.",
+    "adapters_none": "No adapters yet: train one in the Tuning tab.",
+    "adapters_remote": "The chat model runs on a remote server: LoRA adapters cannot be used with it.",
+    "adapters_head": "| adapter | usable here | summary | created |",
+    "adapters_yes": "✅ yes", "adapters_no": "❌ trained on another base",
+    "tuning_check_head": "{name}: {good} good conversation(s), {bad} bad line(s).",
+    "tuning_check_empty": "The file has no conversations.",
+    "tuning_check_fix": "Fix these lines and upload the file again:",
+    "tuning_state_starting": "Starting", "tuning_state_loading": "Loading the base model",
+    "tuning_state_training": "Training", "tuning_state_saving": "Saving the adapter", "tuning_state_done": "Saving the adapter",
+    "tuning_state_succeeded": "Done", "tuning_state_failed": "Failed", "tuning_state_cancelled": "Cancelled",
+    "tuning_step": "step {step} / {total} ({pct} %)",
+    "tuning_done": "Adapter `{name}` is ready: choose it in Chat → Settings → Adapter. The Models tab lists it.",
+    "tuning_cancelled_note": "Stopped; no adapter was published.",
+    "tuning_too_big": "The dataset is {size} MB; uploads may be at most {limit} MB (server.max_upload_mb).",
+    "tuning_public": "Training is turned off on a public share without login.",
+    "tuning_bad_steps": "Training steps must be a whole number from 1 to {max}.",
+    "tuning_fix_first": "The dataset has bad lines (listed under Dataset check): fix them first; nothing was started.",
+    "tuning_busy": "A training run is already going in this app (“{name}”, step {step} / {total}). Wait for it to "
+                   "finish or cancel it from the page that started it.",
+    "tuning_taken_hint": "tick “Replace an adapter (or earlier run) of this name”, or pick another name.",
+    "tuning_nothing_to_cancel": "No training from this page is running.",
+}
+
+SAY_KO: dict[str, str] = {
+    "empty": "메시지가 비어 있습니다. 먼저 내용을 입력하세요.",
+    "too_long": "메시지가 {n}자입니다. 최대 {limit}자까지 받습니다.",
+    "no_session": "이 대화가 더 이상 없습니다 (다른 탭에서 삭제?). 다른 대화를 고르거나 새로 시작하세요.",
+    "stale": "이 대화가 다른 탭이나 창에서 바뀌었습니다. 페이지를 새로 고친 뒤 다시 해 보세요. 덮어쓴 내용은 없습니다.",
+    "nothing_to_retry": "아직 답할 메시지가 없습니다. 먼저 메시지를 보내세요.",
+    "nothing_to_edit": "아직 수정할 내 메시지가 없습니다.",
+    "prompt": "모델이 이 대화를 받을 수 없습니다: {detail}.",
+    "generation": "생성에 실패했습니다: {detail}. 모델은 그대로 있으니 다시 해 보세요.",
+    "media": "이 파일은 쓸 수 없습니다: {detail}.",
+    "speech": "음성 처리에 실패했습니다: {detail}.",
+    "busy": "다른 사람들의 요청으로 모델이 바쁘고 대기열이 가득 찼습니다. {seconds}초 뒤에 다시 해 보세요.",
+    "unavailable": "{what} 모델을 사용할 수 없습니다 / model not available: {detail}",
+    "session_store": "대화를 저장하지 못했습니다: {detail}",
+    "need_image": "먼저 이미지를 넣으세요 (업로드, 붙여넣기, 웹캠).",
+    "need_audio": "먼저 녹음하거나 오디오를 업로드하세요.",
+    "no_speech": "녹음에서 말소리가 들리지 않았습니다. 마이크에 가까이에서 다시 해 보세요.",
+    "no_answer": "아직 보낼 답변이 없습니다. 먼저 질문하세요.",
+    "sent_to_chat": "대화 “{title}”(으)로 보냈습니다.",
+    "login": "먼저 로그인하세요.",
+    "bad_owner": "owner_token은 16~200자의 영문, 숫자, '-', '_' 이어야 합니다 (예: secrets.token_hex(16)).",
+    "need_owner": "대화를 쓰려면 소유자가 필요합니다. 로그인하거나 owner_token을 넘기세요.",
+    "public_readonly": "로그인 없는 공개 공유에서는 설정을 바꿀 수 없습니다.",
+    "stopped": "중지됨", "error": "오류", "no_adapter": "어댑터 없음",
+    "deleted": "대화를 삭제했습니다.", "renamed": "이름을 바꿨습니다.", "precision_saved":
+        "저장했습니다: {path} 의 engine.precision = \"{precision}\". 앱을 다음에 시작할 때 적용됩니다 "
+        "(지금 채팅 모델을 다시 불러오지는 않습니다).",
+    "no_results": "“{query}” 와 맞는 대화가 없습니다.",
+    "no_gpu": "GPU 없음: 모델이 CPU에서 돌아갑니다.",
+    "last_reply": "마지막 답변: **초당 {tps:.1f} 토큰** ({seconds:.1f}초에 {tokens} 토큰, {model}).",
+    "no_reply_yet": "아직 생성한 답변이 없습니다.",
+    "demo_banner": "⚠️ **데모 모델(무작위 가중치)이라 답변은 의미 없는 글자입니다.** 실제 Mistral 가중치도 같은 "
+                   "코드로 불러옵니다: config.json 의 engine.model 을 설정하세요.",
+    "unknown_model": "{model} 의 설정을 읽지 못했습니다: {detail}. 오프라인에서는 로컬 캐시에 있는 허브 id만 "
+                     "읽을 수 있으니 로컬 폴더를 쓰세요.",
+    "base_model_choice": "(기본 모델)", "adapter_missing": "사용 불가",
+    "adapter_choice": "{name} · {method} r={r} · {steps} 스텝",
+    "compare_pick": "먼저 어댑터를 고르세요 (설정 → 어댑터). 그래야 기본 모델과 비교할 수 있습니다.",
+    "adapters_none": "아직 어댑터가 없습니다. 튜닝 탭에서 학습하세요.",
+    "adapters_remote": "채팅 모델이 원격 서버에서 돌고 있어 LoRA 어댑터를 쓸 수 없습니다.",
+    "adapters_head": "| 어댑터 | 여기서 사용 | 요약 | 만든 때 |",
+    "adapters_yes": "✅ 가능", "adapters_no": "❌ 다른 기본 모델로 학습됨",
+    "tuning_check_head": "{name}: 정상 대화 {good}개, 문제 있는 줄 {bad}개.",
+    "tuning_check_empty": "파일에 대화가 없습니다.",
+    "tuning_check_fix": "아래 줄을 고친 뒤 파일을 다시 올리세요:",
+    "tuning_state_starting": "시작 중", "tuning_state_loading": "기본 모델 불러오는 중",
+    "tuning_state_training": "학습 중", "tuning_state_saving": "어댑터 저장 중", "tuning_state_done": "어댑터 저장 중",
+    "tuning_state_succeeded": "완료", "tuning_state_failed": "실패", "tuning_state_cancelled": "취소됨",
+    "tuning_step": "스텝 {step} / {total} ({pct} %)",
+    "tuning_done": "어댑터 `{name}` 준비 완료: 채팅 → 설정 → 어댑터에서 고르세요. 모델 탭에도 보입니다.",
+    "tuning_cancelled_note": "멈췄습니다. 어댑터는 만들어지지 않았습니다.",
+    "tuning_too_big": "데이터셋이 {size} MB 입니다. 업로드는 최대 {limit} MB 까지입니다 (server.max_upload_mb).",
+    "tuning_public": "로그인 없는 공개 공유에서는 학습을 할 수 없습니다.",
+    "tuning_bad_steps": "학습 스텝 수는 1에서 {max} 사이의 정수여야 합니다.",
+    "tuning_fix_first": "데이터셋에 문제 있는 줄이 있습니다 (데이터셋 검사 결과 참고). 먼저 고치세요. 학습은 시작하지 않았습니다.",
+    "tuning_busy": "이 앱에서 이미 학습이 진행 중입니다 (“{name}”, 스텝 {step} / {total}). 끝날 때까지 기다리거나 "
+                   "시작한 페이지에서 취소하세요.",
+    "tuning_taken_hint": "“같은 이름의 어댑터(또는 이전 실행)를 덮어쓰기”를 켜거나 다른 이름을 쓰세요.",
+    "tuning_nothing_to_cancel": "이 페이지에서 진행 중인 학습이 없습니다.",
+}
+
+LANGS = ("en", "ko")
+
+
+def make_i18n() -> gr.I18n:
+    """One gr.I18n per app (given to mount_gradio_app); the browser's language picks the table."""
+    return gr.I18n(en=dict(EN), ko=dict(KO))
+
+
+def t(key: str) -> Any:
+    """A translatable label: rendered in the browser's language by the frontend."""
+    if key not in EN:
+        raise KeyError(f"no UI text {key!r}")
+    return I18nData(key)
+
+
+def lang_of(request: Any) -> str:
+    """'ko' when the browser (or client) prefers Korean, else 'en'."""
+    headers = getattr(request, "headers", None) or {}
+    try:
+        accept = headers.get("accept-language", "") or ""
+    except AttributeError:
+        accept = ""
+    first = accept.split(",")[0].strip().lower()
+    return "ko" if first.startswith("ko") else "en"
+
+
+def say(lang: str, key: str, **values: Any) -> str:
+    table = SAY_KO if lang == "ko" else SAY_EN
+    return table.get(key, SAY_EN[key]).format(**values)

@@ -1,0 +1,257 @@
+"""Models tab: what is loaded, at which rung and why; load/unload image and speech models; the LoRA adapters
+and whether the loaded base can use them; precision for the next start; GPU memory per precision rung for
+any model, estimated from its config alone."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.config import PRECISIONS, ConfigError, config_from_dict
+from ui.errors import Refusal, shown_to_user
+from ui.i18n import lang_of, say, t
+from ui.page import Shared
+
+PRIVATE = {"api_visibility": "private"}
+GiB = 1024 ** 3
+CARDS_GIB = (8, 12, 16, 24)
+OPTIONAL_MODELS = ("vision", "stt", "tts-ko", "tts-en")
+
+
+def _gib(n: Any) -> str:
+    return f"{n / GiB:.2f} GiB" if isinstance(n, (int, float)) else "—"
+
+
+def report_markdown(report: Any, lang: str) -> str:
+    """The chat model's LoadReport: model, rung, device, why, the attempts down the ladder."""
+    ko = lang == "ko"
+    blocks = []
+    if report.demo:
+        blocks.append(say(lang, "demo_banner"))
+    blocks.append("\n".join([
+        f"**{'채팅 모델' if ko else 'Chat model'}:** `{report.model_id}`",
+        f"- {'정밀도(rung)' if ko else 'Rung'}: **{report.rung}** · {'장치' if ko else 'device'} `{report.device}`",
+        f"- {'이유' if ko else 'Why'}: {report.reason}",
+        f"- {'메모리' if ko else 'Memory'}: GPU {_gib(report.gpu_bytes)}, CPU {_gib(report.cpu_bytes)} · "
+        f"{'불러온 시간' if ko else 'loaded in'} {report.seconds:.1f} s",
+    ] + ([f"- ℹ️ {report.notice}"] if report.notice else [])))
+    if report.attempts:
+        rows = ["| # | rung | " + ("결과" if ko else "outcome") + " | s |", "|---|---|---|---|"]
+        rows += [f"| {i} | {a.rung} | {a.outcome} | {a.seconds:.1f} |" for i, a in enumerate(report.attempts, 1)]
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
+
+
+def states_markdown(states: list[dict], lang: str, available: bool, budget: dict | None = None,
+                    events: list[str] | None = None) -> str:
+    """ModelManager.state(): one row per model (chat, vision, stt, tts-ko, tts-en), then budget and events."""
+    ko = lang == "ko"
+    if not available:
+        return say(lang, "unavailable", what="image/speech" if not ko else "이미지·음성",
+                   detail="no model manager in this install" if not ko else "이 설치에는 모델 관리자가 없습니다")
+    head = ("| 모델 | 상태 | 메모리 | 불러온 횟수 | 정보 |" if ko else "| model | state | memory | loads | details |")
+    lines = [head, "|---|---|---|---|---|"]
+    for row in states:
+        if row.get("loading"):
+            state = "⏳ 불러오는 중" if ko else "⏳ loading"
+        elif row.get("loaded"):
+            state = ("✅ 사용 중" if ko else "✅ in use") if row.get("in_use") else ("✅ 대기" if ko else "✅ loaded")
+        else:
+            state = "— 안 불러옴" if ko else "— not loaded"
+        size = _gib(row.get("bytes")) if row.get("loaded") else f"~{_gib(row.get('estimate_bytes'))}"
+        info = row.get("error") or str(row.get("report") or "").split(": ", 1)[0]
+        if row.get("demo"):
+            info = "⚠️ demo · " + info
+        lines.append(f"| {row.get('name')} | {state} | {size} | {row.get('loads', 0)} | "
+                     f"{str(info).replace('|', '/')[:300]} |")
+    if budget:
+        lines.append("")
+        limit = _gib(budget["budget_bytes"]) if budget.get("budget_bytes") is not None else budget.get("mode")
+        lines.append(f"{'예산' if ko else 'Budget'}: {limit} · {'사용' if ko else 'used'} {_gib(budget.get('used_bytes'))}"
+                     f" · {'남은 자리' if ko else 'room'} {_gib(budget.get('room_bytes'))}")
+    if events:
+        lines += ["", "<sub>" + " · ".join(events[-6:]) + "</sub>"]
+    return "\n".join(lines)
+
+
+def adapters_markdown(services: Any, lang: str) -> str:
+    """Every complete adapter in engine.adapters_dir: usable with the loaded base or not, and its summary."""
+    registry = services.adapters
+    if registry is None:
+        return say(lang, "adapters_remote")
+    found = registry.available()
+    if not found:
+        return say(lang, "adapters_none") + f" (`{registry.adapters_dir}`)"
+    lines = [say(lang, "adapters_head"), "|---|---|---|---|"]
+    for info in found:
+        usable = say(lang, "adapters_yes") if info.compatible else say(lang, "adapters_no")
+        try:
+            summary = info.summary()
+        except (KeyError, TypeError, ValueError):  # meta.json of an older format: still listed, by name
+            summary = info.name
+        created = str(info.meta.get("created", ""))[:16].replace("T", " ")
+        cells = [f"`{info.name}`", usable, summary, created]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + f"\n\n<sub>{registry.adapters_dir}</sub>"
+
+
+def read_model_config(model: str) -> Any:
+    """transformers config of a folder, a demo model, or a hub id (offline: only from the local cache)."""
+    from transformers import AutoConfig
+
+    model = model.strip()
+    if model.startswith("demo"):
+        from engine.sources import resolve_source
+
+        return AutoConfig.from_pretrained(str(resolve_source(model).folder), trust_remote_code=False)
+    if Path(model).expanduser().is_dir():
+        return AutoConfig.from_pretrained(str(Path(model).expanduser()), trust_remote_code=False)
+    try:
+        return AutoConfig.from_pretrained(model, trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError):
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+            raise
+        return AutoConfig.from_pretrained(model, trust_remote_code=False)
+
+
+def estimate_markdown(shared: Shared, model: str, lang: str) -> str:
+    """Needed GPU memory at each rung, against common card sizes and this machine's GPU."""
+    from engine.monitor import read_gpus
+    from engine.preflight import RUNGS, estimate_rungs
+
+    ko = lang == "ko"
+    model = (model or "").strip() or shared.services.cfg.engine.model
+    try:
+        config = read_model_config(model)
+        cfg = shared.services.cfg.engine
+        gpus, _ = read_gpus()
+        cards = [(f"{c} GB", c * GiB) for c in CARDS_GIB]
+        if cfg.max_gpu_memory is not None:
+            cards.append(("engine.max_gpu_memory", int(cfg.max_gpu_memory * GiB)))
+        elif gpus:
+            cards.append((("이 GPU (남은)" if ko else "this GPU (free)"), gpus[0].memory_free))
+        table = {label: estimate_rungs(config, budget_bytes=budget, context_tokens=cfg.max_context,
+                                       headroom=cfg.kv_headroom) for label, budget in cards}
+    except Exception as exc:  # noqa: BLE001 - any unreadable config is reported, never raised as a bug
+        return say(lang, "unknown_model", model=model, detail=str(exc).splitlines()[0][:200])
+    first = next(iter(table.values()))
+    lines = [f"**{model}** · {'문맥' if ko else 'context'} {cfg.max_context} tokens · headroom {cfg.kv_headroom:.0%}",
+             "", "| rung | " + ("가중치" if ko else "weights") + " | KV cache | "
+             + " | ".join(label for label, _ in cards) + " |", "|---|---|---|" + "---|" * len(cards)]
+    for i, rung in enumerate(RUNGS):
+        e = first[i]
+        cells = [f"{'✅' if table[label][i].fits else '❌'} {table[label][i].needed_bytes / GiB:.1f}" for label, _ in cards]
+        lines.append(f"| {rung} | {e.weight_bytes / GiB:.2f} GiB | {e.kv_cache_bytes / GiB:.2f} GiB | "
+                     + " | ".join(cells) + " |")
+    lines.append("\n" + ("✅ = 들어감, 숫자 = 필요한 GiB (가중치 + KV 캐시 + 여유분). 4bit-offload 는 나머지를 CPU 메모리에 둡니다."
+                         if ko else "✅ = fits, number = GiB needed (weights + KV cache + headroom). "
+                         "4bit-offload spills the rest into CPU memory."))
+    return "\n".join(lines)
+
+
+def save_precision(config_path: str, precision: str) -> None:
+    """Write engine.precision into the config file (atomically); checked like any config before writing."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"engine.precision: {precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
+    path = Path(config_path)
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data.setdefault("engine", {})["precision"] = precision
+    config_from_dict(data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ModelsHandlers:
+    def __init__(self, shared: Shared):
+        self.shared = shared
+
+    def overview(self, request: gr.Request) -> tuple[str, str, str]:
+        lang = lang_of(request)
+        services = self.shared.services
+        manager = services.manager
+        with shown_to_user(lang):
+            states = services.model_states()
+            budget = manager.budget() if manager is not None else None
+            events = manager.events() if manager is not None else None
+        return (report_markdown(services.engine.report, lang),
+                states_markdown(states, lang, manager is not None, budget, events),
+                adapters_markdown(services, lang))
+
+    def adapters(self, request: gr.Request) -> str:
+        return adapters_markdown(self.shared.services, lang_of(request))
+
+    def load(self, name: Any, request: gr.Request) -> tuple[str, str, str]:
+        with shown_to_user(lang_of(request)):
+            self.shared.services.load_model(str(name))
+        return self.overview(request)
+
+    def unload(self, name: Any, request: gr.Request) -> tuple[str, str, str]:
+        lang = lang_of(request)
+        with shown_to_user(lang):
+            if not self.shared.services.unload_model(str(name)):
+                gr.Info(f"{name}: " + ("불러와 있지 않거나 사용 중입니다." if lang == "ko"
+                                       else "not loaded, or busy right now."))
+        return self.overview(request)
+
+    def save(self, precision: Any, request: gr.Request) -> None:
+        lang = lang_of(request)
+        services = self.shared.services
+        with shown_to_user(lang):
+            if services.public or not services.config_path:
+                raise Refusal("public_readonly")
+            try:
+                save_precision(services.config_path, str(precision))
+            except (ConfigError, OSError, json.JSONDecodeError) as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+        gr.Info(say(lang, "precision_saved", precision=precision, path=services.config_path))
+
+    def estimate(self, model: Any, request: gr.Request) -> str:
+        return estimate_markdown(self.shared, str(model or ""), lang_of(request))
+
+
+def build_and_wire(shared: Shared) -> tuple[list[Any], Any]:
+    """Returns (outputs, refresh) so the layout redraws the tab when it is opened."""
+    h = ModelsHandlers(shared)
+    cfg = shared.services.cfg
+    report = gr.Markdown(elem_id="models-report")
+    gr.Markdown(t("models.extra_title"))
+    states = gr.Markdown(elem_id="models-states")
+    with gr.Row():
+        which = gr.Dropdown(choices=list(OPTIONAL_MODELS), value="vision", label=t("models.which"),
+                            elem_id="models-which", scale=2)
+        load = gr.Button(t("models.load"), elem_id="models-load", scale=1)
+        unload = gr.Button(t("models.unload"), elem_id="models-unload", scale=1)
+        refresh = gr.Button(t("models.refresh"), elem_id="models-refresh", scale=1)
+    with gr.Row():
+        gr.Markdown(t("models.adapters_title"))
+        refresh_adapters = gr.Button(t("models.adapters_refresh"), elem_id="models-adapters-refresh", size="sm",
+                                     scale=0, min_width=180)
+    adapters = gr.Markdown(elem_id="models-adapters")
+    gr.Markdown(t("models.precision_title"))
+    with gr.Row():
+        precision = gr.Radio(choices=list(PRECISIONS), value=cfg.engine.precision, label=t("models.precision"),
+                             elem_id="models-precision", scale=3)
+        save = gr.Button(t("models.precision_save"), elem_id="models-precision-save", scale=1,
+                         interactive=not shared.services.public)
+    gr.Markdown(t("models.estimate_title"))
+    with gr.Row():
+        model = gr.Textbox(value=cfg.engine.model, label=t("models.estimate_model"), elem_id="models-estimate-model",
+                           scale=3, max_lines=1)
+        estimate = gr.Button(t("models.estimate"), elem_id="models-estimate", scale=1)
+    estimate_out = gr.Markdown(elem_id="models-estimate-table")
+    outputs = [report, states, adapters]
+    refresh.click(h.overview, None, outputs, **PRIVATE)
+    refresh_adapters.click(h.adapters, None, adapters, **PRIVATE)
+    load.click(h.load, which, outputs, concurrency_id="models", concurrency_limit=1, **PRIVATE)
+    unload.click(h.unload, which, outputs, concurrency_id="models", concurrency_limit=1, **PRIVATE)
+    save.click(h.save, precision, None, **PRIVATE)
+    for trigger in (estimate.click, model.submit):
+        trigger(h.estimate, model, estimate_out, concurrency_id="estimate", concurrency_limit=1, **PRIVATE)
+    return outputs, h.overview

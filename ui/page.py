@@ -1,0 +1,74 @@
+"""What the tabs share: the services, the owner policy, and the chat view every session action redraws."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ui.conversation import Conversation
+from ui.convo import display_messages
+from ui.i18n import lang_of, say
+from ui.owners import Owners
+from ui.services import Services
+
+
+@dataclass
+class Shared:
+    services: Services
+    owners: Owners
+    convo: Conversation
+    secret: str                 # BrowserState key, stable across restarts (ui.owners.browser_secret)
+
+    def owner(self, request: gr.Request, token: Any) -> str:
+        return self.owners.resolve(request, token)
+
+
+@dataclass
+class ChatView:
+    """Components redrawn whenever the current chat changes (open, new, switch, delete, send)."""
+
+    chatbot: gr.Chatbot
+    session_id: gr.BrowserState
+    version: gr.State
+    session_list: gr.Radio
+    search: gr.Textbox
+    title: gr.Textbox
+    system_prompt: gr.Textbox
+    temperature: gr.Slider
+    max_new_tokens: gr.Slider
+    top_p: gr.Slider
+
+    def outputs(self) -> list[Any]:
+        return [self.chatbot, self.session_id, self.version, self.session_list, self.search, self.title,
+                self.system_prompt, self.temperature, self.max_new_tokens, self.top_p]
+
+    def settings_inputs(self) -> list[Any]:
+        return [self.system_prompt, self.temperature, self.max_new_tokens, self.top_p]
+
+
+def settings_dict(system_prompt: Any, temperature: Any, max_new_tokens: Any, top_p: Any) -> dict:
+    return {"system_prompt": system_prompt or "", "temperature": temperature,
+            "max_new_tokens": max_new_tokens, "top_p": top_p}
+
+
+def chat_display(shared: Shared, owner: str, session: dict | None, lang: str) -> list[dict]:
+    if session is None:
+        return []
+    return display_messages(session["messages"], lambda ref: shared.services.view_path(owner, ref),
+                            lambda key: say(lang, key))
+
+
+def session_choices(shared: Shared, owner: str) -> list[tuple[str, str]]:
+    return [(s["title"], s["id"]) for s in shared.services.store.list(owner, limit=200)]
+
+
+def view_values(shared: Shared, owner: str, session: dict | None, request: gr.Request) -> tuple:
+    """Values for ChatView.outputs(), in order."""
+    lang = lang_of(request)
+    settings = shared.convo.settings(session)
+    sid = session["id"] if session else ""
+    return (chat_display(shared, owner, session, lang), sid, session["version"] if session else None,
+            gr.Radio(choices=session_choices(shared, owner), value=sid or None), "",
+            session["title"] if session else "", settings["system_prompt"], settings["temperature"],
+            settings["max_new_tokens"], settings["top_p"])

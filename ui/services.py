@@ -1,0 +1,255 @@
+"""What the tabs call: the chat engine, the session store, the optional image/speech models.
+
+One Services object per app, built in app.py and handed to every tab, so handlers stay small and
+no module holds mutable state. Optional models are reached through the ModelManager (lazy
+loading); when it or a model is missing, ModelUnavailable says so and the tab shows it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.generation import GenerationParams
+from ui.errors import ModelUnavailable
+
+
+@dataclass
+class LastReply:
+    model: str
+    tokens: int
+    seconds: float
+    tokens_per_second: float
+    at: float
+
+
+@dataclass
+class Metrics:
+    """The last reply's speed, for the System panel (shared by all users: it describes the machine)."""
+
+    _last: LastReply | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, model: str, stats: Any) -> None:
+        with self._lock:
+            self._last = LastReply(model, int(stats.completion_tokens), float(stats.seconds),
+                                   float(stats.tokens_per_second), time.time())
+
+    def last(self) -> LastReply | None:
+        with self._lock:
+            return self._last
+
+
+@dataclass(frozen=True)
+class ChatParams(GenerationParams):
+    """A chat's generation settings plus the LoRA adapter it runs under (None: the base model).
+
+    The adapter rides with the params, so every path that turns a chat's settings into params
+    (params_for) and then into a stream (chat_stream) uses the chat's adapter without extra arguments.
+    """
+
+    adapter: str | None = None
+
+    def sampling(self) -> GenerationParams:
+        """The plain GenerationParams the engine takes."""
+        return GenerationParams(**{f.name: getattr(self, f.name) for f in fields(GenerationParams)})
+
+
+def _plain(params: GenerationParams) -> GenerationParams:
+    return params.sampling() if isinstance(params, ChatParams) else params
+
+
+@dataclass
+class Generated:
+    """One reply's stream and where it came from."""
+
+    stream: Any          # engine.generation.ChatStream
+    model: str
+    rung: str
+    adapter: str | None = None
+    adapter_fingerprint: str | None = None     # the adapter's own id (meta.json run_id)
+    adapter_base: str | None = None            # fingerprint of the base it was trained on
+
+
+class HeldStream:
+    """A ChatStream that keeps its model marked busy (manager.use) until it ends or is closed."""
+
+    def __init__(self, stream: Any, stack: ExitStack):
+        self.stream, self._stack = stream, stack
+
+    @property
+    def stats(self) -> Any:
+        return self.stream.stats
+
+    def __iter__(self) -> "HeldStream":
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self.stream)
+        except BaseException:
+            self.release()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        self._stack.close()  # idempotent
+
+    def __del__(self) -> None:
+        self.release()
+
+
+class Services:
+    def __init__(self, cfg: Any, engine: Any, store: Any, manager: Any = None, *,
+                 config_path: str | None = None, public: bool = False):
+        self.cfg, self.engine, self.store, self.manager = cfg, engine, store, manager
+        self.config_path = config_path
+        self.public = public            # shared publicly without login: settings stay read-only
+        self.metrics = Metrics()
+        base = GenerationParams.from_config(cfg.generation)
+        self.base_params = ChatParams(**{f.name: getattr(base, f.name) for f in fields(GenerationParams)})
+        self._view_dir = Path(tempfile.gettempdir()) / "localchat-attachments"
+
+    # ----------------------------------------------------------- settings
+    def default_settings(self) -> dict:
+        g = self.cfg.generation
+        return {"system_prompt": g.system_prompt, "temperature": g.temperature,
+                "max_new_tokens": g.max_new_tokens, "top_p": g.top_p}
+
+    def params_for(self, settings: dict) -> ChatParams:
+        """Sampling settings of a chat (and its adapter, settings["adapter"]; "" or None: the base)."""
+        adapter = settings.get("adapter")
+        params = self.base_params.with_overrides(temperature=settings.get("temperature"),
+                                                 top_p=settings.get("top_p"),
+                                                 max_new_tokens=settings.get("max_new_tokens"))
+        return replace(params, adapter=adapter if isinstance(adapter, str) and adapter else None)
+
+    # ----------------------------------------------------------- adapters
+    @property
+    def adapters(self) -> Any:
+        """The engine's AdapterRegistry, or None (remote backend, or an engine without adapters)."""
+        return getattr(self.engine, "adapters", None)
+
+    def adapter_choices(self) -> list[Any]:
+        """AdapterInfo of every adapter the loaded base can use (trained on it), sorted by name."""
+        registry = self.adapters
+        return [a for a in registry.available() if a.compatible] if registry is not None else []
+
+    def check_adapter(self, name: str) -> Any:
+        """AdapterInfo of `name` if this engine can use it; AdapterError (a clear sentence) otherwise."""
+        from engine.adapters import AdapterError
+
+        registry = self.adapters
+        if registry is None:
+            raise AdapterError(f"adapter {name!r} cannot be used: the chat model runs on a remote server "
+                               "(engine.backend = \"openai\"), and adapters need the model loaded here")
+        return registry.check(name)
+
+    # -------------------------------------------------------------- text
+    def chat_stream(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None,
+                    adapter: str | None = None) -> Generated:
+        """Raises PromptError/PromptTooLong/AdapterError before any text when the request cannot be taken.
+
+        The adapter is `adapter`, else params.adapter (ChatParams), else none (the base model)."""
+        report = self.engine.report
+        adapter = adapter or getattr(params, "adapter", None) or None
+        plain = _plain(params)
+        if adapter is None:
+            return Generated(self.engine.stream(messages, plain, cancel), report.model_id, report.rung)
+        info = self.check_adapter(adapter)
+        stream = self.engine.stream(messages, plain, cancel, adapter=info.name)
+        return Generated(stream, report.model_id, report.rung, info.name, info.run_id, info.base_fingerprint)
+
+    # ----------------------------------------------------- optional models
+    @contextmanager
+    def _use(self, name: str, what: str) -> Iterator[Any]:
+        """The model, loaded on first use and kept busy (never evicted) until the block ends."""
+        if self.manager is None:
+            raise ModelUnavailable(what, "this install has no model manager for image and speech models")
+        stack = ExitStack()
+        try:
+            model = stack.enter_context(self.manager.use(name))
+        except Exception as exc:  # noqa: BLE001 - any load failure: the tab says the model is not available
+            raise ModelUnavailable(what, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        with stack:
+            yield model
+
+    def vision_stream(self, image: Any, messages: list[dict], params: GenerationParams,
+                      cancel: threading.Event) -> Generated:
+        """Image + conversation (ending with the user's question) -> streamed answer from the image model.
+
+        The image model stays marked busy until the stream ends or is closed."""
+        stack = ExitStack()
+        vision = stack.enter_context(self._use("vision", "image"))
+        try:
+            *history, last = messages
+            question = last["content"].strip() or "Describe this image."
+            stream = vision.ask(image, question, _plain(params), history=history, cancel=cancel)
+        except BaseException:
+            stack.close()
+            raise
+        report = vision.report
+        return Generated(HeldStream(stream, stack), report.model_id, report.rung)
+
+    def transcribe(self, audio: Any, language: str | None = None) -> Any:
+        """Audio (path or bytes) -> Transcript(text, language, no_speech, ...)."""
+        with self._use("stt", "speech-to-text") as stt:
+            return stt.transcribe(audio, language)
+
+    def speak(self, text: str, language: str) -> Any:
+        """Text -> Speech (WAV bytes and facts) in `language` ("ko" or "en")."""
+        with self._use(f"tts-{language}", "text-to-speech") as voice:
+            return voice.speak(text)
+
+    def model_states(self) -> list[dict]:
+        return list(self.manager.state()) if self.manager is not None else []
+
+    def load_model(self, name: str) -> None:
+        with self._use(name, name):
+            pass
+
+    def unload_model(self, name: str) -> bool:
+        if self.manager is None:
+            raise ModelUnavailable(name, "this install has no model manager")
+        return bool(self.manager.unload(name))
+
+    # -------------------------------------------------------- attachments
+    def view_path(self, owner: str, ref: str) -> str | None:
+        """A copy of an owner's attachment in the temp folder, where Gradio may serve it from."""
+        try:
+            src = self.store.attachment_path(owner, ref)
+        except Exception:  # noqa: BLE001 - a missing attachment shows as no image, never breaks the chat
+            return None
+        dest = self._view_dir / ref
+        if not dest.exists():
+            self._view_dir.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{ref}.{os.getpid()}.{threading.get_ident()}")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        return str(dest)
+
+
+def provenance(gen: Generated, params: GenerationParams, stats: Any, **extra: Any) -> dict:
+    """Everything needed to know later how a reply was made (stored with the message)."""
+    return {
+        "model": gen.model, "rung": gen.rung, "adapter": gen.adapter,
+        "adapter_fingerprint": gen.adapter_fingerprint, "adapter_base_fingerprint": gen.adapter_base,
+        "sampling": {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
+                     "max_new_tokens": params.max_new_tokens, "repetition_penalty": params.repetition_penalty,
+                     "seed": params.seed},
+        "prompt_tokens": int(stats.prompt_tokens), "completion_tokens": int(stats.completion_tokens),
+        "tokens_per_second": round(float(stats.tokens_per_second), 2), "seconds": round(float(stats.seconds), 3),
+        "finish_reason": stats.finish_reason or "stop", "dropped_turns": int(stats.dropped_turns),
+        **extra,
+    }
