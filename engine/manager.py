@@ -314,8 +314,9 @@ def register_media_models(manager: ModelManager, cfg: Any, *, demo: bool = False
         return 64 * MiB if demo else estimate_bytes(model_id)
 
     ids = speech_model_ids(cfg)
-    manager.register("vision", lambda room: VisionEngine.load(cfg, demo=demo, budget_bytes=room),
-                     small(cfg.vision_model))
+    # The loader's own preflight reads free GPU memory (or engine.max_gpu_memory) after the manager
+    # has made room: the real number, not the manager's estimate-based bookkeeping.
+    manager.register("vision", lambda: VisionEngine.load(cfg, demo=demo), small(cfg.vision_model))
     manager.register("stt", lambda: SpeechToText.load(cfg, demo=demo), small(ids["stt"]))
     manager.register("tts-ko", lambda: Voice.load(cfg, "ko", demo=demo), small(ids["tts-ko"]))
     manager.register("tts-en", lambda: Voice.load(cfg, "en", demo=demo), small(ids["tts-en"]))

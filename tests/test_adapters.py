@@ -39,8 +39,11 @@ def adapters(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine():
-    return ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig())
+def engine(adapters):
+    """A running engine whose own registry (engine.adapters) serves the trained adapters folder."""
+    engine = ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig(adapters_dir=str(adapters)))
+    yield engine
+    engine.close()
 
 
 def clone(adapters: Path, name: str, **meta_changes) -> Path:
@@ -131,7 +134,7 @@ def test_adapter_for_another_base_is_refused_and_the_model_still_generates(adapt
     clone(adapters, "foreign", base_model_id="mistralai/Mistral-7B-Instruct-v0.2",
           base_fingerprint="sha256:" + "0" * 64)
     try:
-        registry = AdapterRegistry(adapters, engine.report.folder, engine.model_id)
+        registry = engine.adapters
         before = engine.stream(PROMPT, GREEDY).text()
         with pytest.raises(AdapterMismatch) as err:
             with registry.active(engine.model, "foreign"):
@@ -151,7 +154,7 @@ def test_adapter_for_another_base_is_refused_and_the_model_still_generates(adapt
 
 
 def test_bad_names_and_missing_adapters_are_refused_by_the_registry(adapters, engine):
-    registry = AdapterRegistry(adapters, engine.report.folder, engine.model_id)
+    registry = engine.adapters
     for name in ("../real", "/etc", "a/b"):
         with pytest.raises(AdapterNameError):
             with registry.active(engine.model, name):
@@ -163,7 +166,7 @@ def test_bad_names_and_missing_adapters_are_refused_by_the_registry(adapters, en
 
 
 def test_requests_with_different_adapters_are_serialised(adapters, engine):
-    registry = AdapterRegistry(adapters, engine.report.folder, engine.model_id)
+    registry = engine.adapters
     order, inside_a, release_a = [], threading.Event(), threading.Event()
 
     def run(name, label, hold=None, ready=None):
@@ -192,7 +195,7 @@ def test_requests_with_different_adapters_are_serialised(adapters, engine):
 
 
 def test_requests_with_the_same_selection_run_together(adapters, engine):
-    registry = AdapterRegistry(adapters, engine.report.folder, engine.model_id)
+    registry = engine.adapters
     barrier, errors = threading.Barrier(2, timeout=10), []
 
     def run(name):
@@ -213,11 +216,10 @@ def test_requests_with_the_same_selection_run_together(adapters, engine):
 
 
 def test_retrained_adapter_is_reloaded(adapters, engine):
-    registry = AdapterRegistry(adapters, engine.report.folder, engine.model_id)
+    registry = engine.adapters
     clone(adapters, "swap")
     try:
-        with registry.active(engine.model, "swap"):
-            first = engine.stream(PROMPT, GREEDY).text()
+        first = engine.stream(PROMPT, GREEDY, adapter="swap").text()
         from safetensors.torch import load_file, save_file
 
         weights = load_file(adapters / "swap" / "adapter_model.safetensors")
@@ -225,8 +227,7 @@ def test_retrained_adapter_is_reloaded(adapters, engine):
                   adapters / "swap" / "adapter_model.safetensors")
         clone_meta = json.loads((adapters / "swap" / "meta.json").read_text()) | {"run_id": "another-run"}
         (adapters / "swap" / "meta.json").write_text(json.dumps(clone_meta))
-        with registry.active(engine.model, "swap"):
-            second = engine.stream(PROMPT, GREEDY).text()
+        second = engine.stream(PROMPT, GREEDY, adapter="swap").text()
         assert registry.loaded() == ["swap"]
         assert second != first
     finally:

@@ -1,10 +1,8 @@
 """ModelManager: lazy loads, LRU eviction of idle models under a budget, out-of-memory retry, real frees."""
 from __future__ import annotations
 
-import gc
 import threading
 import time
-import weakref
 
 import psutil
 import pytest
@@ -264,29 +262,51 @@ def test_concurrent_users_share_one_load():
     assert next(r for r in m.state() if r["name"] == "a")["users"] == 0
 
 
-def test_unloading_really_frees_memory():
-    class Big(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.full((4096, 4096), 0.5))   # 64 MiB, every page touched
+UNLOAD_PROBE = """
+import gc, json, weakref, psutil, torch
+from engine.manager import ModelManager, object_bytes
+MB = 1024 ** 2
 
-    m = ModelManager(budget_bytes=1024 * MB)
-    m.register("big", Big, 64 * MB)
-    proc = psutil.Process()
-    gc.collect()
-    before = proc.memory_info().rss
-    with m.use("big") as model:
-        ref = weakref.ref(model)
-        assert object_bytes(model) == 64 * MB
-        del model
-    during = proc.memory_info().rss
-    assert during - before > 48 * MB
-    assert m.used_bytes() == 64 * MB
-    assert m.unload("big")
-    after = proc.memory_info().rss
-    assert ref() is None                             # no reference left anywhere
-    assert during - after > 48 * MB, (before, during, after)
-    assert m.used_bytes() == 0
+class Big(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.full((4096, 4096), 0.5))   # 64 MiB, every page touched
+
+m = ModelManager(budget_bytes=1024 * MB)
+m.register("big", Big, 64 * MB)
+proc = psutil.Process()
+gc.collect()
+before = proc.memory_info().rss
+with m.use("big") as model:
+    ref = weakref.ref(model)
+    size = object_bytes(model)
+    del model
+during = proc.memory_info().rss
+used_loaded = m.used_bytes()
+unloaded = m.unload("big")
+after = proc.memory_info().rss
+print(json.dumps({"size": size, "before": before, "during": during, "after": after, "used_loaded": used_loaded,
+                  "used_after": m.used_bytes(), "unloaded": unloaded, "alive": ref() is not None}))
+"""
+
+
+def test_unloading_really_frees_memory():
+    """In a fresh process, so the RSS readings see only this model (the test process's heap is busy)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", UNLOAD_PROBE], capture_output=True, text=True, timeout=120,
+                         cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["size"] == 64 * MB and r["used_loaded"] == 64 * MB
+    assert r["during"] - r["before"] > 48 * MB
+    assert r["unloaded"] and not r["alive"]          # no reference left anywhere
+    assert r["during"] - r["after"] > 48 * MB, r
+    assert r["used_after"] == 0
 
 
 def test_estimates():

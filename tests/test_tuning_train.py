@@ -48,7 +48,9 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine():
-    return ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig())
+    engine = ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig())
+    yield engine
+    engine.close()
 
 
 def test_loss_goes_down_and_metrics_are_logged(trained):
@@ -80,18 +82,17 @@ def test_published_adapter_is_complete_and_described(trained):
 
 def test_adapter_changes_greedy_output_and_base_is_restored_exactly(trained, engine):
     cfg, _ = trained
-    registry = AdapterRegistry(cfg.adapters_dir, engine.report.folder, engine.model_id)
+    # the engine's own registry, over this test's adapters folder (one registry per model)
+    registry = engine.adapters = AdapterRegistry(cfg.adapters_dir, engine.report.folder, engine.model_id)
     base = engine.stream(PROMPT, GREEDY).text()
-    with registry.active(engine.model, "tiny"):
-        tuned = engine.stream(PROMPT, GREEDY).text()
-    with registry.active(engine.model, None):
-        again = engine.stream(PROMPT, GREEDY).text()
+    tuned = engine.stream(PROMPT, GREEDY, adapter="tiny").text()
+    again = engine.stream(PROMPT, GREEDY).text()
     assert tuned != base
     assert again == base
     assert registry.compare(engine, PROMPT, "tiny", GREEDY) == (base, tuned)
-    gated = registry.gated(engine.model, engine.stream(PROMPT, GREEDY), "tiny")
+    gated = registry.gated(engine.model, engine.generator.stream(PROMPT, GREEDY), "tiny")
     assert gated.text() == tuned and gated.stats.completion_tokens > 0
-    assert registry.gated(engine.model, lambda: engine.stream(PROMPT, GREEDY), None).text() == base
+    assert registry.gated(engine.model, lambda: engine.generator.stream(PROMPT, GREEDY), None).text() == base
     assert registry.unload(engine.model, "tiny") and registry.loaded() == []
     assert engine.stream(PROMPT, GREEDY).text() == base
     print(f"\nbase: {base!r}\nadapter: {tuned!r}")
@@ -129,10 +130,9 @@ def test_qlora_trains_on_a_real_4bit_base(tmp_path, engine):
     losses = [r["loss"] for r in read_metrics(cfg.run_dir) if "loss" in r]
     assert len(losses) == 8 and losses[-1] < losses[0]
     # A QLoRA adapter belongs to the same base: it loads into the unquantized chat model too.
-    registry = AdapterRegistry(cfg.adapters_dir, engine.report.folder, engine.model_id)
+    registry = engine.adapters = AdapterRegistry(cfg.adapters_dir, engine.report.folder, engine.model_id)
     base = engine.stream(PROMPT, GREEDY).text()
-    with registry.active(engine.model, "tiny-q"):
-        tuned = engine.stream(PROMPT, GREEDY).text()
+    tuned = engine.stream(PROMPT, GREEDY, adapter="tiny-q").text()
     registry.unload(engine.model, "tiny-q")
     assert tuned != base and engine.stream(PROMPT, GREEDY).text() == base
     print(f"\nQLoRA loss {losses[0]:.3f} -> {losses[-1]:.3f} in {meta['seconds']} s")
