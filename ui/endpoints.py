@@ -38,6 +38,19 @@ def public_session(session: dict) -> dict:
     return {k: v for k, v in session.items() if k != "owner"}
 
 
+
+def growing_text(stream) -> Iterator[str]:
+    """The reply so far after each piece (what gradio_client streams); always at least one value."""
+    text = ""
+    try:
+        for piece in stream:
+            text += piece
+            yield text
+    finally:
+        stream.close()
+    if not text:
+        yield text
+
 class Endpoints:
     def __init__(self, shared: Shared):
         self.shared = shared
@@ -72,15 +85,7 @@ class Endpoints:
                 job = None
                 gen = services.chat_stream(msgs, services.params_for(settings), cancel)
         if job is None:
-            text = ""
-            try:
-                for piece in gen.stream:
-                    text += piece
-                    yield text
-            finally:
-                gen.stream.close()
-            if not text:
-                yield text
+            yield from growing_text(gen.stream)
             if gen.stream.stats.completion_tokens:
                 services.metrics.record(gen.model, gen.stream.stats)
             return
@@ -106,15 +111,7 @@ class Endpoints:
             settings = services.default_settings()
             gen = services.vision_stream(path, [{"role": "user", "content": question or ""}],
                                          services.params_for(settings), threading.Event())
-        text = ""
-        try:
-            for piece in gen.stream:
-                text += piece
-                yield text
-        finally:
-            gen.stream.close()
-        if not text:
-            yield text
+        yield from growing_text(gen.stream)
 
     def transcribe(self, audio: FileData, language: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]
         """Speech -> text. Returns {text, language, no_speech, message, seconds_audio}."""
