@@ -98,11 +98,11 @@ SECTIONS: dict[str, type] = {"engine": EngineConfig, "generation": GenerationCon
                              "server": ServerConfig, "sessions": SessionsConfig}
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+        return " or ".join("null" if a is type(None) else type_name(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is list:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
+        return f"list of {type_name(typing.get_args(tp)[0])}"
     return {str: "string", int: "integer", float: "number", bool: "true/false"}.get(tp, str(tp))
 
 
@@ -134,7 +134,7 @@ def build_section(cls: type, data: Any, prefix: str):
     for name, value in data.items():
         meta, tp, key = known[name].metadata, hints[name], f"{prefix}.{name}"
         if not _matches(value, tp):
-            raise ConfigError(f"{key}: {json.dumps(value, ensure_ascii=False)} is not allowed; expected {_type_name(tp)}")
+            raise ConfigError(f"{key}: {json.dumps(value, ensure_ascii=False)} is not allowed; expected {type_name(tp)}")
         if meta.get("choices") and value not in meta["choices"]:
             raise ConfigError(f"{key}: {json.dumps(value, ensure_ascii=False)} is not allowed; "
                               f"choose one of {', '.join(map(str, meta['choices']))}")
@@ -187,8 +187,8 @@ def describe_options() -> list[tuple[str, str, str, str]]:
             if meta.get("choices"):
                 allowed = " / ".join(map(str, meta["choices"]))
             elif meta.get("min") is not None:
-                allowed = f"{_type_name(hints[f.name])}, {meta['min']} to {meta['max']}"
+                allowed = f"{type_name(hints[f.name])}, {meta['min']} to {meta['max']}"
             else:
-                allowed = _type_name(hints[f.name])
+                allowed = type_name(hints[f.name])
             rows.append((f"{section}.{f.name}", json.dumps(default, ensure_ascii=False), allowed, meta["help"]))
     return rows

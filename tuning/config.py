@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters import AdapterNameError, validate_name
-from engine.config import ConfigError, _type_name, build_section, option
+from engine.config import ConfigError, type_name, build_section, option
 
 MISTRAL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PREFIX = "tuning"
@@ -138,7 +138,7 @@ def parse_overrides(argv: list[str]) -> dict:
         has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
         if not has_value:
             if tp is not bool:
-                raise ConfigError(f"--{key}: needs a value ({_type_name(tp)})")
+                raise ConfigError(f"--{key}: needs a value ({type_name(tp)})")
             out[key], i = True, i + 1
             continue
         raw = argv[i + 1]
