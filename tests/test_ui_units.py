@@ -11,7 +11,7 @@ import pytest
 
 from engine.config import AppConfig, ConfigError
 from tests.conftest import ROOT
-from ui import convo, i18n
+from ui import chat_format, i18n
 from ui.conversation import Conversation
 from ui.errors import Refusal
 from ui.owners import Owners, browser_secret, load_users, parse_users_env, read_users_file
@@ -69,24 +69,24 @@ def test_every_text_has_english_and_korean():
 def test_engine_messages_alternate_even_after_a_failed_reply():
     stored = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
               {"role": "assistant", "content": "c"}, {"role": "user", "content": "", "attachments": ["x"]}]
-    assert convo.engine_messages(stored, "sys") == [
+    assert chat_format.engine_messages(stored, "sys") == [
         {"role": "system", "content": "sys"}, {"role": "user", "content": "a\n\nb"},
         {"role": "assistant", "content": "c"}, {"role": "user", "content": "(image)"}]
 
 
 def test_provenance_line_is_small_and_escaped():
     words = lambda k: {"no_adapter": "no adapter", "stopped": "stopped", "error": "error"}[k]  # noqa: E731
-    line = convo.provenance_line({"model": "<b>m</b>", "rung": "4bit", "tokens_per_second": 12.34}, "stopped", words)
+    line = chat_format.provenance_line({"model": "<b>m</b>", "rung": "4bit", "tokens_per_second": 12.34}, "stopped", words)
     assert line == "<sub>&lt;b&gt;m&lt;/b&gt; · 4bit · no adapter · 12.3 tok/s · ⏹ stopped</sub>"
 
 
 def test_settings_keep_only_known_keys_with_sane_types():
     defaults = {"system_prompt": "", "temperature": 0.7, "max_new_tokens": 512, "top_p": 0.95}
-    merged = convo.settings_from({"temperature": 1, "max_new_tokens": 33.0, "top_p": "x", "evil": 1}, defaults)
+    merged = chat_format.settings_from({"temperature": 1, "max_new_tokens": 33.0, "top_p": "x", "evil": 1}, defaults)
     assert merged == {"system_prompt": "", "temperature": 1.0, "max_new_tokens": 33, "top_p": 0.95}
     # the chat's adapter travels with its settings (the endpoint and Voice tab use it too)
-    assert convo.settings_from({"adapter": "my-bot"}, defaults)["adapter"] == "my-bot"
-    assert "adapter" not in convo.settings_from({"adapter": 3}, defaults)
+    assert chat_format.settings_from({"adapter": "my-bot"}, defaults)["adapter"] == "my-bot"
+    assert "adapter" not in chat_format.settings_from({"adapter": 3}, defaults)
 
 
 # ---------------------------------------------------------------- app start rules

@@ -12,7 +12,7 @@ import gradio as gr
 
 from engine.adapters import AdapterError
 from ui.conversation import STREAM_INTERVAL, ReplyJob
-from ui.convo import engine_messages, last_user_index, message_text, visible_messages
+from ui.chat_format import engine_messages, last_user_index, message_text, visible_messages
 from ui.errors import Refusal, message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import ChatView, Shared, chat_display, settings_dict, view_values

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from engine.generation import GenerationError
 from sessions import SessionNotFound, StaleVersion
 from sessions.model import DEFAULT_TITLE
-from ui.convo import engine_messages, last_user_index, settings_from, short_title
+from ui.chat_format import engine_messages, last_user_index, settings_from, short_title
 from ui.errors import Refusal
 from ui.services import Generated, Services, provenance
 

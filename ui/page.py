@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from ui.conversation import Conversation
-from ui.convo import display_messages
+from ui.chat_format import display_messages
 from ui.i18n import lang_of, say
 from ui.owners import Owners
 from ui.services import Services

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from ui.conversation import STREAM_INTERVAL
-from ui.convo import reply_content
+from ui.chat_format import reply_content
 from ui.errors import message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
