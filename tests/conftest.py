@@ -6,10 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import CEILING, combined, cpu_seconds, file_size, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,10 @@ class AppServer:
         self.args, self.env = args, env or {}
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "AppServer":
+    def start(self, timeout: float = 120, ceiling: float = CEILING) -> "AppServer":
+        """Run the app and wait for /health. A busy machine gets more time as long as the app moves (its log
+        grows or it burns CPU while importing and loading); it fails after `timeout` seconds with no progress,
+        or at `ceiling`, or at once if the app exits, with the log in the message."""
         import httpx
 
         env = os.environ | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"} | self.env
@@ -64,17 +68,19 @@ class AppServer:
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(self.config_path),
                                       "--port", str(self.port), *self.args], cwd=self.tmp, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+
+        def healthy() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
+                return httpx.get(self.url + "/health", timeout=5).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"app did not answer /health in {timeout}s:\n{self.log()}")
+                return False
+
+        wait_for(healthy, f"the app at {self.url} to answer /health",
+                 progress=combined(file_size(self.log_path), cpu_seconds(self.proc.pid)),
+                 stall=timeout, ceiling=ceiling, poll=0.5, detail=lambda: f"server log:\n{self.log()}")
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
