@@ -91,12 +91,14 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     import gradio as gr
 
     from api import build_api
+    from api.auth import key_policy
     from engine.chat import ChatEngine
     from sessions import SessionStore
     from ui import CSS, build_ui, make_i18n
     from ui.owners import Owners, browser_secret
     from ui.services import Services
 
+    policy = key_policy(cfg, host, login=bool(users))  # before the model: a refusal costs no load
     engine = ChatEngine.load(cfg.engine, demo=demo)
     print(f"[model] {engine.report.summary()}", flush=True)
     if engine.report.notice:
@@ -104,11 +106,11 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     engine.set_queue_limit(cfg.server.queue_size)
     store = SessionStore(cfg.sessions.path)
     manager = build_manager(cfg, engine, demo=demo)
-    public = bool(cfg.server.share and not users)
-    services = Services(cfg, engine, store, manager, config_path=config_path, public=public)
+    # Settings and training change this machine: beyond loopback (LAN, share, Space) they need a login.
+    services = Services(cfg, engine, store, manager, config_path=config_path, public=policy.settings_locked)
     blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path))
     blocks.queue(default_concurrency_limit=cfg.engine.max_concurrent, max_size=cfg.server.queue_size)
-    api = build_api(cfg, engine, host=host, manager=manager)
+    api = build_api(cfg, engine, host=host, manager=manager, policy=policy)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
                               auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS,
                               run_history=False, footer_links=["api", "gradio", "settings"])
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
         users = load_users(cfg.server.auth_file)
         check_share(cfg, users)
-        key_policy(cfg, host)  # refuse a keyless public API before spending seconds on the model
+        policy = key_policy(cfg, host, login=bool(users))  # refuse a keyless public server before loading
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -160,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if users:
         print(f"[auth] login required ({len(users)} user(s))", flush=True)
+    elif policy.public and not policy.open_ui:
+        print(f"[auth] reachable beyond this machine ({policy.why}) without a login: the API and every Gradio "
+              f"route need {policy.env_name} (Authorization: Bearer); settings and training are read-only. "
+              "Browsers elsewhere need a login: server.auth_file or APP_USERS", flush=True)
     if cfg.server.share and not users:
         print("[share] WARNING: public share without login: anyone with the link can use this machine's GPU",
               flush=True)

@@ -1,7 +1,8 @@
 """The FastAPI app that the Gradio UI is mounted into: OpenAI-compatible /v1 routes and /health.
 
-build_api(cfg, engine, host=..., manager=...) raises api.auth.ApiKeyRequired (a ConfigError, one
-line) when the server would be reachable beyond loopback without an API key.
+build_api(cfg, engine, host=..., manager=..., policy=...) raises api.auth.ApiKeyRequired (a ConfigError,
+one line) when the server would be reachable beyond loopback without an API key. Its middleware
+(api/guard.py) guards the Gradio app mounted into it too: the exposure rule is one rule for every route.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from api import audio, chat, health, models
-from api.auth import key_policy
+from api.auth import KeyPolicy, key_policy
 from api.errors import ApiError, install_error_handlers
 from api.guard import ApiGuard
 from api.state import ApiState
@@ -34,10 +35,12 @@ def _unknown_routes() -> APIRouter:
     return r
 
 
-def build_api(cfg: Any, engine: Any, *, host: str | None = None, manager: Any = None) -> FastAPI:
+def build_api(cfg: Any, engine: Any, *, host: str | None = None, manager: Any = None,
+              policy: KeyPolicy | None = None) -> FastAPI:
     """`host`: the address the server listens on (default GRADIO_SERVER_NAME, else server.host).
-    `manager`: the ModelManager holding the vision and speech models (None: those routes answer 503)."""
-    policy = key_policy(cfg, host)
+    `manager`: the ModelManager holding the vision and speech models (None: those routes answer 503).
+    `policy`: the exposure rule (default: key_policy(cfg, host), no login)."""
+    policy = policy or key_policy(cfg, host)
     engine.set_queue_limit(cfg.server.queue_size)
     state = ApiState(cfg=cfg, engine=engine, names=models.names_for(engine.model_id), policy=policy, manager=manager)
     app = FastAPI(title="Local chat API", docs_url=None, redoc_url=None, openapi_url=None)

@@ -7,7 +7,23 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
+
+INT64 = 2 ** 63
+
+
+def _encodable(text: str) -> str:
+    """Text that cannot be UTF-8 (a lone surrogate such as \\ud800 in JSON) is refused here, never deeper."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"the text holds a character that cannot be encoded as UTF-8 "
+                         f"(U+{ord(text[exc.start]):04X}, a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+Number = Annotated[float, Strict()]   # OpenAI's strict types: "0.5" or true is not a number
 
 
 class _Lenient(BaseModel):
@@ -16,7 +32,7 @@ class _Lenient(BaseModel):
 
 class TextPart(_Lenient):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ImageUrl(_Lenient):
@@ -34,31 +50,31 @@ ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
 
 class ChatMessage(_Lenient):
     role: str
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
+    content: Text | list[ContentPart] | None = None
+    name: Text | None = None
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(_Lenient):
-    model: str = Field(min_length=1)
+    model: Text = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
+    temperature: Number | None = Field(None, ge=0.0, le=2.0)
+    top_p: Number | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
+    stop: Text | list[Text] | None = None
+    seed: StrictInt | None = Field(None, ge=-INT64, lt=INT64, description="a 64-bit integer, as OpenAI takes")
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="only one choice per request")
 
 
 class SpeechRequest(_Lenient):
     model: str = "tts-1"
-    input: str = Field(min_length=1, max_length=4096)
+    input: Text = Field(min_length=1, max_length=4096)
     voice: str = "auto"
     response_format: str = "wav"
-    speed: float = Field(1.0, ge=0.25, le=4.0)
+    speed: Number = Field(1.0, ge=0.25, le=4.0)

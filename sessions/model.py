@@ -86,9 +86,22 @@ def check_expected_version(expected: Any) -> int | None:
     return expected
 
 
+def check_encodable(text: str, what: str) -> str:
+    """Refuse text that cannot be written as UTF-8 (a lone surrogate such as \\ud800), before any write."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidSessionData(
+            f"{what} holds a character that cannot be stored as UTF-8 (U+{ord(text[exc.start]):04X}, "
+            "a lone surrogate); remove it and try again."
+        ) from None
+    return text
+
+
 def clean_title(title: Any, limits: Limits) -> str:
     if not isinstance(title, str):
         raise InvalidSessionData(f"A title must be text, got {type(title).__name__}.")
+    check_encodable(title, "The title")
     title = " ".join(title.split())
     if not title:
         raise InvalidSessionData("A title must not be empty.")
@@ -105,7 +118,7 @@ def _json_copy(value: Any, what: str, max_bytes: int) -> Any:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidSessionData(f"{what} must be plain JSON data (text, numbers, lists, objects): {exc}.") from exc
-    size = len(text.encode("utf-8"))
+    size = len(check_encodable(text, what).encode("utf-8"))
     if size > max_bytes:
         raise InvalidSessionData(f"{what} is too large ({size} bytes; the limit is {max_bytes}).")
     return json.loads(text)
@@ -145,6 +158,7 @@ def clean_message(message: Any, limits: Limits | None, *, now: float | None = No
     content = message.get("content")
     if not isinstance(content, str):
         raise InvalidSessionData(f"{where} content must be text, got {type(content).__name__}.")
+    check_encodable(content, where)
     if limits is not None and len(content) > limits.max_message_chars:
         raise InvalidSessionData(
             f"{where} is too long ({len(content)} characters; the limit is {limits.max_message_chars})."

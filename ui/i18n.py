@@ -164,6 +164,13 @@ SAY_EN: dict[str, str] = {
     "bad_owner": "owner_token must be 16 to 200 letters, digits, '-' or '_' (e.g. secrets.token_hex(16)).",
     "need_owner": "Sessions need an owner: log in, or pass owner_token.",
     "public_readonly": "Changing settings is turned off on a public share without login.",
+    "settings_locked": "This server is reachable beyond this machine without a login, so its settings and "
+                       "models cannot be changed here: configure a login (server.auth_file or APP_USERS).",
+    "training_locked": "This server is reachable beyond this machine without a login, so training is turned off: "
+                       "configure a login (server.auth_file or APP_USERS).",
+    "bad_text": "The text holds a character that cannot be stored (U+{code}, a lone surrogate); remove it and try again.",
+    "bad_number": "{name} must be a whole number from {low} to {high}.",
+    "adapter_other_base": "The adapter “{name}” was made for {adapter_base}, but the loaded model is {base}.",
     "stopped": "stopped", "error": "error", "no_adapter": "no adapter",
     "deleted": "Chat deleted.", "renamed": "Renamed.", "precision_saved":
         "Saved: engine.precision = \"{precision}\" in {path}. It applies at the next start of the app "
@@ -225,6 +232,13 @@ SAY_KO: dict[str, str] = {
     "bad_owner": "owner_token은 16~200자의 영문, 숫자, '-', '_' 이어야 합니다 (예: secrets.token_hex(16)).",
     "need_owner": "대화를 쓰려면 소유자가 필요합니다. 로그인하거나 owner_token을 넘기세요.",
     "public_readonly": "로그인 없는 공개 공유에서는 설정을 바꿀 수 없습니다.",
+    "settings_locked": "이 서버는 로그인 없이 이 컴퓨터 밖에서 접속할 수 있어 설정과 모델을 바꿀 수 없습니다. "
+                       "로그인을 설정하세요 (server.auth_file 또는 APP_USERS).",
+    "training_locked": "이 서버는 로그인 없이 이 컴퓨터 밖에서 접속할 수 있어 학습을 할 수 없습니다. "
+                       "로그인을 설정하세요 (server.auth_file 또는 APP_USERS).",
+    "bad_text": "저장할 수 없는 문자(U+{code}, 짝이 없는 서로게이트)가 들어 있습니다. 지우고 다시 시도하세요.",
+    "bad_number": "{name} 값은 {low}부터 {high}까지의 정수여야 합니다.",
+    "adapter_other_base": "어댑터 “{name}”은(는) {adapter_base}용인데, 지금 불러온 모델은 {base}입니다.",
     "stopped": "중지됨", "error": "오류", "no_adapter": "어댑터 없음",
     "deleted": "대화를 삭제했습니다.", "renamed": "이름을 바꿨습니다.", "precision_saved":
         "저장했습니다: {path} 의 engine.precision = \"{precision}\". 앱을 다음에 시작할 때 적용됩니다 "

@@ -189,12 +189,16 @@ class ModelsHandlers:
 
     def load(self, name: Any, request: gr.Request) -> tuple[str, str, str]:
         with shown_to_user(lang_of(request)):
+            if self.shared.services.public:
+                raise Refusal("settings_locked")
             self.shared.services.load_model(str(name))
         return self.overview(request)
 
     def unload(self, name: Any, request: gr.Request) -> tuple[str, str, str]:
         lang = lang_of(request)
         with shown_to_user(lang):
+            if self.shared.services.public:
+                raise Refusal("settings_locked")
             if not self.shared.services.unload_model(str(name)):
                 gr.Info(f"{name}: " + ("불러와 있지 않거나 사용 중입니다." if lang == "ko"
                                        else "not loaded, or busy right now."))
@@ -204,13 +208,19 @@ class ModelsHandlers:
         lang = lang_of(request)
         services = self.shared.services
         with shown_to_user(lang):
-            if services.public or not services.config_path:
+            if services.public:
+                raise Refusal("settings_locked")
+            if not services.config_path:
                 raise Refusal("public_readonly")
+            name = Path(services.config_path).name  # never a server path in front of a user
             try:
                 save_precision(services.config_path, str(precision))
-            except (ConfigError, OSError, json.JSONDecodeError) as exc:
+            except ConfigError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
-        gr.Info(say(lang, "precision_saved", precision=precision, path=services.config_path))
+            except (OSError, json.JSONDecodeError) as exc:
+                detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+                raise gr.Error(f"{name}: {detail}", print_exception=False) from None
+        gr.Info(say(lang, "precision_saved", precision=precision, path=name))
 
     def estimate(self, model: Any, request: gr.Request) -> str:
         return estimate_markdown(self.shared, str(model or ""), lang_of(request))

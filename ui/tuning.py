@@ -244,7 +244,7 @@ class TuningHandlers:
         timer, Start, Cancel."""
         lang = lang_of(request)
         if self.services.public:
-            raise _error(say(lang, "tuning_public"), lang)
+            raise _error(say(lang, "training_locked"), lang)
         method = str(method or "lora")
         name = str(name or "").strip()
         try:
