@@ -296,7 +296,7 @@ class ContinuousBatcher:
         self.slots.check_room()
         max_new = min(params.max_new_tokens, self.max_context - 16)
         params = replace(params, max_new_tokens=max_new)
-        kept, dropped = trim_history(messages, self.generator.count_prompt_tokens,
+        kept, dropped = trim_history(messages, self.generator.prompt_counter(),
                                      max_turns=params.max_history_turns, max_prompt_tokens=self.max_context - max_new)
         stats = StreamStats(dropped_turns=dropped)
         if dropped:

@@ -84,26 +84,47 @@ class StreamStats:
 def trim_history(messages: Sequence[dict], count_tokens, *, max_turns: int, max_prompt_tokens: int):
     """Drop the oldest turns (a user message and its reply) until both limits hold; the system prompt stays.
 
+    Walks from the newest turn back and stops at the first that does not fit, so turns older than the
+    budget are never tokenized (with `Generator.prompt_counter` each kept message is tokenized once).
     Returns (messages, dropped_turns). Raises PromptTooLong if the last user message alone is too long.
     """
     msgs = normalize_messages(messages)
     system = [m for m in msgs if m["role"] == "system"]
     turns = [m for m in msgs if m["role"] != "system"]
     pairs = [turns[i:i + 2] for i in range(0, len(turns), 2)]  # the last "pair" is the lone user message
-    dropped = max(0, len(pairs) - max_turns)
-    while True:
-        kept = system + [m for p in pairs[dropped:] for m in p]
-        n = count_tokens(kept)
-        if n <= max_prompt_tokens:
-            return kept, dropped
-        if dropped >= len(pairs) - 1:
-            if system:  # last resort before refusing: the system prompt goes too
-                system, dropped = [], len(pairs) - 1
-                if count_tokens([m for p in pairs[dropped:] for m in p]) <= max_prompt_tokens:
-                    return [m for p in pairs[dropped:] for m in p], dropped
-            raise PromptTooLong(f"the message is {n} tokens; at most {max_prompt_tokens} fit with a reply of "
-                                "this length: shorten it or lower the reply length")
-        dropped += 1
+
+    def kept(dropped: int, with_system: bool = True) -> list[dict]:
+        return (system if with_system else []) + [m for p in pairs[dropped:] for m in p]
+
+    fits, n = None, 0
+    for dropped in range(len(pairs) - 1, max(0, len(pairs) - max_turns) - 1, -1):
+        n = count_tokens(kept(dropped))
+        if n > max_prompt_tokens:
+            break
+        fits = dropped
+    if fits is not None:
+        return kept(fits), fits
+    last = len(pairs) - 1
+    if system and count_tokens(kept(last, False)) <= max_prompt_tokens:  # last resort: the system prompt goes too
+        return kept(last, False), last
+    raise PromptTooLong(f"the message is {n} tokens; at most {max_prompt_tokens} fit with a reply of "
+                        "this length: shorten it or lower the reply length")
+
+
+class _MemoCodec:
+    """A codec that tokenizes each distinct text once (for counting the same messages again and again)."""
+
+    def __init__(self, codec: TextCodec):
+        self._codec, self._memo = codec, {}
+        self.bos, self.eos, self.inst, self.inst_end = codec.bos, codec.eos, codec.inst, codec.inst_end
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._codec, name)
+
+    def encode(self, text: str) -> list[int]:
+        if text not in self._memo:
+            self._memo[text] = self._codec.encode(text)
+        return self._memo[text]
 
 
 class TokenQueueStreamer:
@@ -163,12 +184,17 @@ class Generator:
     def count_prompt_tokens(self, messages: Sequence[dict]) -> int:
         return len(encode_chat(self.codec, messages))
 
+    def prompt_counter(self) -> Callable[[Sequence[dict]], int]:
+        """count_prompt_tokens for one trimming pass: a message counted again is not tokenized again."""
+        codec = _MemoCodec(self.codec)
+        return lambda messages: len(encode_chat(codec, messages))
+
     def stream(self, messages: Sequence[dict], params: GenerationParams,
                cancel: threading.Event | None = None) -> ChatStream:
         """Validate and trim now (errors raise here, before any text); generate lazily while iterated."""
         max_new = min(params.max_new_tokens, self.max_context - 16)
         params = replace(params, max_new_tokens=max_new)
-        kept, dropped = trim_history(messages, self.count_prompt_tokens, max_turns=params.max_history_turns,
+        kept, dropped = trim_history(messages, self.prompt_counter(), max_turns=params.max_history_turns,
                                      max_prompt_tokens=self.max_context - max_new)
         stats = StreamStats(dropped_turns=dropped)
         if dropped:
@@ -279,7 +305,7 @@ class Generator:
         """Half the prompt budget, for the one retry after an out-of-memory error."""
         budget = max(16, len(encode_chat(self.codec, messages)) // 2)
         try:
-            kept, dropped = trim_history(messages, self.count_prompt_tokens, max_turns=10 ** 6,
+            kept, dropped = trim_history(messages, self.prompt_counter(), max_turns=10 ** 6,
                                          max_prompt_tokens=budget)
         except PromptTooLong:
             kept, dropped = messages, 0

@@ -7,25 +7,38 @@ REPLACEMENT = "\ufffd"
 
 
 class IncrementalDecoder:
-    """Emits only new, complete text: a Korean syllable split over byte tokens is held back until whole."""
+    """Emits only new, complete text: a Korean syllable split over byte tokens is held back until whole.
+
+    Each push decodes a short window of recent ids, not the whole reply, so a token costs the same at
+    8,000 generated tokens as at 64. The window starts a few tokens back (CONTEXT) so that a
+    tokenizer which drops a leading space at the start of a decode drops it only in the part already
+    handed out.
+    """
+
+    CONTEXT = 4    # ids kept before the unsent text when the window moves on
+    SPAN = 32      # the window moves on once it holds this many ids and nothing is held back
 
     def __init__(self, decode: Callable[[list[int]], str]):
         self._decode = decode
         self.ids: list[int] = []
-        self._emitted = 0  # characters of the decoded text already handed out
+        self._start = 0     # the window: ids[_start:] are decoded on each push
+        self._emitted = 0   # characters of the window's text already handed out
 
     def push(self, token_ids: list[int]) -> str:
         self.ids.extend(token_ids)
-        text = self._decode(self.ids)
+        text = self._decode(self.ids[self._start:])
         end = len(text)
         while end > self._emitted and text[end - 1] == REPLACEMENT:  # maybe an unfinished UTF-8 sequence
             end -= 1
         piece, self._emitted = text[self._emitted:end], max(self._emitted, end)
+        if end == len(text) and len(self.ids) - self._start > self.SPAN:
+            self._start = len(self.ids) - self.CONTEXT
+            self._emitted = len(self._decode(self.ids[self._start:]))
         return piece
 
     def flush(self) -> str:
         """At the end, whatever is left (a real U+FFFD the model wrote included)."""
-        text = self._decode(self.ids)
+        text = self._decode(self.ids[self._start:])
         piece, self._emitted = text[self._emitted:], len(text)
         return piece
 
