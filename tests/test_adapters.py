@@ -3,7 +3,6 @@ base's adapter is refused with the model still usable, and requests never mix ad
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from engine.sources import resolve_source
 from tuning.config import TrainConfig
 from tuning.output import PublishError, publish_adapter
 from tuning.train import train
+
+from tests.waiting import wait_for
 
 PROMPT = [{"role": "user", "content": "Hello!"}]
 GREEDY = GenerationParams(max_new_tokens=8, temperature=0)
@@ -183,10 +184,10 @@ def test_requests_with_different_adapters_are_serialised(adapters, engine):
     assert inside_a.wait(20)
     b = threading.Thread(target=run, args=(None, "B"))        # wants the base: must wait for A
     b.start()
-    time.sleep(0.3)
+    wait_for(lambda: len(registry._waiting) == 1, "B in the registry's waiting list", stall=30)
     c = threading.Thread(target=run, args=("real", "C"))      # same adapter as A, but B asked first
     c.start()
-    time.sleep(0.3)
+    wait_for(lambda: len(registry._waiting) == 2, "C queued behind B in the registry's waiting list", stall=30)
     assert order == [("in", "A")]
     release_a.set()
     for t in (a, b, c):
