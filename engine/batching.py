@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from engine.codec import TextCodec
-from engine.loader import free_memory
+from engine.memory import release
 from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, trim_history
 from engine.prompt import encode_chat
 from engine.textstream import IncrementalDecoder, StopMatcher
@@ -355,7 +355,7 @@ class ContinuousBatcher:
                     finished = True
                     if _is_oom_text(out.error) and not decoder.ids:
                         # The plain path retries once with a shorter context; we keep holding our slot.
-                        free_memory()
+                        release()
                         stats.notices.append("ran out of memory in the shared batch; generated alone instead")
                         yield from self._alone(kept, params, cancel, stats)
                         return

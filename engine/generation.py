@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from engine.codec import TextCodec
-from engine.loader import free_memory, is_out_of_memory
+from engine.memory import forget, is_out_of_memory, release
 from engine.prompt import PromptError, encode_chat, normalize_messages
 from engine.textstream import IncrementalDecoder, StopMatcher
 
@@ -256,7 +256,9 @@ class Generator:
                 if not is_out_of_memory(error):
                     stats.finish_reason = "error"
                     raise GenerationError(f"generation failed: {error}") from error
-                free_memory()
+                # The failed attempt's frames hold its KV cache and activations: cut them, then collect.
+                forget(error)
+                release()
                 if retried or shorter is None:
                     stats.finish_reason = "error"
                     raise GenerationError("ran out of memory" + (" again with a shorter context" if retried else "")

@@ -7,7 +7,6 @@ stepping down to 8-bit/4-bit when RAM is short. Safetensors only, trust_remote_c
 """
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 import psutil
 import torch
 
-from engine.preflight import GiB, RUNGS, RungEstimate, estimate_rungs, first_fitting_rung
+from engine.memory import attempt, half_dtype, is_out_of_memory
+from engine.preflight import (CUDA_CONTEXT_BYTES, GiB, RUNGS, RungEstimate, estimate_rungs, first_fitting_rung,
+                              kv_cache_bytes)
 
 
 class ModelLoadError(RuntimeError):
@@ -44,6 +45,8 @@ class LoadReport:
     demo: bool = False
     notice: str = ""      # what the user must know: fallback to the demo model, no GPU, ...
     estimates: list[RungEstimate] = field(default_factory=list)
+    random_weights: bool = False   # a demo model of random weights (tests): its replies are noise
+    prompt_path: str = ""          # mistral | chat_template (engine/codec.py); "" for non-chat models
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,22 +65,12 @@ class LoadPlan:
     context_tokens: int = 4096
     headroom: float = 0.15
     skip_quantization: tuple[str, ...] = ("lm_head",)   # modules kept unquantized (vision towers, heads)
+    concurrent: int = 1                     # requests that each hold a full-context KV cache (engine.max_concurrent)
+    gpu: int = 0                            # torch's cuda index the model loads on
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, (RuntimeError, ValueError)) and (
-        "out of memory" in text or "can't allocate memory" in text
-        or "not enough gpu ram" in text or "enough gpu ram" in text)
-
-
-def free_memory() -> None:
-    """Give back what a failed load or generation held: Python objects, then the CUDA cache."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+__all__ = ["LoadAttempt", "LoadPlan", "LoadReport", "ModelLoadError", "is_out_of_memory", "load_pretrained",
+           "model_bytes", "offload_device_map", "plan_rungs"]
 
 
 def model_bytes(model: torch.nn.Module) -> tuple[int, int]:
@@ -92,39 +85,104 @@ def model_bytes(model: torch.nn.Module) -> tuple[int, int]:
     return gpu, cpu
 
 
-def _rung_kwargs(rung: str, *, cuda: bool, plan: LoadPlan, budget: int | None) -> dict:
+def _bnb4(plan: LoadPlan, compute: torch.dtype, *, offloaded: list[str] = ()) -> Any:
     from transformers import BitsAndBytesConfig
 
-    target = {"": 0} if cuda else {"": "cpu"}
-    compute = torch.bfloat16 if (not cuda or torch.cuda.is_bf16_supported()) else torch.float16
+    # Offloaded modules are named in llm_int8_skip_modules as well as implied by the fp32-cpu-offload flag:
+    # transformers 5.23 reads the flag only against an explicit dict device_map, so say it both ways.
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute,
+                              llm_int8_skip_modules=list(plan.skip_quantization) + list(offloaded),
+                              llm_int8_enable_fp32_cpu_offload=bool(offloaded))
+
+
+def _empty(model_cls: Any, config: Any, dtype: torch.dtype) -> Any:
+    """The model on the meta device (no memory), for sizing."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        if hasattr(model_cls, "from_config"):
+            return model_cls.from_config(config, dtype=dtype)
+        return model_cls._from_config(config, dtype=dtype)
+
+
+def offload_device_map(model_cls: Any, config: Any, plan: LoadPlan, *, gpu_bytes: int, cpu_bytes: int,
+                       compute: torch.dtype) -> dict[str, int | str]:
+    """An explicit device map for the 4-bit + CPU offload rung: accelerate's infer_auto_device_map over the
+    model as bitsandbytes will build it (4-bit on the card), with at most `gpu_bytes` on card `plan.gpu`.
+
+    transformers 5.23 quantizes the model before it resolves device_map="auto", so only a dict map lets
+    the offloaded modules stay unquantized; this computes that dict the way "auto" would have.
+    """
+    from transformers.integrations.accelerate import infer_auto_device_map
+    from transformers.quantizers import AutoHfQuantizer
+
+    model = _empty(model_cls, config, compute)
+    quantizer = AutoHfQuantizer.from_config(_bnb4(plan, compute), pre_quantized=False)
+    quantizer.preprocess_model(model, dtype=compute, device_map=None)
+    max_memory = quantizer.adjust_max_memory({plan.gpu: int(gpu_bytes), "cpu": int(cpu_bytes)})
+    device_map = infer_auto_device_map(model, max_memory=max_memory, no_split_module_classes=model._no_split_modules,
+                                       hf_quantizer=quantizer)
+    return dict(device_map)
+
+
+def offloaded_modules(device_map: dict[str, int | str]) -> list[str]:
+    return [name for name, where in device_map.items() if where in ("cpu", "disk")]
+
+
+def offload_gpu_bytes(config: Any, plan: LoadPlan, *, budget: int, failed_bytes: int | None) -> int:
+    """Card bytes the offload rung may fill with weights: the budget less caches, context and headroom, and
+    always less than what the rung before it needed (that just ran out, or was priced not to fit)."""
+    kv = kv_cache_bytes(config, plan.context_tokens) * max(1, plan.concurrent)
+    room = int(budget * (1 - plan.headroom)) - kv
+    if failed_bytes:
+        room = min(room, int(failed_bytes * 0.8))
+    return max(0, room)
+
+
+def _rung_kwargs(rung: str, *, cuda: bool, plan: LoadPlan, model_cls: Any = None, config: Any = None,
+                 budget: int = 0, failed_bytes: int | None = None) -> dict:
+    from transformers import BitsAndBytesConfig
+
+    target = {"": plan.gpu} if cuda else {"": "cpu"}
+    compute = half_dtype(plan.gpu) if cuda else torch.bfloat16
     if rung == "fp16":
         return {"dtype": torch.float16, "device_map": target}
     if rung.startswith("cpu-"):
         return {"dtype": getattr(torch, rung[4:])}
-    skip = list(plan.skip_quantization)
     if rung == "8bit":
-        q = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+        q = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(plan.skip_quantization))
         return {"quantization_config": q, "dtype": torch.float16, "device_map": target}
-    q4 = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-              bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=skip)
     if rung == "4bit":
-        return {"quantization_config": BitsAndBytesConfig(**q4), "dtype": compute, "device_map": target}
+        return {"quantization_config": _bnb4(plan, compute), "dtype": compute, "device_map": target}
     if rung == "4bit-offload":
         ram = int(psutil.virtual_memory().available * 0.8)
-        max_memory = {0: int(budget or 0), "cpu": ram}
-        q = BitsAndBytesConfig(llm_int8_enable_fp32_cpu_offload=True, **q4)
-        return {"quantization_config": q, "dtype": compute, "device_map": "auto", "max_memory": max_memory}
+        gpu_bytes = offload_gpu_bytes(config, plan, budget=budget, failed_bytes=failed_bytes)
+        device_map = offload_device_map(model_cls, config, plan, gpu_bytes=gpu_bytes, cpu_bytes=ram, compute=compute)
+        offloaded = offloaded_modules(device_map)
+        if not offloaded or plan.gpu not in device_map.values():
+            raise ModelLoadError(f"4bit-offload: with {gpu_bytes / GiB:.2f} GiB for weights on the card the device map "
+                                 f"puts {'nothing on the CPU' if not offloaded else 'nothing on the card'}")
+        return {"quantization_config": _bnb4(plan, compute, offloaded=offloaded), "dtype": compute,
+                "device_map": device_map}
     raise ValueError(f"unknown rung {rung}")
+
+
+def _device_budget(plan: LoadPlan) -> tuple[int, str, int]:
+    """(bytes, where they come from, CUDA context reserve) for the card the model loads on."""
+    from engine.monitor import free_gpu_bytes
+
+    if plan.budget_bytes is not None:
+        return plan.budget_bytes, "engine.max_gpu_memory", CUDA_CONTEXT_BYTES
+    return int(free_gpu_bytes(plan.gpu) or 0), f"free memory of cuda:{plan.gpu}", 0
 
 
 def plan_rungs(config: Any, plan: LoadPlan, *, cuda: bool) -> tuple[list[str], str, list[RungEstimate]]:
     """The rungs to try in order, why we start where we do, and the preflight estimates."""
     cpu_full = f"cpu-{plan.cpu_dtype}"
+    context_reserve = 0
     if cuda:
-        from engine.monitor import free_gpu_bytes
-
-        budget = plan.budget_bytes if plan.budget_bytes is not None else free_gpu_bytes()
-        where = "engine.max_gpu_memory" if plan.budget_bytes is not None else "free GPU memory"
+        budget, where, context_reserve = _device_budget(plan)
         ladder = list(RUNGS)
     elif plan.budget_bytes is not None:
         # No GPU but a budget: the ladder still decides the rung; quantized rungs load on the CPU.
@@ -134,7 +192,8 @@ def plan_rungs(config: Any, plan: LoadPlan, *, cuda: bool) -> tuple[list[str], s
         ladder = [cpu_full, "8bit", "4bit"]
     offload = int(psutil.virtual_memory().available * 0.8) if cuda else 0
     estimates = estimate_rungs(config, budget_bytes=int(budget or 0), context_tokens=plan.context_tokens,
-                               headroom=plan.headroom, offload_bytes=offload, skip=plan.skip_quantization)
+                               headroom=plan.headroom, offload_bytes=offload, skip=plan.skip_quantization,
+                               concurrent=plan.concurrent, context_reserve=context_reserve)
     if not cuda:  # full precision on CPU: 2 bytes/weight for bf16, 4 for fp32
         full = estimates[0]
         scale = 2 if plan.cpu_dtype == "float32" else 1
@@ -149,9 +208,11 @@ def plan_rungs(config: Any, plan: LoadPlan, *, cuda: bool) -> tuple[list[str], s
     first = first_fitting_rung(estimates, tuple(ladder))
     if first is None:
         need = min(e.needed_bytes for e in estimates)
-        raise ModelLoadError(f"the model needs at least {need / GiB:.1f} GiB even at the smallest rung, but "
-                             f"{where} is {budget / GiB:.1f} GiB: free memory, raise engine.max_gpu_memory, "
-                             "or pick a smaller model")
+        smallest = min(estimates, key=lambda e: e.needed_bytes)
+        raise ModelLoadError(f"the model needs at least {need / GiB:.1f} GiB (at {smallest.rung}, with "
+                             f"{plan.concurrent} full-context KV cache(s) of {plan.context_tokens} tokens) but "
+                             f"{where} is {budget / GiB:.1f} GiB: free memory, raise engine.max_gpu_memory, lower "
+                             "engine.max_context or engine.max_concurrent, or pick a smaller model")
     fitted = next(e for e in estimates if e.rung == first)
     why = (f"preflight: {fitted.weight_bytes / GiB:.2f} GiB of weights + {fitted.kv_cache_bytes / GiB:.2f} GiB "
            f"KV cache fit in {where} ({budget / GiB:.1f} GiB, {plan.headroom:.0%} kept free)")
@@ -168,26 +229,29 @@ def load_pretrained(model_cls: Any, folder: str | Path, model_id: str, plan: Loa
     config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
     rungs, why, estimates = plan_rungs(config, plan, cuda=cuda)
     attempts: list[LoadAttempt] = []
-    budget = plan.budget_bytes
-    for rung in rungs:
+    needed = {e.rung: e.needed_bytes for e in estimates}
+    failed_bytes: int | None = None      # what the last rung needed on the card, when it ran out of memory
+    for i, rung in enumerate(rungs):
         t0 = time.perf_counter()
-        kwargs = _rung_kwargs(rung, cuda=cuda, plan=plan, budget=budget) | extra
-        model = None
+        if rung == "4bit-offload" and failed_bytes is None and i > 0:
+            failed_bytes = needed.get(rungs[i - 1])   # the rung before was priced not to fit
         try:
-            model = model_cls.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory steps down; anything else is re-raised
-            if not is_out_of_memory(exc):
-                raise
-            attempts.append(LoadAttempt(rung, f"out of memory: {str(exc).splitlines()[0][:160]}",
-                                        time.perf_counter() - t0))
-            del model
-            free_memory()
+            kwargs = _rung_kwargs(rung, cuda=cuda, plan=plan, model_cls=model_cls, config=config,
+                                  budget=_device_budget(plan)[0] if cuda else 0, failed_bytes=failed_bytes) | extra
+        except ModelLoadError as exc:
+            attempts.append(LoadAttempt(rung, f"skipped: {exc}", time.perf_counter() - t0))
+            continue
+        model, failure = attempt(model_cls.from_pretrained, str(folder), use_safetensors=True,
+                                 trust_remote_code=False, **kwargs)
+        if failure is not None:    # memory is back: the half-loaded model's frames were cleared, then collected
+            attempts.append(LoadAttempt(rung, f"out of memory: {failure.reason}", time.perf_counter() - t0))
+            failed_bytes = needed.get(rung)
             why = f"{rung} ran out of memory while loading; stepped down"
             continue
         model.eval()
         attempts.append(LoadAttempt(rung, "loaded", time.perf_counter() - t0))
         gpu, cpu = model_bytes(model)
-        device = "cpu" if not cuda else ("cuda:0+cpu" if rung == "4bit-offload" else "cuda:0")
+        device = "cpu" if not cuda else (f"cuda:{plan.gpu}+cpu" if cpu and gpu else f"cuda:{plan.gpu}")
         notice = "" if cuda else "No GPU found: running on the CPU, replies will be slow."
         return model, LoadReport(model_id=model_id, folder=str(folder), rung=rung, device=device, reason=why,
                                  attempts=attempts, seconds=time.perf_counter() - started, gpu_bytes=gpu,

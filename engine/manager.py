@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator
 import psutil
 import torch
 
-from engine.loader import ModelLoadError, free_memory, is_out_of_memory, model_bytes
+from engine.loader import ModelLoadError, model_bytes
+from engine.memory import forget, is_out_of_memory, release
 from engine.preflight import GiB
 
 MiB = 1024 ** 2
@@ -198,9 +199,10 @@ class ModelManager:
                 if not _is_memory_error(exc):
                     entry.error = f"{type(exc).__name__}: {reason}"
                     raise
-                cause = exc.with_traceback(None)  # its frames may hold half-loaded weights
+                forget(exc)  # its frames may hold half-loaded weights
+                cause = exc
             # Outside the except block, so those frames are gone before we collect.
-            free_memory()
+            release()
             self._events.append(f"{entry.name}: out of memory while loading ({reason})")
             if self._evict_one(exclude=entry.name, why=f"{entry.name} ran out of memory while loading"):
                 continue
@@ -239,7 +241,7 @@ class ModelManager:
             if entry.obj is None or entry.users or entry.loader is None:
                 return False
             self._drop(entry, why="asked to")
-        free_memory()
+        release()
         return True
 
     def _evict_one(self, *, exclude: str, why: str) -> str | None:
@@ -251,7 +253,7 @@ class ModelManager:
                 return None
             victim = min(idle, key=lambda e: e.tick)
             self._drop(victim, why=why)
-        free_memory()
+        release()
         return victim.name
 
     def _drop(self, entry: _Entry, *, why: str) -> None:

@@ -5,6 +5,11 @@ from dataclasses import dataclass
 
 RUNGS = ("fp16", "8bit", "4bit", "4bit-offload")
 GiB = 1024 ** 3
+MiB = 1024 ** 2
+# What creating the CUDA context takes on the card before any tensor (cuBLAS/cuDNN handles, kernels):
+# 0.3-0.5 GiB on current drivers. Only counted against a configured budget: free memory read through
+# torch.cuda.mem_get_info is read after the context exists.
+CUDA_CONTEXT_BYTES = 512 * MiB
 
 # Bytes per weight of a quantized nn.Linear inside the decoder layers. 8-bit: int8 plus one fp32
 # scale per row (~0); 4-bit nf4 with double quantisation: 4 bits + ~0.127 bits of scales.
@@ -16,8 +21,9 @@ class RungEstimate:
     rung: str
     weight_bytes: int
     kv_cache_bytes: int
-    needed_bytes: int      # weights + KV cache + headroom share of the budget
+    needed_bytes: int      # on the device: weights there + KV caches + CUDA context + headroom share of the budget
     fits: bool
+    offload_bytes: int = 0  # weights kept in CPU RAM (the offload rung: unquantized, 2 bytes per weight)
 
 
 def _empty_model(config):
@@ -32,8 +38,9 @@ def _empty_model(config):
             return AutoModelForImageTextToText.from_config(config)
 
 
-def _layer_sizes(config, skip: tuple[str, ...]) -> tuple[int, int]:
-    """(params in quantizable linears, other params); modules named in `skip` stay unquantized."""
+def _layer_sizes(config, skip: tuple[str, ...]) -> tuple[int, int, int]:
+    """(params in quantizable linears, other params, params of the largest unsplittable block);
+    modules named in `skip` stay unquantized."""
     import torch
 
     model = _empty_model(config)
@@ -42,8 +49,10 @@ def _layer_sizes(config, skip: tuple[str, ...]) -> tuple[int, int]:
         if isinstance(module, torch.nn.Linear) and not any(part in name for part in skip):
             quantizable += module.weight.numel()
     total = sum(p.numel() for p in model.parameters())
-    other = total - quantizable
-    return quantizable, other
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    largest = max((sum(p.numel() for p in m.parameters()) for m in model.modules() if type(m).__name__ in blocks),
+                  default=0)
+    return quantizable, total - quantizable, largest
 
 
 def kv_cache_bytes(config, context_tokens: int, bytes_per_value: int = 2) -> int:
@@ -55,17 +64,31 @@ def kv_cache_bytes(config, context_tokens: int, bytes_per_value: int = 2) -> int
 
 
 def estimate_rungs(config, *, budget_bytes: int, context_tokens: int, headroom: float,
-                   offload_bytes: int = 0, skip: tuple[str, ...] = ("lm_head",)) -> list[RungEstimate]:
-    """One estimate per rung, in ladder order. `offload_bytes` is CPU RAM the last rung may spill into."""
-    quantizable, other = _layer_sizes(config, skip)
-    kv = kv_cache_bytes(config, context_tokens)
-    reserve = int(budget_bytes * headroom)
+                   offload_bytes: int = 0, skip: tuple[str, ...] = ("lm_head",), concurrent: int = 1,
+                   context_reserve: int = 0) -> list[RungEstimate]:
+    """One estimate per rung, in ladder order.
+
+    `offload_bytes` is CPU RAM the last rung may spill into; `concurrent` requests each hold a full-context
+    KV cache (the queue path); `context_reserve` is the CUDA context when the budget is a configured number.
+    The offload rung keeps offloaded modules unquantized (transformers' fp32-cpu-offload recipe), so its RAM
+    side is priced at 2 bytes per weight, and the card must hold the embeddings, the largest block (accelerate
+    brings an offloaded block to the card to run it) and the caches.
+    """
+    quantizable, other, largest = _layer_sizes(config, skip)
+    kv = kv_cache_bytes(config, context_tokens) * max(1, concurrent)
+    reserve = int(budget_bytes * headroom) + context_reserve
     out = []
     for rung in RUNGS:
         weights = int(quantizable * _LINEAR_BYTES[rung] + other * 2)
+        if rung == "4bit-offload":
+            on_device = other * 2 + largest * 2
+            in_ram = quantizable * 2
+            needed = on_device + kv + reserve
+            out.append(RungEstimate(rung, on_device + in_ram, kv, needed,
+                                    needed <= budget_bytes and in_ram <= offload_bytes, in_ram))
+            continue
         needed = weights + kv + reserve
-        room = budget_bytes + (offload_bytes if rung == "4bit-offload" else 0)
-        out.append(RungEstimate(rung, weights, kv, needed, needed <= room))
+        out.append(RungEstimate(rung, weights, kv, needed, needed <= budget_bytes))
     return out
 
 

@@ -22,6 +22,7 @@ import torch
 
 from engine.config import EngineConfig
 from engine.loader import LoadReport, model_bytes
+from engine.memory import attempt
 from engine.media import (TARGET_RATE, AudioClip, AudioLimits, MediaError, is_silent, load_audio,
                           split_for_whisper)
 from engine.sources import ModelSource, SourceError, resolve_source
@@ -159,14 +160,22 @@ class SpeechToText:
         with self._lock:
             if self.model is None:
                 raise SpeechError("the speech model was unloaded; try again")
-            features = self._features(pieces)
-            lang = self._language(features[:1], lang)
-            texts = []
-            for i in range(0, len(pieces), self.batch_size):
-                texts += self._generate(features[i:i + self.batch_size], lang, max_new_tokens or self.max_new_tokens)
+            done, failure = attempt(self._transcribe, pieces, lang, max_new_tokens or self.max_new_tokens)
+        if failure is not None:
+            raise SpeechError(f"ran out of memory while transcribing ({failure}); the model is still loaded: "
+                              "try a shorter recording or again when other models are idle")
+        texts, lang = done
         text = " ".join(t for t in texts if t).strip()
         return Transcript(text, lang, no_speech=not text, message="" if text else NO_SPEECH, chunks=len(pieces),
                           seconds_compute=time.perf_counter() - started, **common)
+
+    def _transcribe(self, pieces: list[np.ndarray], lang: str | None, max_new_tokens: int) -> tuple[list[str], str | None]:
+        features = self._features(pieces)
+        lang = self._language(features[:1], lang)
+        texts: list[str] = []
+        for i in range(0, len(pieces), self.batch_size):
+            texts += self._generate(features[i:i + self.batch_size], lang, max_new_tokens)
+        return texts, lang
 
     def _features(self, pieces: list[np.ndarray]) -> torch.Tensor:
         fe = self.processor.feature_extractor
@@ -306,7 +315,10 @@ class Voice:
             for sentence in split_sentences(text, self.sentence_chars):
                 prepared, did = self.romanize(sentence)
                 romanized |= did
-                wave = self._synthesize(prepared)
+                wave, failure = attempt(self._synthesize, prepared)
+                if failure is not None:
+                    raise SpeechError(f"ran out of memory while speaking ({failure}); the voice is still loaded: "
+                                      "try a shorter text or again when other models are idle")
                 if wave is None:
                     continue
                 pieces += [pause, wave] if pieces else [wave]

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.config import ConfigError
 from tuning.config import TrainConfig, config_from_dict, load_config
 from tuning.data import load_dataset
 from tuning.runs import CANCEL_FILE, RunLock, read_metrics, read_progress, write_json_atomic, write_progress
@@ -27,6 +28,53 @@ from tuning.train import EXIT_CANCELLED, EXIT_OK, prepare_run_folder
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 JOB_CONFIG = "job-config.json"
 LOG_FILE = "train.log"
+
+
+class NoRoomForTraining(ConfigError):
+    """The GPU has not enough free memory, next to the models the app holds, for this training run."""
+
+
+def training_need_bytes(cfg: TrainConfig, config) -> int:
+    """Card bytes a run needs: the base weights at its rung, the activations kept for backward, the logits,
+    and the CUDA context. LoRA weights and their optimizer state are small enough to sit in the rounding."""
+    from engine.preflight import CUDA_CONTEXT_BYTES, estimate_rungs
+
+    rung = "4bit" if cfg.method == "qlora" else "fp16"
+    weights = next(e.weight_bytes for e in estimate_rungs(config, budget_bytes=0, context_tokens=cfg.max_length,
+                                                          headroom=0.0) if e.rung == rung)
+    text = getattr(config, "text_config", None) or config
+    tokens = cfg.batch_size * cfg.max_length
+    kept = 1 if cfg.gradient_checkpointing else 16     # hidden-state sized tensors per layer kept for backward
+    activations = tokens * text.hidden_size * 2 * text.num_hidden_layers * kept
+    logits = tokens * text.vocab_size * 4 * 2           # fp32 logits and their gradient
+    return int(weights + activations + logits + CUDA_CONTEXT_BYTES)
+
+
+def check_room(cfg: TrainConfig, room_bytes: int) -> None:
+    """Refuse a run that cannot fit in `room_bytes`, saying what would."""
+    from transformers import AutoConfig
+
+    from engine.preflight import GiB
+
+    try:
+        config = AutoConfig.from_pretrained(cfg.base_model, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError):
+        return  # not a local folder (a hub id, a demo name): the run's own loader decides and reports
+    need = training_need_bytes(cfg, config)
+    if need > room_bytes:
+        other = "qlora" if cfg.method != "qlora" else None
+        hint = f"use method {other}, " if other else ""
+        raise NoRoomForTraining(
+            f"training {cfg.name} ({cfg.method}, {cfg.max_length} tokens x {cfg.batch_size}) needs about "
+            f"{need / GiB:.1f} GiB on the GPU, but {room_bytes / GiB:.1f} GiB is free next to the models loaded "
+            f"now: unload models on the Models tab, {hint}or lower max_length or batch_size")
+
+
+def gpu_room_bytes() -> int | None:
+    """Free memory of the card training would use (what the loaded models left), or None without a GPU."""
+    from engine.monitor import free_gpu_bytes
+
+    return free_gpu_bytes(0)
 
 
 @dataclass(frozen=True)
@@ -135,14 +183,19 @@ def resolve_config(config: str | Path | dict | TrainConfig, overrides: dict | No
 
 
 def start_training(config: str | Path | dict | TrainConfig, overrides: dict | None = None, *,
-                   python: str | None = None, env: dict | None = None) -> TrainingJob:
+                   python: str | None = None, env: dict | None = None,
+                   room_bytes: int | None = None) -> TrainingJob:
     """Validate, then run `python -m tuning.train` for this config in a subprocess; return at once.
 
     Raises now, with a message for the user: ConfigError (bad key or value), DatasetError (every
     malformed line), RunFolderError (name taken, earlier checkpoints without resume/overwrite, a
-    run of this name still going). Later problems (too-long lines, the model) show in status().
+    run of this name still going), NoRoomForTraining (the GPU memory the app's models leave, or
+    `room_bytes`, is too small). Later problems (too-long lines, the model) show in status().
     """
     cfg = resolve_config(config, overrides)
+    room = room_bytes if room_bytes is not None else gpu_room_bytes()
+    if room is not None:
+        check_room(cfg, room)
     load_dataset(cfg.dataset, None, cfg.max_length).raise_if_bad()   # structure now; lengths need the tokenizer
     prepare_run_folder(cfg)
     run_dir = cfg.run_dir

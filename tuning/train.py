@@ -109,10 +109,12 @@ def _training_args(cfg: TrainConfig, has_eval: bool, resuming: bool):
     import torch
     from transformers import TrainingArguments
 
+    from engine.memory import supports_bf16   # compute capability >= 8, not is_bf16_supported()'s emulation
+
     cuda = torch.cuda.is_available()
     mixed = cfg.mixed_precision
     if mixed == "auto":
-        mixed = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
+        mixed = ("bf16" if supports_bf16() else "fp16") if cuda else "no"
     if mixed == "fp16" and not cuda:
         raise TuningError("mixed_precision fp16 needs a CUDA GPU; use auto, no or bf16 on the CPU")
     if cfg.optimizer == "paged_adamw_8bit" and not cuda:
