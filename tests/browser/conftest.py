@@ -30,7 +30,9 @@ def new_context(browser):
 
     def make(locale: str = "en-US"):
         ctx = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000})
-        ctx.set_default_timeout(30_000)
+        # A ceiling for plain UI steps (click, fill, selector); waits on the model use pages.wait_js, which
+        # follows the reply as it grows instead.
+        ctx.set_default_timeout(90_000)
         contexts.append(ctx)
         return ctx
 

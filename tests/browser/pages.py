@@ -1,8 +1,9 @@
 """Page helpers for the browser tests: what a person does on the Chat tab, in Playwright calls."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
+
+from tests.waiting import CEILING, wait_for
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 BOT = "#chatbot [data-testid=bot]"
@@ -40,12 +41,29 @@ def user_texts(page) -> list[str]:
     return [t.strip() for t in page.locator(USER).all_inner_texts()]
 
 
+def wait_js(page, js: str, what: str, arg=None, *, watch: str = "#chatbot", stall: float = 60.0,
+            ceiling: float = CEILING):
+    """Wait until the page function `js(arg)` returns something truthy (and return it).
+
+    The wait lasts while the text of `watch` keeps changing (a reply streaming, a status moving) and fails
+    after `stall` seconds without change, naming `what` and showing that text.
+    """
+    def shown() -> str:
+        return page.evaluate("(sel) => [...document.querySelectorAll(sel)].map(e => e.innerText).join('\\n')", watch)
+
+    return wait_for(lambda: page.evaluate(js, arg), what, progress=shown, stall=stall, ceiling=ceiling, poll=0.2,
+                    detail=lambda: f"{watch} shows: {shown()[-1500:]!r}")
+
+
 def wait_replies_done(page, count: int, timeout: float = 60_000) -> list[str]:
-    """Wait until `count` replies are shown and the last one is saved (its provenance line is there)."""
-    page.wait_for_function(
-        """([sel, n, mark]) => { const b = document.querySelectorAll(sel);
-             return b.length === n && b[n - 1].innerText.includes(mark); }""",
-        arg=[BOT, count, DONE_MARK], timeout=timeout)
+    """Wait until `count` replies are shown and the last one is saved (its provenance line is there).
+
+    `timeout` (ms) is how long the chat may show no change at all (no new token) before this fails.
+    """
+    wait_js(page, """([sel, n, mark]) => { const b = document.querySelectorAll(sel);
+                       return b.length === n && b[n - 1].innerText.includes(mark); }""",
+            f"{count} finished repl{'y' if count == 1 else 'ies'} (with '{DONE_MARK}')",
+            [BOT, count, DONE_MARK], watch=BOT, stall=timeout / 1000)
     return bot_texts(page)
 
 
@@ -65,15 +83,17 @@ def session_labels(page) -> list[str]:
     return [t.strip() for t in page.locator("#session-list label").all_inner_texts()]
 
 
-def wait_session_labels(page, predicate, timeout: float = 15.0) -> list[str]:
-    deadline = time.time() + timeout
-    labels = session_labels(page)
-    while time.time() < deadline:
-        labels = session_labels(page)
-        if predicate(labels):
-            return labels
-        time.sleep(0.2)
-    raise AssertionError(f"session list never matched: {labels}")
+def wait_session_labels(page, predicate, timeout: float = 30.0) -> list[str]:
+    """Wait until the session list's labels satisfy `predicate`; `timeout`: seconds without any change."""
+    seen: list[list[str]] = []
+
+    def matches() -> bool:
+        seen.append(session_labels(page))
+        return predicate(seen[-1])
+
+    wait_for(matches, "the session list to match", progress=lambda: seen[-1] if seen else None, stall=timeout,
+             poll=0.2, detail=lambda: f"session list: {seen[-1] if seen else None}")
+    return seen[-1]
 
 
 def owner_token(page) -> str:
@@ -81,13 +101,7 @@ def owner_token(page) -> str:
     if not page.locator("#owner-key textarea").count():
         page.get_by_text("owner_token").click()
         page.wait_for_selector("#owner-key textarea")
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        value = page.input_value("#owner-key textarea")
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("no owner key shown")
+    return wait_for(lambda: page.input_value("#owner-key textarea"), "the owner key to be shown", stall=30, poll=0.2)
 
 
 def screenshot(page, name: str, **kw) -> Path:

@@ -8,6 +8,7 @@ from gradio_client import Client
 
 from tests.browser import pages
 from tests.conftest import AppServer
+from tests.waiting import wait_for
 
 # Long replies by default, so Stop has something to stop; tests that want a finished reply ask for a short one.
 CONFIG = {"generation": {"max_new_tokens": 4000, "temperature": 0.0},
@@ -34,13 +35,15 @@ def test_reply_streams_and_shows_provenance(server, new_context):
     pages.set_max_tokens(page, 300)
     pages.send(page, "Hello, who are you?")
     lengths = []
-    deadline = time.time() + 60
-    while time.time() < deadline:
+
+    def finished() -> bool:
         texts = pages.bot_texts(page)
         lengths.append(len(texts[0]) if texts else 0)
-        if texts and pages.DONE_MARK in texts[0]:
-            break
-        time.sleep(0.05)
+        return bool(texts) and pages.DONE_MARK in texts[0]
+
+    # a slow machine streams slowly: wait while the reply grows, fail if it stops growing for 60 s
+    wait_for(finished, "the 300-token reply to finish streaming", progress=lambda: lengths[-1] if lengths else 0,
+             stall=60, poll=0.05)
     growing = sorted(set(n for n in lengths if n))
     assert len(growing) >= 3, f"reply did not stream: {lengths}"
     assert pages.user_texts(page) == ["Hello, who are you?"]
@@ -62,7 +65,8 @@ def test_empty_message_is_refused_in_the_browser(server, new_context):
 def test_stop_keeps_the_partial_reply_as_stopped(server, new_context):
     page = pages.open_app(new_context(), server.url)
     pages.send(page, "Tell me a very long story.")
-    page.wait_for_function(f"() => (document.querySelector('{pages.BOT}')?.innerText || '').length > 40")
+    pages.wait_js(page, f"() => (document.querySelector('{pages.BOT}')?.innerText || '').length > 40",
+                  "the first 40 characters of the reply", watch=pages.BOT)
     page.click("#stop")
     texts = pages.wait_replies_done(page, 1, timeout=20_000)
     assert "stopped" in texts[0]
@@ -86,9 +90,9 @@ def test_retry_replaces_the_last_reply(server, new_context):
     token = pages.owner_token(page)
     before = api_session(server, token)
     page.click("#retry")
-    page.wait_for_function("([sel, old]) => { const b = document.querySelectorAll(sel); "
-                           "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny'); }",
-                           arg=[pages.BOT, first], timeout=60_000)
+    pages.wait_js(page, "([sel, old]) => { const b = document.querySelectorAll(sel); "
+                  "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny'); }",
+                  "a new finished reply in place of the old one", [pages.BOT, first], watch=pages.BOT)
     after = api_session(server, token, before["id"])
     assert len(after["messages"]) == len(before["messages"]) == 2
     assert after["messages"][-1]["content"] != before["messages"][-1]["content"]
@@ -118,9 +122,9 @@ def test_edit_last_message_and_resend(server, new_context):
     page.click("#chatbot button[aria-label=Submit]")
     page.wait_for_function(f"() => [...document.querySelectorAll('{pages.USER}')].map(e => e.innerText.trim())"
                            ".join('|') === 'Pencil edit'")
-    page.wait_for_function("([sel, old]) => { const b = document.querySelectorAll(sel); "
-                           "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny'); }",
-                           arg=[pages.BOT, old_reply], timeout=60_000)
+    pages.wait_js(page, "([sel, old]) => { const b = document.querySelectorAll(sel); "
+                  "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny'); }",
+                  "a new finished reply to the edited message", [pages.BOT, old_reply], watch=pages.BOT)
     session = api_session(server, pages.owner_token(page), session["id"])
     assert [m["content"] for m in session["messages"]][:1] == ["Pencil edit"] and len(session["messages"]) == 2
 
