@@ -18,6 +18,8 @@ def health_body(state: ApiState) -> dict:
         "device": report.device,
         "backend": state.cfg.engine.backend,
         "demo": report.demo,
+        "random_weights": getattr(report, "random_weights", False),
+        "prompt_path": getattr(report, "prompt_path", ""),   # mistral | chat_template (engine/codec.py)
         "notice": report.notice,
         "serving": load.path,
         "active_requests": load.active,

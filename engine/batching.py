@@ -363,8 +363,8 @@ class ContinuousBatcher:
                     raise GenerationError(f"generation failed: {out.error}")
                 finished = out.is_finished()
                 new = out.generated_tokens[len(decoder.ids):]
-                if params.min_new_tokens and self.codec.eos in new:
-                    cut = new.index(self.codec.eos)
+                if params.min_new_tokens and any(i in self.codec.stops for i in new):
+                    cut = next(n for n, i in enumerate(new) if i in self.codec.stops)
                     if len(decoder.ids) + cut >= params.min_new_tokens:
                         new, ours_done = new[:cut + 1], True
                 if not new:
@@ -387,7 +387,7 @@ class ContinuousBatcher:
                 if tail:
                     yield tail
             if not stats.finish_reason:
-                ended = bool(decoder.ids) and decoder.ids[-1] == self.codec.eos
+                ended = bool(decoder.ids) and decoder.ids[-1] in self.codec.stops
                 stats.finish_reason = "stop" if ended or len(decoder.ids) < params.max_new_tokens else "length"
         except GeneratorExit:
             stats.finish_reason = stats.finish_reason or "cancelled"
@@ -398,7 +398,7 @@ class ContinuousBatcher:
             if not finished:
                 self._manager.cancel_request(rid)  # frees its cache blocks at the next step
             self.slots.release()
-            stats.completion_tokens = len([i for i in decoder.ids if i != self.codec.eos])
+            stats.completion_tokens = len([i for i in decoder.ids if i not in self.codec.stops])
             stats.seconds = time.perf_counter() - started
 
     def _alone(self, kept: list[dict], params: GenerationParams, cancel: threading.Event,

@@ -13,14 +13,21 @@ from typing import Any, Sequence
 
 from engine.adapters import AdapterError, AdapterRegistry
 from engine.batching import LoadStats, build_scheduler
-from engine.codec import TextCodec
+from engine.codec import TemplateMissing, TextCodec
 from engine.config import EngineConfig
 from engine.generation import ChatStream, GenerationParams, Generator
 from engine.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained
 from engine.preflight import GiB
-from engine.sources import ModelSource, SourceError, resolve_source
+from engine.sources import OFFLINE_DEMO, ModelSource, SourceError, resolve_source
 
 DEMO_NOTICE = "Demo model with random weights: replies are noise, not answers."
+OFFLINE_NOTICE = ("Small offline model (SmolLM2-135M-Instruct, real weights), not the configured model: short, "
+                  "often wrong answers. For the configured model set engine.model in config.json to its hub id "
+                  "(with a connection), a local model folder or a .gguf file, and start without --demo.")
+
+
+def demo_notice(source: ModelSource) -> str:
+    return OFFLINE_NOTICE if source.model_id == f"demo:{OFFLINE_DEMO}" else DEMO_NOTICE
 
 
 def load_plan(cfg: EngineConfig) -> LoadPlan:
@@ -85,12 +92,16 @@ class ChatEngine:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         plan = plan or load_plan(cfg)
-        model, report = load_pretrained(AutoModelForCausalLM, source.folder, source.model_id, plan)
         tokenizer = AutoTokenizer.from_pretrained(str(source.folder), trust_remote_code=False)
-        codec = TextCodec.load(source.folder, tokenizer)
-        report.demo = source.demo
+        try:  # before the weights: a folder we cannot prompt is refused in a second, not after a long load
+            codec = TextCodec.load(source.folder, tokenizer)
+        except TemplateMissing as exc:
+            raise SourceError(str(exc)) from None
+        model, report = load_pretrained(AutoModelForCausalLM, source.folder, source.model_id, plan)
+        report.demo, report.prompt_path = source.demo, codec.path
+        report.random_weights = source.demo and demo_notice(source) == DEMO_NOTICE
         if source.demo:
-            report.notice = " ".join(filter(None, [DEMO_NOTICE, report.notice]))
+            report.notice = " ".join(filter(None, [demo_notice(source), report.notice]))
         context = min(cfg.max_context, getattr(model.config, "max_position_embeddings", cfg.max_context))
         generator = Generator(model, codec, max_context=context, slots=cfg.max_concurrent)
         scheduler, why = build_scheduler(model, codec, generator, slots=cfg.max_concurrent, headroom=cfg.kv_headroom,
@@ -111,13 +122,25 @@ class ChatEngine:
             remote = RemoteChat.from_config(cfg)
             return cls(None, None, remote.report, None, remote, cfg.max_context)
         if demo:
-            return cls.from_source(resolve_source(f"demo:{cfg.demo_size}"), cfg)
+            return cls._demo(cfg)
         try:
             return cls.from_source(resolve_source(cfg.model), cfg)
         except (SourceError, ModelLoadError) as exc:
             if not cfg.demo_fallback:
                 raise
-            engine = cls.from_source(resolve_source(f"demo:{cfg.demo_size}"), cfg)
+            engine = cls._demo(cfg)
             engine.report.notice = (f"Could not load {cfg.model}: {exc} -- running the demo model instead. "
                                     + engine.report.notice)
+            return engine
+
+    @classmethod
+    def _demo(cls, cfg: EngineConfig) -> "ChatEngine":
+        """engine.demo_size's model; the tiny random one when the offline package is missing (and say so)."""
+        try:
+            return cls.from_source(resolve_source(f"demo:{cfg.demo_size}"), cfg)
+        except SourceError as exc:
+            if cfg.demo_size != OFFLINE_DEMO:
+                raise
+            engine = cls.from_source(resolve_source("demo:tiny"), cfg)
+            engine.report.notice = f"{exc}. " + engine.report.notice
             return engine

@@ -27,7 +27,7 @@ def option(default: Any, help: str, *, choices: tuple | None = None, min: float 
 @dataclass(frozen=True)
 class EngineConfig:
     model: str = option("mistralai/Mistral-7B-Instruct-v0.3",
-                        "Hub id or local folder of the chat model (safetensors only).")
+                        "Hub id, local folder (safetensors only) or .gguf file of the chat model.")
     precision: str = option("auto", "auto picks the first rung that fits; fp16, 8bit or 4bit force one.",
                             choices=PRECISIONS)
     max_gpu_memory: float | None = option(None, "GiB the models may use; null means free GPU memory from NVML.",
@@ -37,8 +37,9 @@ class EngineConfig:
     kv_headroom: float = option(0.15, "Fraction of the budget kept free for the KV cache and activations.",
                                 min=0.0, max=0.9)
     demo_fallback: bool = option(True, "Load the demo model when the configured one cannot be had.")
-    demo_size: str = option("tiny", "Which demo model --demo builds: tiny (tests) or bench (realistic speed).",
-                            choices=("tiny", "bench"))
+    demo_size: str = option("smollm2", "Which demo model --demo and the fallback load: smollm2 (real small offline "
+                            "model, SmolLM2-135M-Instruct), tiny (random weights, fast tests) or bench (random, "
+                            "realistic speed).", choices=("smollm2", "tiny", "bench"))
     max_concurrent: int = option(4, "Chat requests generated at once; more wait in a fair queue.", min=1, max=256)
     batching: str = option("auto", "How concurrent chats share the model: auto picks continuous batching where it "
                            "runs (not quantized), else a fair queue.", choices=("auto", "continuous", "queue"))

@@ -271,7 +271,7 @@ class Generator:
             if tail:
                 yield tail
             if not stats.finish_reason:
-                ended = decoder.ids and decoder.ids[-1] == self.codec.eos
+                ended = decoder.ids and decoder.ids[-1] in self.codec.stops
                 stats.finish_reason = "stop" if ended or len(decoder.ids) < params.max_new_tokens else "length"
         except GeneratorExit:
             cancel.set()
@@ -279,7 +279,7 @@ class Generator:
             raise
         finally:
             self._slots.release()
-            stats.completion_tokens = len([i for i in decoder.ids if i != self.codec.eos])
+            stats.completion_tokens = len([i for i in decoder.ids if i not in self.codec.stops])
             stats.seconds = time.perf_counter() - started
 
     def _consume(self, sink: queue.Queue, decoder: IncrementalDecoder, stops: StopMatcher,
@@ -296,7 +296,7 @@ class Generator:
             if stats.first_token_seconds is None:
                 stats.first_token_seconds = time.perf_counter() - started
             piece = stops.feed(decoder.push(value))
-            stats.completion_tokens = len(decoder.ids) - (decoder.ids[-1] == self.codec.eos)
+            stats.completion_tokens = len(decoder.ids) - (decoder.ids[-1] in self.codec.stops)
             if stops.stopped:
                 cancel.set()
                 stats.finish_reason = "stop"
@@ -325,7 +325,7 @@ class Generator:
 
             with torch.inference_mode():
                 self.model.generate(**inputs, streamer=TokenQueueStreamer(sink), pad_token_id=self.codec.eos,
-                                    eos_token_id=self.codec.eos,
+                                    eos_token_id=list(self.codec.stops),
                                     stopping_criteria=StoppingCriteriaList([CancelOnEvent(cancel)]),
                                     **params.generate_kwargs())
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which decides

@@ -1,5 +1,8 @@
 """Conversation -> token ids in Mistral's instruct format, equal to mistral-common's v3 encoding.
 
+Models on the chat-template path (engine/codec.py) get their ids from engine/template_prompt.py instead;
+the checks on roles and order below hold for both.
+
 Text is always encoded as text: a user typing "[INST]" or "</s>" gets those characters, never
 the control tokens. Control tokens are placed only here, by id.
 """
@@ -7,7 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from engine.codec import TextCodec
+from engine.codec import MISTRAL, TextCodec
+from engine.template_prompt import encode_template_chat
 
 ROLES = ("system", "user", "assistant")
 
@@ -30,6 +34,11 @@ def normalize_messages(messages: Sequence[dict]) -> list[dict]:
             raise PromptError(f"message {i}: role {role!r} is not one of {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise PromptError(f"message {i}: content must be text")
+        try:
+            content.encode("utf-8")  # a lone surrogate (\ud800) would fail deep in the tokenizer instead
+        except UnicodeEncodeError as exc:
+            raise PromptError(f"message {i}: the text holds a character that cannot be encoded as UTF-8 "
+                              f"(U+{ord(content[exc.start]):04X}, a lone surrogate)") from None
         if role == "system":
             if turns:
                 raise PromptError(f"message {i}: a system message must come before the conversation")
@@ -62,6 +71,8 @@ def encode_chat(codec: TextCodec, messages: Sequence[dict], *, with_assistant_ma
         msgs.append({"role": "assistant", "content": messages[-1].get("content", "")})
     else:
         msgs = normalize_messages(messages)
+    if codec.path != MISTRAL:
+        return encode_template_chat(codec, msgs, with_assistant_mask=with_assistant_mask)
     system = msgs[0]["content"] if msgs[0]["role"] == "system" else None
     turns = msgs[1:] if system is not None else msgs
     last_user = max(i for i, m in enumerate(turns) if m["role"] == "user")

@@ -1,9 +1,10 @@
-"""Where a model's files come from: a local folder, the Hugging Face hub, or a built demo model."""
+"""Where a model's files come from: a local folder, a GGUF file, the Hugging Face hub, or a built demo model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+OFFLINE_DEMO = "smollm2"   # demo:smollm2, the real small model that needs no hub (engine/demo/gguf.py)
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
 
 
@@ -13,7 +14,7 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    model_id: str   # what the user asked for (hub id, folder, or demo:<size>)
+    model_id: str   # what the user asked for (hub id, folder, .gguf file, or demo:<name>)
     folder: Path    # a local folder holding config.json and safetensors
     demo: bool
 
@@ -30,17 +31,44 @@ def check_folder(folder: Path, model_id: str) -> None:
 def resolve_source(model: str) -> ModelSource:
     """Find or download the model's files. Raises SourceError with a fix the user can apply."""
     if model.startswith("demo"):
-        from engine.demo.chat import demo_chat_model
-
-        size = model.partition(":")[2] or "tiny"
-        return ModelSource(f"demo:{size}", demo_chat_model(size), True)
+        size = model.partition(":")[2] or OFFLINE_DEMO
+        return ModelSource(f"demo:{size}", _demo_folder(size), True)
     folder = Path(model).expanduser()
+    if folder.is_file():
+        return ModelSource(model, _from_gguf(folder, model), False)
     if folder.is_dir():
         check_folder(folder, model)
         return ModelSource(model, folder, False)
     if model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise SourceError(f"engine.model {model!r} is neither a local folder nor a hub id like owner/name")
     return ModelSource(model, _download(model), False)
+
+
+def _demo_folder(size: str) -> Path:
+    """demo:smollm2 is real weights from a pip package; demo:tiny / demo:bench are random Mistral models."""
+    if size == OFFLINE_DEMO:
+        from engine.demo.gguf import GgufError, offline_chat_model
+
+        try:
+            return offline_chat_model()
+        except GgufError as exc:
+            raise SourceError(str(exc)) from None
+    from engine.demo.chat import demo_chat_model
+
+    return demo_chat_model(size)
+
+
+def _from_gguf(file: Path, model_id: str) -> Path:
+    """A GGUF file as engine.model: dequantized once into a cached safetensors folder."""
+    from engine.demo.gguf import GgufError, dense_from_gguf
+
+    if file.suffix.lower() != ".gguf":
+        raise SourceError(f"engine.model {model_id!r} is a file but not a .gguf model: give a model folder "
+                          "(config.json + safetensors), a .gguf file, or a hub id like owner/name")
+    try:
+        return dense_from_gguf(file)
+    except GgufError as exc:
+        raise SourceError(f"engine.model: {exc}") from None
 
 
 def _download(repo_id: str) -> Path:

@@ -48,7 +48,9 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp
-        cfg = {"sessions": {"path": str(tmp / "sessions")}, "engine": {"adapters_dir": str(tmp / "adapters")}}
+        # demo:tiny (random weights) keeps app tests fast; tests on real text set engine.demo_size "smollm2".
+        cfg = {"sessions": {"path": str(tmp / "sessions")},
+               "engine": {"adapters_dir": str(tmp / "adapters"), "demo_size": "tiny"}}
         for section, values in (config or {}).items():
             cfg.setdefault(section, {}).update(values)
         self.config_path = tmp / "config.json"

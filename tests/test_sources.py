@@ -38,7 +38,7 @@ def test_local_copy_of_a_model_loads(tmp_path, tiny_model_dir):
 def test_fallback_to_demo_explains_why(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    engine = ChatEngine.load(EngineConfig(model="mistralai/Mistral-7B-Instruct-v0.3"))
+    engine = ChatEngine.load(EngineConfig(model="mistralai/Mistral-7B-Instruct-v0.3", demo_size="tiny"))
     assert engine.report.demo and engine.report.model_id == "demo:tiny"
     notice = engine.report.notice
     assert notice.startswith("Could not load mistralai/Mistral-7B-Instruct-v0.3")

@@ -69,7 +69,7 @@ def plan_for(services: Any) -> Plan:
     """Demo engine (also a demo fallback): the demo configs on the demo base; else lora/qlora on engine.model."""
     cfg, report = services.cfg.engine, services.engine.report
     demo = bool(getattr(report, "demo", False))
-    return Plan(demo, f"demo:{cfg.demo_size}" if demo else cfg.model, cfg.adapters_dir,
+    return Plan(demo, report.model_id if demo else cfg.model, cfg.adapters_dir,
                 bool(getattr(services.engine, "remote", False)))
 
 
