@@ -3,10 +3,11 @@ import bitsandbytes as bnb
 import pytest
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig
+from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, MistralForCausalLM
 
-from engine.loader import LoadPlan, ModelLoadError, is_out_of_memory, load_pretrained, plan_rungs
-from engine.preflight import GiB, estimate_rungs, first_fitting_rung
+from engine.loader import (LoadPlan, ModelLoadError, _empty, _rung_kwargs, is_out_of_memory, load_pretrained,
+                           offload_gpu_bytes, offloaded_modules, plan_rungs)
+from engine.preflight import CUDA_CONTEXT_BYTES, GiB, estimate_rungs, first_fitting_rung
 
 PROMPT = torch.tensor([[1, 3, 1032, 4]])
 
@@ -114,3 +115,98 @@ def test_out_of_memory_classifier():
     assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(KeyboardInterrupt())
+
+
+# -- the 4-bit + CPU offload rung ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def offload_model_dir(tmp_path_factory):
+    """A Mistral with a small vocabulary, so decoder layers (not the embeddings) are what the map splits."""
+    folder = tmp_path_factory.mktemp("offload-mistral")
+    config = MistralConfig(vocab_size=128, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    MistralForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    return folder
+
+
+def test_offload_rung_splits_below_the_budget_and_keeps_offloaded_modules_unquantized(offload_model_dir):
+    """The dict device map is accelerate's, for the model as bitsandbytes builds it; transformers' own bnb
+    quantizer, given that map and our config, quantizes exactly the card side. Only a GPU can show the
+    card side placed on the card and the offloaded blocks streamed to it (make gpu-check)."""
+    from transformers.quantizers import AutoHfQuantizer
+
+    config = AutoConfig.from_pretrained(offload_model_dir)
+    plan = LoadPlan(precision="4bit", context_tokens=64, headroom=0.0)
+    four_bit = next(e for e in estimate_rungs(config, budget_bytes=GiB, context_tokens=64, headroom=0.0)
+                    if e.rung == "4bit")
+    budget = four_bit.needed_bytes           # what the 4bit rung needed, and (say) ran out of
+    kwargs = _rung_kwargs("4bit-offload", cuda=True, plan=plan, model_cls=AutoModelForCausalLM, config=config,
+                          budget=budget, failed_bytes=budget)
+    device_map, q = kwargs["device_map"], kwargs["quantization_config"]
+    on_card = [k for k, v in device_map.items() if v == 0]
+    offloaded = offloaded_modules(device_map)
+    assert "model.embed_tokens" in on_card and any(k.startswith("model.layers.") for k in on_card), device_map
+    assert any(k.startswith("model.layers.") for k in offloaded) and "lm_head" in offloaded, device_map
+    assert q.llm_int8_enable_fp32_cpu_offload and set(offloaded) <= set(q.llm_int8_skip_modules)
+    assert offload_gpu_bytes(config, plan, budget=budget, failed_bytes=budget) <= 0.8 * budget
+
+    # transformers' recipe on the meta model: the quantizer reads the explicit map and skips offloaded modules.
+    meta = _empty(AutoModelForCausalLM, config, torch.bfloat16)
+    quantizer = AutoHfQuantizer.from_config(q, pre_quantized=False)
+    quantizer.validate_environment(device_map=device_map)
+    quantizer.preprocess_model(meta, dtype=torch.bfloat16, device_map=device_map)
+
+    def card_side(name):
+        return any(name == k or name.startswith(k + ".") for k in on_card)
+
+    for name, module in meta.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            assert isinstance(module, bnb.nn.Linear4bit) == card_side(name), name
+
+    # The same modules with real weights on the CPU: the card side stands in as CPU (a map naming a CUDA
+    # index cannot load without a card), so the flag is off and the skip list alone decides.
+    q.llm_int8_enable_fp32_cpu_offload = False
+    model = AutoModelForCausalLM.from_pretrained(offload_model_dir, quantization_config=q, dtype=torch.bfloat16,
+                                                 device_map={"": "cpu"})
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            if card_side(name):
+                assert isinstance(module, bnb.nn.Linear4bit) and module.weight.dtype == torch.uint8, name
+            else:
+                assert type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16, name
+    with torch.inference_mode():
+        assert model(torch.tensor([[1, 5, 9]])).logits.shape == (1, 3, 128)
+
+
+def test_offload_rung_prices_offloaded_weights_unquantized(offload_model_dir):
+    config = AutoConfig.from_pretrained(offload_model_dir)
+    rows = {e.rung: e for e in estimate_rungs(config, budget_bytes=GiB, context_tokens=64, headroom=0.0,
+                                              offload_bytes=GiB)}
+    quantizable = sum(m.weight.numel() for n, m in MistralForCausalLM(config).named_modules()
+                      if isinstance(m, torch.nn.Linear) and "lm_head" not in n)
+    assert rows["4bit-offload"].offload_bytes == quantizable * 2
+    assert rows["4bit-offload"].needed_bytes < rows["4bit"].needed_bytes
+    tight = {e.rung: e for e in estimate_rungs(config, budget_bytes=GiB, context_tokens=64, headroom=0.0,
+                                               offload_bytes=quantizable)}   # RAM for 4-bit, not for 16-bit
+    assert not tight["4bit-offload"].fits
+
+
+def test_preflight_counts_every_concurrent_kv_cache_and_the_cuda_context():
+    """Mistral-7B at fp16 on a 20 GiB budget: fits with one 4k cache; max_concurrent 8 pushes it to 8-bit."""
+    config = MistralConfig(vocab_size=32768, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                           num_attention_heads=32, num_key_value_heads=8)
+    one = estimate_rungs(config, budget_bytes=20 * GiB, context_tokens=4096, headroom=0.1)
+    eight = estimate_rungs(config, budget_bytes=20 * GiB, context_tokens=4096, headroom=0.1, concurrent=8,
+                           context_reserve=CUDA_CONTEXT_BYTES)
+    assert eight[0].kv_cache_bytes == 8 * one[0].kv_cache_bytes
+    assert eight[0].needed_bytes - one[0].needed_bytes == 7 * one[0].kv_cache_bytes + CUDA_CONTEXT_BYTES
+    assert first_fitting_rung(one) == "fp16" and first_fitting_rung(eight) == "8bit"
+
+
+def test_a_budget_below_every_rung_is_one_line_saying_what_fits(tiny_model_dir):
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    with pytest.raises(ModelLoadError) as info:
+        plan_rungs(config, LoadPlan(budget_bytes=1024, context_tokens=256, concurrent=4), cuda=False)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("the model needs at least") and "4 full-context KV cache(s)" in text
