@@ -63,14 +63,26 @@ def check_share(cfg: AppConfig, users: list | None) -> None:
 
 
 def want_demo(args: argparse.Namespace) -> bool:
-    """--demo, APP_DEMO=1, or a Hugging Face Space without a GPU (the 7B model would not run there)."""
-    if args.demo or os.environ.get("APP_DEMO", "").lower() in ("1", "true", "yes"):
-        return True
-    if os.environ.get("SPACE_ID"):
-        import torch
+    """--demo or APP_DEMO=1. (On a Space, space_profile picks a model that fits the hardware.)"""
+    return bool(args.demo or os.environ.get("APP_DEMO", "").lower() in ("1", "true", "yes"))
 
-        return not torch.cuda.is_available()
-    return False
+
+def start_zerogpu() -> None:
+    """ZeroGPU only. `spaces` (0.51.3) runs its start-up (pack the weights moved to "cuda", report the
+    spaces.GPU functions) from a hook on gr.Blocks.launch; this app mounts Gradio on its own FastAPI app
+    and never calls launch, so run that hook's task here, once, after the models and the decorated
+    functions exist."""
+    import gradio as gr
+    from spaces.zero import gradio as zero_gradio
+
+    hook = gr.Blocks.launch
+    cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or ()))
+    if "task" not in cells:
+        raise RuntimeError("ZeroGPU: the spaces start-up hook on gr.Blocks.launch was not found; "
+                           "install the pinned spaces version from requirements.txt")
+    task, task_args, task_kwargs = (cells[n].cell_contents for n in ("task", "task_args", "task_kwargs"))
+    gr.Blocks.launch = zero_gradio._orig_launch
+    task(*task_args, **task_kwargs)
 
 
 def build_manager(cfg: AppConfig, engine, *, demo: bool):
@@ -86,7 +98,7 @@ def build_manager(cfg: AppConfig, engine, *, demo: bool):
 
 
 def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, users: list | None = None,
-              host: str | None = None):
+              host: str | None = None, notices: tuple = ()):
     """Everything the server serves: the engine, the session store, the Gradio UI and the HTTP API."""
     import gradio as gr
 
@@ -108,7 +120,7 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     manager = build_manager(cfg, engine, demo=demo)
     # Settings and training change this machine: beyond loopback (LAN, share, Space) they need a login.
     services = Services(cfg, engine, store, manager, config_path=config_path, public=policy.settings_locked)
-    blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path))
+    blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path), notices=notices)
     blocks.queue(default_concurrency_limit=cfg.engine.max_concurrent, max_size=cfg.server.queue_size)
     api = build_api(cfg, engine, host=host, manager=manager, policy=policy)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
@@ -138,11 +150,34 @@ def open_share_link(server, host: str, port: int, timeout: float = 60.0) -> None
     print(f"[share] public link: {url}", flush=True)
 
 
+def serve(app, host: str, port: int):
+    # Open streams (SSE heartbeats) would hold a shutdown for long; 5 s is enough to finish a write.
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                         timeout_graceful_shutdown=5))
+
+
 def main(argv: list[str] | None = None) -> int:
+    from engine import zerogpu
+
+    zerogpu.import_first()  # ZeroGPU: `spaces` must patch torch before anything touches CUDA
+    import space_profile
+
     args = parse_args(argv)
     try:
         cfg = read_config(args)
         host, port = server_address(args, cfg)
+        space = space_profile.detect(cfg)
+        cfg = space_profile.apply(cfg, space)
+        if space is not None:
+            print(f"[space] {space_profile.describe(space)}", flush=True)
+        if space is not None and space.locked:  # a page naming the missing secrets, not a crash loop
+            from ui.locked import build_locked_app
+
+            print(f"[server] http://{host}:{port} (locked)", flush=True)
+            serve(build_locked_app(space.missing, space.space_id), host, port).run()
+            return 0
         from ui.owners import load_users
 
         from api.auth import key_policy
@@ -153,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
+    notices = ("space.no_storage",) if space is not None and space.storage is None else ()
     try:
-        app = build_app(cfg, demo=want_demo(args), config_path=args.config, users=users, host=host)
+        app = build_app(cfg, demo=want_demo(args), config_path=args.config, users=users, host=host,
+                        notices=notices)
     except ConfigError as exc:  # e.g. api.auth.ApiKeyRequired: reachable beyond loopback without a key
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -169,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.server.share and not users:
         print("[share] WARNING: public share without login: anyone with the link can use this machine's GPU",
               flush=True)
-    # Open streams (SSE heartbeats) would hold a shutdown for long; 5 s is enough to finish a write.
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=5))
+    if zerogpu.enabled():
+        start_zerogpu()
+    server = serve(app, host, port)
     if cfg.server.share:
         threading.Thread(target=open_share_link, args=(server, host, port), daemon=True, name="share").start()
     print(f"[server] http://{host}:{port}", flush=True)

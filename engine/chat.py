@@ -17,6 +17,7 @@ from engine.codec import TemplateMissing, TextCodec
 from engine.config import EngineConfig
 from engine.generation import ChatStream, GenerationParams, Generator
 from engine.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained
+from engine import zerogpu
 from engine.preflight import GiB
 from engine.sources import OFFLINE_DEMO, ModelSource, SourceError, resolve_source
 
@@ -45,6 +46,7 @@ class ChatEngine:
     scheduler: Any = None           # .stream/.stats/.close: ContinuousBatcher, QueuedGenerator or RemoteChat
     max_context: int = 4096
     adapters: AdapterRegistry | None = None   # LoRA adapters for this base; None with a remote backend
+    gpu_seconds: zerogpu.GpuSeconds = zerogpu.GpuSeconds()   # ZeroGPU duration asked per request
 
     @property
     def model_id(self) -> str:
@@ -67,7 +69,38 @@ class ChatEngine:
             if adapter:
                 raise AdapterError("adapters need a model loaded here (engine.backend is openai)")
             return make()
-        return self.adapters.gated(self.model, make, adapter)
+        stream = self.adapters.gated(self.model, make, adapter)
+        if self.scheduler is not None:
+            return stream
+        stream.close()  # validated here; it never started, so the text comes from the GPU call below
+        return self._relay(self._gpu_pieces(list(messages), params, None if zerogpu.enabled() else cancel,
+                                            adapter), stream.stats)
+
+    @staticmethod
+    def _relay(items: Any, stats: Any) -> ChatStream:
+        """Text from the GPU call; its last item is the finished StreamStats, copied into `stats`."""
+        def pieces():
+            try:
+                for item in items:
+                    if isinstance(item, str):
+                        yield item
+                    else:
+                        vars(stats).update(vars(item))
+            finally:
+                items.close()
+        return ChatStream(pieces(), stats)
+
+    def _pieces(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None,
+                adapter: str | None):
+        """Runs inside spaces.GPU on ZeroGPU (a forked worker: plain data in, text and stats out)."""
+        stream = self.adapters.gated(self.model, lambda: self.generator.stream(messages, params, cancel), adapter)
+        yield from stream
+        yield stream.stats
+
+    def __post_init__(self) -> None:
+        # Decorated once, before launch: ZeroGPU keeps one worker per decorated function and reports them at start.
+        self._gpu_pieces = zerogpu.stream_on_gpu(self._pieces, lambda messages, params, *rest: self.gpu_seconds.tokens(
+            params.max_new_tokens))
 
     def load_stats(self) -> LoadStats:
         """Requests generating and waiting now, and which path serves them (for /health)."""
@@ -104,11 +137,16 @@ class ChatEngine:
             report.notice = " ".join(filter(None, [demo_notice(source), report.notice]))
         context = min(cfg.max_context, getattr(model.config, "max_position_embeddings", cfg.max_context))
         generator = Generator(model, codec, max_context=context, slots=cfg.max_concurrent)
-        scheduler, why = build_scheduler(model, codec, generator, slots=cfg.max_concurrent, headroom=cfg.kv_headroom,
-                                         budget_bytes=plan.budget_bytes, path=batching or cfg.batching)
+        if zerogpu.enabled():  # a scheduler thread would run outside spaces.GPU, where ZeroGPU has no CUDA
+            scheduler, why = None, "ZeroGPU: one request per spaces.GPU call"
+        else:
+            scheduler, why = build_scheduler(model, codec, generator, slots=cfg.max_concurrent,
+                                             headroom=cfg.kv_headroom, budget_bytes=plan.budget_bytes,
+                                             path=batching or cfg.batching)
         report.reason = f"{report.reason}; serving: {why}"
         adapters = AdapterRegistry(cfg.adapters_dir, source.folder, source.model_id)
-        return cls(model, codec, report, generator, scheduler, context, adapters)
+        return cls(model, codec, report, generator, scheduler, context, adapters, zerogpu.GpuSeconds(
+            base=cfg.zerogpu_base_seconds, per_token=cfg.zerogpu_seconds_per_token, most=cfg.zerogpu_max_seconds))
 
     @classmethod
     def load(cls, cfg: EngineConfig, *, demo: bool = False) -> "ChatEngine":

@@ -54,6 +54,12 @@ class EngineConfig:
     stt_model_cpu: str = option("openai/whisper-base", "Whisper model used without a GPU.")
     tts_model_ko: str = option("facebook/mms-tts-kor", "Text-to-speech model for Korean.")
     tts_model_en: str = option("facebook/mms-tts-eng", "Text-to-speech model for English.")
+    zerogpu_base_seconds: float = option(10.0, "ZeroGPU Spaces: GPU seconds asked for every call (worker start, "
+                                         "weights to the GPU), before the per-token part.", min=1, max=600)
+    zerogpu_seconds_per_token: float = option(0.05, "ZeroGPU Spaces: GPU seconds asked per new token of a reply.",
+                                              min=0.0, max=10)
+    zerogpu_max_seconds: int = option(120, "ZeroGPU Spaces: longest GPU call asked for (a user's quota is counted "
+                                      "in these seconds).", min=1, max=3600)
 
 
 @dataclass(frozen=True)
@@ -88,15 +94,26 @@ class SessionsConfig:
 
 
 @dataclass(frozen=True)
+class SpaceConfig:
+    storage_dir: str = option("/data", "Hugging Face Space: persistent storage folder; when it exists, sessions "
+                              "and adapters are kept there (else they are lost on every restart).")
+    cpu_model: str = option("demo:smollm2", "Hugging Face Space without a GPU: the chat model loaded instead of "
+                            "engine.model (a 7B model is too slow on a CPU Space).")
+    gpu_model: str = option("", "Hugging Face Space with a GPU (ZeroGPU or dedicated): the chat model; empty keeps "
+                            "engine.model.")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
 
 
 SECTIONS: dict[str, type] = {"engine": EngineConfig, "generation": GenerationConfig,
-                             "server": ServerConfig, "sessions": SessionsConfig}
+                             "server": ServerConfig, "sessions": SessionsConfig, "space": SpaceConfig}
 
 
 def type_name(tp: Any) -> str:

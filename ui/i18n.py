@@ -51,6 +51,14 @@ EN: dict[str, str] = {
     "models.precision_title": "### Precision", "models.estimate_title": "### GPU memory per precision",
     # system
     "system.title": "### System (refreshes every 2 s)", "system.live": "Live updates",
+    # Hugging Face Space
+    "space.no_storage": "⚠️ **This Space has no persistent storage: chats are lost when it restarts.** "
+                        "Turn on persistent storage in the Space settings to keep them.",
+    "locked.title": "## 🔒 This Space is not set up yet",
+    "locked.intro": "The app stays locked until the Space owner adds these secrets "
+                    "(Settings → Variables and secrets → New secret), then restarts the Space:",
+    "locked.help": "`APP_USERS`: the logins, `user:password,user2:password2`. `APP_API_KEY`: a long random key "
+                   "for the API (clients send `Authorization: Bearer <key>`).",
     # chat: adapters
     "chat.adapter": "Adapter / 어댑터", "chat.adapter_info": "LoRA adapter this chat answers with (made in the Tuning tab).",
     "chat.compare_title": "Compare base vs adapter",
@@ -114,6 +122,13 @@ KO: dict[str, str] = {
     "models.estimate": "GPU 메모리 추정", "models.extra_title": "### 메모리의 모델 (이미지·음성은 처음 쓸 때 불러옴)",
     "models.precision_title": "### 정밀도", "models.estimate_title": "### 정밀도별 GPU 메모리",
     "system.title": "### 시스템 (2초마다 새로 고침)", "system.live": "실시간 갱신",
+    "space.no_storage": "⚠️ **이 Space에는 영구 저장소가 없어 다시 시작하면 대화가 사라집니다.** "
+                        "대화를 남기려면 Space 설정에서 영구 저장소(persistent storage)를 켜세요.",
+    "locked.title": "## 🔒 이 Space는 아직 설정되지 않았습니다",
+    "locked.intro": "Space 소유자가 아래 시크릿을 추가하고(Settings → Variables and secrets → New secret) "
+                    "Space를 다시 시작할 때까지 앱이 잠겨 있습니다:",
+    "locked.help": "`APP_USERS`: 로그인 정보, `user:password,user2:password2`. `APP_API_KEY`: API용 긴 무작위 키 "
+                   "(클라이언트는 `Authorization: Bearer <key>` 를 보냅니다).",
     "chat.adapter": "Adapter / 어댑터", "chat.adapter_info": "이 대화가 답할 때 쓰는 LoRA 어댑터 (튜닝 탭에서 만듦).",
     "chat.compare_title": "기본 모델과 어댑터 비교",
     "chat.compare_note": "마지막 메시지를 기본 모델과 고른 어댑터로 각각 생성합니다. 어댑터 차이만 보이도록 탐욕적 "

@@ -45,13 +45,16 @@ def _tuning_builder() -> Any:
     return getattr(module, "build_tab", None) or getattr(module, "build", None)
 
 
-def build_ui(services: Services, owners: Owners, secret: str) -> gr.Blocks:
-    """All tabs over one Services object. The caller queues it and mounts it (with make_i18n() and CSS)."""
+def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str, ...] = ()) -> gr.Blocks:
+    """All tabs over one Services object. The caller queues it and mounts it (with make_i18n() and CSS).
+    `notices`: ui/i18n keys shown under the model banner (e.g. a Space without persistent storage)."""
     shared = Shared(services, owners, Conversation(services), secret)
     tuning = _tuning_builder()
     with gr.Blocks(title="Local Mistral Chat") as blocks:
         endpoints.register(shared)  # first, so the public names (chat, transcribe, ...) are theirs
         gr.Markdown(banner_markdown(services.engine.report), elem_id="model-banner")
+        for key in notices:
+            gr.Markdown(t(key), elem_classes=["notice-banner"])
         owner_token = gr.BrowserState("", storage_key="localchat.owner", secret=secret)
         tabs = []
         with gr.Tabs():
