@@ -1,14 +1,13 @@
 """Login (APP_USERS) with --share: owners are login names; offline, the share link fails and the app keeps serving."""
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from gradio_client import Client
 
 from tests.browser import pages
 from tests.conftest import AppServer
+from tests.waiting import wait_for
 
 USERS = "alice:wonderland,민수:비밀번호123"
 
@@ -22,9 +21,7 @@ def server(tmp_path_factory):
 
 
 def test_share_link_failure_is_a_warning_and_the_app_keeps_serving(server):
-    deadline = time.time() + 90
-    while "[share]" not in server.log() and time.time() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: "[share]" in server.log(), "the [share] line in the server log", stall=90)
     log = server.log()
     assert "[auth] login required (2 user(s))" in log
     assert "[share] could not open a share link" in log or "[share] public link: https://" in log

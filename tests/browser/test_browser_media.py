@@ -53,8 +53,8 @@ def test_image_question_is_answered_and_sent_to_chat(server, new_context, pictur
     page.wait_for_selector("#image-input img")
     page.fill("#image-question textarea", "What shapes do you see?")
     page.click("#image-ask")
-    page.wait_for_function(f"() => (document.querySelector('#image-answer')?.innerText || '').includes('{DONE}')",
-                           timeout=120_000)
+    pages.wait_js(page, f"() => (document.querySelector('#image-answer')?.innerText || '').includes('{DONE}')",
+                  "the image answer to finish", watch="#image-answer", stall=120)
     answer = page.inner_text("#image-answer")
     assert "llava" in answer
     pages.screenshot(page, "image.png")
@@ -73,14 +73,16 @@ def test_image_attached_in_the_chat_box_goes_to_the_image_model(server, new_cont
     page.wait_for_function("() => document.querySelectorAll('#chat-input img').length > 0 || "
                            "(document.querySelector('#chat-input')?.innerText || '').includes('shapes')")
     pages.send(page, "이 그림에 무엇이 있나요?")
-    page.wait_for_function(f"() => {{ const b = document.querySelectorAll('{pages.BOT}'); "
-                           f"return b.length === 1 && b[0].innerText.includes('{DONE}'); }}", timeout=120_000)
+    pages.wait_js(page, f"() => {{ const b = document.querySelectorAll('{pages.BOT}'); "
+                  f"return b.length === 1 && b[0].innerText.includes('{DONE}'); }}",
+                  "the image model's reply in the chat", watch=pages.BOT, stall=120)
     assert "llava" in pages.bot_texts(page)[0]
     assert page.locator("#chatbot [data-testid=user] img").count() == 1
     # the next text-only message goes back to the chat model, with the image turn in the history
     pages.send(page, "Thanks")
-    page.wait_for_function(f"() => {{ const b = document.querySelectorAll('{pages.BOT}'); "
-                           f"return b.length === 2 && b[1].innerText.includes('{DONE}'); }}", timeout=60_000)
+    pages.wait_js(page, f"() => {{ const b = document.querySelectorAll('{pages.BOT}'); "
+                  f"return b.length === 2 && b[1].innerText.includes('{DONE}'); }}",
+                  "the chat model's reply after the image turn", watch=pages.BOT)
     assert "demo:tiny" in pages.bot_texts(page)[1]
 
 
@@ -90,13 +92,14 @@ def test_voice_speech_is_transcribed_answered_and_played(server, new_context, sp
     assert "https://" in page.inner_text("#voice-https-note")
     page.click("#voice-input button[aria-label='Upload file']")
     page.set_input_files("#voice-input input[type=file]", speech_wav)
-    page.wait_for_function("() => (document.querySelector('#voice-transcript textarea')?.value || '').length > 0",
-                           timeout=120_000)
+    pages.wait_js(page, "() => (document.querySelector('#voice-transcript textarea')?.value || '').length > 0",
+                  "the transcript of the uploaded speech", watch="#voice-transcript", stall=120)
     page.click("#voice-reply")
-    page.wait_for_function(f"() => (document.querySelector('#voice-answer')?.innerText || '').includes('{DONE}')",
-                           timeout=60_000)
+    pages.wait_js(page, f"() => (document.querySelector('#voice-answer')?.innerText || '').includes('{DONE}')",
+                  "the spoken question's answer", watch="#voice-answer")
     # the spoken reply arrives and plays by itself (autoplay on): the player's clock moves
-    page.wait_for_selector("#voice-output [data-testid=download-link]", timeout=120_000)
+    pages.wait_js(page, "() => !!document.querySelector('#voice-output [data-testid=download-link]')",
+                  "the spoken reply's audio", watch="#voice-output", stall=120)
     page.wait_for_function("() => { const t = document.querySelector('#voice-output #time'); "
                            "return t && t.textContent.trim() !== '0:00'; }", timeout=30_000)
     href = page.get_attribute("#voice-output [data-testid=download-link]", "href")

@@ -3,12 +3,12 @@ plot until it is done, then pick the adapter in a chat and see it named under th
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
 from tests.browser import pages
 from tests.conftest import AppServer
+from tests.waiting import wait_for
 
 CONFIG = {"generation": {"max_new_tokens": 12, "temperature": 0.0}, "server": {"max_upload_mb": 1}}
 NAME = "browser-lora"
@@ -45,14 +45,16 @@ def test_train_on_the_sample_then_chat_with_the_adapter(server, new_context):
     page.click("#tuning-start")
 
     seen = []
-    deadline = time.time() + 120
-    while time.time() < deadline:
+
+    def finished() -> bool:
         text = status(page)
         if not seen or seen[-1] != text:
             seen.append(text)
-        if "Done" in text or "Failed" in text:
-            break
-        time.sleep(0.3)
+        return "Done" in text or "Failed" in text
+
+    # training is slow on a busy machine; the status line moves with each step, so wait while it moves
+    wait_for(finished, "training to finish", progress=lambda: len(seen), stall=120, poll=0.3,
+             detail=lambda: f"statuses seen: {seen}")
     assert "Done" in seen[-1] and "step 12 / 12" in seen[-1], seen
     assert any(w in s for s in seen[:-1] for w in ("Starting", "Loading", "Training")), seen  # it progressed live
     assert "0 bad line(s)" in page.input_value("#tuning-check textarea")
@@ -68,7 +70,8 @@ def test_train_on_the_sample_then_chat_with_the_adapter(server, new_context):
     option = page.get_by_role("option", name=re.compile(re.escape(NAME)))
     option.wait_for(timeout=10_000)                                   # the list was read again on opening
     option.click()
-    time.sleep(0.5)                                                   # the choice is saved in the chat
+    wait_for(lambda: NAME in page.input_value("#chat-adapter input"), "the adapter to be the chat's choice",
+             stall=30)
     pages.send(page, "안녕하세요!")
     reply = pages.wait_replies_done(page, 1)[0]
     assert NAME in reply, reply                                       # the provenance line names the adapter
