@@ -8,18 +8,10 @@ import pytest
 from engine.batching import (ContinuousBatcher, EngineBusy, FifoSlots, QueuedGenerator, build_scheduler,
                              choose_path, size_cache)
 from engine.generation import GenerationParams
+from tests.waiting import wait_for
 
 SAMPLED = GenerationParams(max_new_tokens=12, min_new_tokens=12, temperature=1.0, top_p=1.0)
 HI = [{"role": "user", "content": "hi"}]
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # -- the fair queue ------------------------------------------------------------------------------------
@@ -34,7 +26,7 @@ def test_fifo_slots_serve_waiters_in_arrival_order_and_refuse_when_full():
                                                  slots.release()))
         t.start()
         threads.append(t)
-        assert wait_until(lambda: slots.stats("queue").waiting == i + 1)  # queued in this order
+        wait_for(lambda: slots.stats("queue").waiting == i + 1, f"waiter {i} in the queue", stall=30, poll=0.01)
     with pytest.raises(EngineBusy):
         slots.check_room()
     slots.release()
@@ -51,7 +43,7 @@ def test_a_cancelled_waiter_leaves_the_queue_without_taking_a_slot():
     cancel, got = threading.Event(), []
     t = threading.Thread(target=lambda: got.append(slots.acquire(cancel)))
     t.start()
-    assert wait_until(lambda: slots.stats("queue").waiting == 1)
+    wait_for(lambda: slots.stats("queue").waiting == 1, "the waiter in the queue", stall=30, poll=0.01)
     cancel.set()
     t.join(5)
     assert got == [False] and slots.stats("queue").waiting == 0
@@ -151,7 +143,8 @@ def test_exact_requests_take_the_plain_path(tiny_engine, batcher):
     seeded = SAMPLED.with_overrides(seed=7)
     assert batcher.needs_plain_path(seeded) and batcher.needs_plain_path(SAMPLED.with_overrides(temperature=0.0))
     assert not batcher.needs_plain_path(SAMPLED)
-    assert wait_until(batcher.idle)  # torch's RNG is process-wide: nothing else may sample meanwhile
+    # torch's RNG is process-wide: nothing else may sample meanwhile
+    wait_for(batcher.idle, "the batcher to go idle", stall=30, poll=0.01)
     assert tiny_engine.stream(HI, seeded).text() == tiny_engine.stream(HI, seeded).text()
 
 
