@@ -106,7 +106,7 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     from api.auth import key_policy
     from engine.chat import ChatEngine
     from sessions import SessionStore
-    from ui import CSS, build_ui, make_i18n
+    from ui import CSS, JS, build_ui, make_i18n
     from ui.owners import Owners, browser_secret
     from ui.services import Services
 
@@ -124,7 +124,7 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     blocks.queue(default_concurrency_limit=cfg.engine.max_concurrent, max_size=cfg.server.queue_size)
     api = build_api(cfg, engine, host=host, manager=manager, policy=policy)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
-                              auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS,
+                              auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS, js=JS,
                               run_history=False, footer_links=["api", "gradio", "settings"])
     # mount_gradio_app leaves has_launched False, and with it Gradio skips its check that a file path sent
     # by a client was really uploaded (else a client could name any server file as "its" image).

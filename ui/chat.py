@@ -19,20 +19,12 @@ from ui.page import ChatView, Shared, chat_display, settings_dict, view_values
 from ui.sessions_panel import Sidebar
 
 PRIVATE = {"api_visibility": "private"}
-GENERATE = {"concurrency_id": "generate", "show_progress": "hidden", **PRIVATE}
+# Refusals are toasts; a status tracker on the outputs would cover them with "Error" pills that block clicks.
+QUIET = {"show_progress": "hidden", **PRIVATE}
+GENERATE = {"concurrency_id": "generate", **QUIET}
+TYPING = '<div class="typing" role="status"><span></span><span></span><span></span></div>'
+
 BASE = "(base)"     # the Adapter dropdown's value for "no adapter" (never a valid adapter name)
-
-# Runs in the browser before any call: an empty message never reaches the server.
-REFUSE_EMPTY_JS = """(...args) => {
-  const v = args[0] || {};
-  if (!(v.text || '').trim() && !(v.files || []).length) {
-    const box = document.querySelector('#chat-input');
-    if (box) { box.classList.add('refused'); setTimeout(() => box.classList.remove('refused'), 1200); }
-    throw new Error('empty message: not sent');
-  }
-  return args;
-}"""
-
 
 @dataclass
 class ChatControls:
@@ -46,6 +38,7 @@ class ChatControls:
     compare: gr.Button
     compare_base: gr.Textbox
     compare_adapter: gr.Textbox
+    typing: gr.HTML
 
 
 @contextmanager
@@ -88,9 +81,10 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
     limits = shared.services.cfg.generation
     chatbot = gr.Chatbot(label=t("chat.chatbot"), elem_id="chatbot", height=520, editable="user",
                          buttons=["copy", "copy_all"], feedback_options=None, placeholder=t("chat.empty_hint"))
+    typing = gr.HTML("", elem_id="typing", padding=False)
     box = gr.MultimodalTextbox(placeholder=t("chat.input_ph"), show_label=False, file_types=["image"],
                                file_count="single", sources=["upload"], elem_id="chat-input",
-                               max_plain_text_length=limits.max_message_chars)
+                               max_plain_text_length=limits.max_message_chars, submit_btn=True, stop_btn=False)
     editing = gr.State(False)
     with gr.Row():
         stop = gr.Button(t("chat.stop"), elem_id="stop", size="sm", variant="stop")
@@ -106,6 +100,9 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
         max_new_tokens = gr.Slider(1, max(limits.max_new_tokens, 4096), value=defaults["max_new_tokens"], step=1,
                                    label=t("chat.max_new_tokens"), elem_id="max-new-tokens")
         top_p = gr.Slider(0.01, 1.0, value=defaults["top_p"], step=0.01, label=t("chat.top_p"), elem_id="top-p")
+        history_turns = gr.Slider(1, max(limits.max_history_turns, 50), value=defaults["history_turns"], step=1,
+                                  label=t("chat.history_turns"), info=t("chat.history_turns_info"),
+                                  elem_id="history-turns")
         adapter = gr.Dropdown(choices=adapter_choices(shared.services, "en", None), value=BASE, label=t("chat.adapter"),
                               info=t("chat.adapter_info"), elem_id="chat-adapter", interactive=True)
     with gr.Accordion(t("chat.compare_title"), open=False, elem_id="chat-compare",
@@ -120,9 +117,9 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
     session_id = gr.BrowserState("", storage_key="localchat.session", secret=shared.secret)
     version = gr.State(None)
     view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, bar.title,
-                    system_prompt, temperature, max_new_tokens, top_p)
+                    system_prompt, temperature, max_new_tokens, top_p, history_turns)
     return view, ChatControls(box, stop, retry, edit, cancel_edit, editing, adapter, compare, compare_base,
-                              compare_adapter)
+                              compare_adapter, typing)
 
 
 class ChatHandlers:
@@ -133,22 +130,29 @@ class ChatHandlers:
         self.convo = shared.convo
 
     def send(self, box: Any, token: Any, session_id: Any, version: Any, editing: Any, system_prompt: Any,
-             temperature: Any, max_new_tokens: Any, top_p: Any, adapter: Any, request: gr.Request) -> tuple:
-        """Save the user's message (the reply follows in `reply`); clears the box."""
+             temperature: Any, max_new_tokens: Any, top_p: Any, history_turns: Any, adapter: Any,
+             request: gr.Request) -> tuple:
+        """Save the user's message (the reply follows in `reply`); clears the box and turns Send into Stop.
+        While this page's reply is still being written a new message is refused (and stays in the box):
+        saved then, it would never be answered."""
         box = box or {}
         files = box.get("files") or []
         path = files[0].get("path") if files and isinstance(files[0], dict) else (files[0] if files else None)
         lang = lang_of(request)
         with shown_to_user(lang), adapter_errors(lang):
             owner = self.shared.owner(request, token)
+            if self.convo.cancels.running(request.session_hash or ""):
+                raise Refusal("reply_running")
             if adapter_name(adapter) is not None:       # refused before the message is saved
                 self.shared.services.check_adapter(adapter_name(adapter))
             session = self.convo.add_user(owner, session_id or None, box.get("text") or "", image_path=path,
-                                          settings=settings_dict(system_prompt, temperature, max_new_tokens, top_p),
+                                          settings=settings_dict(system_prompt, temperature, max_new_tokens, top_p,
+                                                                 history_turns),
                                           edit=bool(editing), expected_version=version if editing else None)
             session = self._keep_adapter(owner, session, adapter)
-            return (gr.MultimodalTextbox(value=None), False, gr.Button(visible=False),
-                    *view_values(self.shared, owner, session, request))
+            self.convo.cancels.start(request.session_hash or "")   # busy until the reply ends (see _generate)
+            return (gr.MultimodalTextbox(value=None, submit_btn=False, stop_btn=True), False,
+                    gr.Button(visible=False), TYPING, *view_values(self.shared, owner, session, request))
 
     def _keep_adapter(self, owner: str, session: dict, value: Any) -> dict:
         """Store the chat's adapter (settings["adapter"]; removed for the base) when it changed."""
@@ -163,7 +167,8 @@ class ChatHandlers:
         yield from self._generate(token, session_id, None, request, replace=False)
 
     def retry(self, token: Any, session_id: Any, version: Any, system_prompt: Any, temperature: Any,
-              max_new_tokens: Any, top_p: Any, adapter: Any, request: gr.Request) -> Iterator[tuple]:
+              max_new_tokens: Any, top_p: Any, history_turns: Any, adapter: Any,
+              request: gr.Request) -> Iterator[tuple]:
         """Regenerate the last reply (with the settings shown now); the new reply replaces the old one."""
         lang = lang_of(request)
         with shown_to_user(lang), adapter_errors(lang):
@@ -172,7 +177,7 @@ class ChatHandlers:
                 raise gr.Error(say(lang_of(request), "nothing_to_retry"))
             session = self.shared.services.store.get(owner, session_id)
             session = self.convo.save_settings(owner, session, settings_dict(system_prompt, temperature,
-                                                                             max_new_tokens, top_p))
+                                                                             max_new_tokens, top_p, history_turns))
             session = self._keep_adapter(owner, session, adapter)
         yield from self._generate(token, session_id, session["version"], request, replace=True)
 
@@ -219,6 +224,11 @@ class ChatHandlers:
                 pass
             raise
 
+    def idle(self, request: gr.Request) -> tuple:
+        """After a reply, however it ended: the page may send again, Send is back, the dots go."""
+        self.convo.cancels.clear(request.session_hash or "")
+        return gr.MultimodalTextbox(submit_btn=True, stop_btn=False), ""
+
     def stop(self, request: gr.Request) -> None:
         """Set this page's cancel event: the engine ends at the next token and frees its slot."""
         self.convo.cancels.stop(request.session_hash or "")
@@ -249,7 +259,7 @@ class ChatHandlers:
             return view_values(self.shared, owner, session, request)
 
     def save_settings(self, token: Any, session_id: Any, system_prompt: Any, temperature: Any,
-                      max_new_tokens: Any, top_p: Any, request: gr.Request) -> Any:
+                      max_new_tokens: Any, top_p: Any, history_turns: Any, request: gr.Request) -> Any:
         """Settings belong to the chat: saved as soon as they change."""
         if not session_id:
             return gr.skip()
@@ -257,7 +267,7 @@ class ChatHandlers:
             owner = self.shared.owner(request, token)
             session = self.shared.services.store.get(owner, session_id)
             session = self.convo.save_settings(owner, session, settings_dict(system_prompt, temperature,
-                                                                             max_new_tokens, top_p))
+                                                                             max_new_tokens, top_p, history_turns))
             return session["version"]
 
 
@@ -340,31 +350,36 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
     h = ChatHandlers(shared)
     settings = view.settings_inputs()
     send_inputs = [c.box, owner_token, view.session_id, view.version, c.editing, *settings, c.adapter]
-    send_outputs = [c.box, c.editing, c.cancel_edit, *view.outputs()]
+    send_outputs = [c.box, c.editing, c.cancel_edit, c.typing, *view.outputs()]
     reply_outputs = [view.chatbot, view.version]
-    c.box.submit(h.send, send_inputs, send_outputs, js=REFUSE_EMPTY_JS, **PRIVATE) \
-        .success(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE)
-    c.stop.click(h.stop, None, None, queue=False, **PRIVATE)
+    # Whatever way a reply ends (done, stopped, refused, failed), Send comes back and the dots go.
+    idle = (h.idle, None, [c.box, c.typing])
+    c.box.submit(h.send, send_inputs, send_outputs, **QUIET) \
+        .success(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE) \
+        .then(*idle, queue=False, **QUIET)
+    for stop in (c.stop.click, c.box.stop):
+        stop(h.stop, None, None, queue=False, **QUIET)
     retry_inputs = [owner_token, view.session_id, view.version, *settings, c.adapter]
-    c.retry.click(h.retry, retry_inputs, reply_outputs, **GENERATE)
-    view.chatbot.retry(h.retry, retry_inputs, reply_outputs, **GENERATE)
-    c.edit.click(h.edit_last, [owner_token, view.session_id], [c.box, c.editing, c.cancel_edit], **PRIVATE)
+    busy = (lambda: (gr.MultimodalTextbox(submit_btn=False, stop_btn=True), TYPING), None, [c.box, c.typing])
+    for trigger in (c.retry.click, view.chatbot.retry):
+        trigger(*busy, queue=False, **QUIET).then(h.retry, retry_inputs, reply_outputs, **GENERATE) \
+            .then(*idle, queue=False, **QUIET)
+    c.edit.click(h.edit_last, [owner_token, view.session_id], [c.box, c.editing, c.cancel_edit], **QUIET)
     c.cancel_edit.click(lambda: (gr.MultimodalTextbox(value=None), False, gr.Button(visible=False)), None,
-                        [c.box, c.editing, c.cancel_edit], **PRIVATE)
-    view.chatbot.edit(h.edited, [owner_token, view.session_id, view.version], view.outputs(), **PRIVATE) \
-        .success(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE)
-    for control in (view.temperature, view.max_new_tokens, view.top_p):
+                        [c.box, c.editing, c.cancel_edit], **QUIET)
+    view.chatbot.edit(h.edited, [owner_token, view.session_id, view.version], view.outputs(), **QUIET) \
+        .success(*busy, queue=False, **QUIET) \
+        .then(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE).then(*idle, queue=False, **QUIET)
+    for control in (view.temperature, view.max_new_tokens, view.top_p, view.history_turns):
         control.input(h.save_settings, [owner_token, view.session_id, *settings], view.version,
-                      show_progress="hidden", trigger_mode="always_last", **PRIVATE)
-    view.system_prompt.blur(h.save_settings, [owner_token, view.session_id, *settings], view.version,
-                            show_progress="hidden", **PRIVATE)
+                      trigger_mode="always_last", **QUIET)
+    view.system_prompt.blur(h.save_settings, [owner_token, view.session_id, *settings], view.version, **QUIET)
     # The Adapter choice follows the chat shown (opened, switched, replied to) and re-reads the adapters
     # when opened; picking one saves it in the chat.
     for trigger in (view.session_id.change, view.version.change):
-        trigger(h.adapter_view, [owner_token, view.session_id], c.adapter, queue=False, show_progress="hidden",
-                trigger_mode="always_last", **PRIVATE)
-    c.adapter.focus(h.adapter_refresh, c.adapter, c.adapter, queue=False, show_progress="hidden", **PRIVATE)
-    c.adapter.input(h.save_adapter, [owner_token, view.session_id, c.adapter], view.version,
-                    show_progress="hidden", **PRIVATE)
+        trigger(h.adapter_view, [owner_token, view.session_id], c.adapter, queue=False,
+                trigger_mode="always_last", **QUIET)
+    c.adapter.focus(h.adapter_refresh, c.adapter, c.adapter, queue=False, **QUIET)
+    c.adapter.input(h.save_adapter, [owner_token, view.session_id, c.adapter], view.version, **QUIET)
     c.compare.click(h.compare, [owner_token, view.session_id, c.adapter], [c.compare_base, c.compare_adapter],
                     **GENERATE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 from typing import Any, Callable, Sequence
 
-SETTING_KEYS = ("system_prompt", "temperature", "max_new_tokens", "top_p", "adapter")
+SETTING_KEYS = ("system_prompt", "temperature", "max_new_tokens", "top_p", "adapter", "history_turns")
 
 
 def message_text(content: Any) -> str:
@@ -43,6 +43,11 @@ def engine_messages(messages: Sequence[dict], system_prompt: str = "") -> list[d
     return out
 
 
+def turns_in(messages: Sequence[dict]) -> int:
+    """User turns in an engine conversation (each with the reply that followed it)."""
+    return sum(1 for m in messages if m.get("role") == "user")
+
+
 def last_user_index(messages: Sequence[dict]) -> int | None:
     for i in range(len(messages) - 1, -1, -1):
         if messages[i].get("role") == "user":
@@ -55,12 +60,15 @@ def visible_messages(messages: Sequence[dict]) -> list[tuple[int, dict]]:
     return [(i, m) for i, m in enumerate(messages) if m.get("role") in ("user", "assistant")]
 
 
-def provenance_line(prov: dict | None, status: str, words: Callable[[str], str]) -> str:
+def provenance_line(prov: dict | None, status: str, words: Callable[..., str]) -> str:
     """The small line under a reply: model · rung · adapter · tokens/s (and stopped/error)."""
     if not prov:
         return ""
     parts = [str(prov.get("model", "?")), str(prov.get("rung", "?")),
              str(prov.get("adapter") or words("no_adapter"))]
+    turns = prov.get("history_turns")
+    if isinstance(turns, int) and not isinstance(turns, bool):
+        parts.append(words("turns_sent", n=turns))
     tps = prov.get("tokens_per_second")
     if isinstance(tps, (int, float)) and tps > 0:
         parts.append(f"{tps:.1f} tok/s")
@@ -69,14 +77,14 @@ def provenance_line(prov: dict | None, status: str, words: Callable[[str], str])
     return "<sub>" + html.escape(" · ".join(parts)) + "</sub>"
 
 
-def reply_content(text: str, prov: dict | None, status: str, words: Callable[[str], str]) -> str:
+def reply_content(text: str, prov: dict | None, status: str, words: Callable[..., str]) -> str:
     line = provenance_line(prov, status, words)
     body = text if text.strip() else ("…" if not line else "")
     return f"{body}\n\n{line}" if line else body
 
 
 def display_messages(messages: Sequence[dict], image_view: Callable[[str], str | None],
-                     words: Callable[[str], str]) -> list[dict]:
+                     words: Callable[..., str]) -> list[dict]:
     """Stored messages -> Chatbot messages (content as a list of parts; images as file parts)."""
     shown = []
     for _, m in visible_messages(messages):
@@ -105,7 +113,8 @@ def settings_from(values: dict | None, defaults: dict) -> dict:
             continue
         if key in ("system_prompt", "adapter") and isinstance(value, str):
             merged[key] = value
-        elif key == "max_new_tokens" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif key in ("max_new_tokens", "history_turns") and isinstance(value, (int, float)) \
+                and not isinstance(value, bool) and value >= 1:
             merged[key] = int(value)
         elif key in ("temperature", "top_p") and isinstance(value, (int, float)) and not isinstance(value, bool):
             merged[key] = float(value)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from engine.generation import GenerationError
 from sessions import SessionNotFound, StaleVersion
 from sessions.model import DEFAULT_TITLE
-from ui.chat_format import engine_messages, last_user_index, settings_from, short_title
+from ui.chat_format import engine_messages, last_user_index, settings_from, short_title, turns_in
 from ui.errors import Refusal
 from ui.services import Generated, Services, provenance
 
@@ -33,6 +33,11 @@ class CancelBoard:
             self._events[key] = event
         return event
 
+    def running(self, key: str) -> bool:
+        """A reply (or a message about to be answered) is under way for this page."""
+        with self._lock:
+            return key in self._events
+
     def stop(self, key: str) -> bool:
         with self._lock:
             event = self._events.get(key)
@@ -40,6 +45,11 @@ class CancelBoard:
             return False
         event.set()
         return True
+
+    def clear(self, key: str) -> None:
+        """The page's reply is over whatever happened (also when it never started: queue full)."""
+        with self._lock:
+            self._events.pop(key, None)
 
     def finish(self, key: str, event: threading.Event) -> None:
         with self._lock:
@@ -51,9 +61,10 @@ class ReplyJob:
     """One reply being generated: iterate for the growing text, then `save()` it into the session."""
 
     def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Generated, params: Any,
-                 replace: bool):
+                 replace: bool, turns: int = 0):
         self.convo, self.owner, self.session, self.gen, self.params = convo, owner, session, gen, params
         self.replace = replace
+        self.turns = turns      # user turns in the conversation handed to the engine, before trimming
         self.text = ""
         self.error: GenerationError | None = None
         self.finished = False
@@ -93,7 +104,8 @@ class ReplyJob:
             return self.saved
         stats = self.gen.stream.stats
         message = {"role": "assistant", "content": self.text, "status": self.status,
-                   "provenance": provenance(self.gen, self.params, stats)}
+                   "provenance": provenance(self.gen, self.params, stats,
+                                            history_turns=max(1, self.turns - int(stats.dropped_turns)))}
         store = self.convo.services.store
         if self.replace and self.session["messages"] and self.session["messages"][-1]["role"] == "assistant":
             self.saved = store.replace_last_assistant(self.owner, self.session["id"], message)
@@ -210,7 +222,7 @@ class Conversation:
             gen = self._vision(owner, image_refs[0], history, params, cancel)
         else:
             gen = self.services.chat_stream(history, params, cancel)
-        return ReplyJob(self, owner, session, gen, params, replace)
+        return ReplyJob(self, owner, session, gen, params, replace, turns_in(history))
 
     def _vision(self, owner: str, ref: str, history: list[dict], params: Any, cancel: threading.Event) -> Generated:
         path = self.store.attachment_path(owner, ref)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -10,6 +11,18 @@ import gradio as gr
 from engine.generation import GenerationError
 from engine.prompt import PromptError
 from sessions import InvalidSessionData, SessionError, SessionNotFound, StaleVersion
+
+
+# What a library may put in its message that a user must never see: object reprs and server file paths.
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+_PATH = re.compile(r"(?<![\w/])(?:/[\w.\-]+){2,}/?")
+
+
+def plain_detail(text: str) -> str:
+    """A library's error text without Python reprs or file paths (replaced by "the file")."""
+    text = _REPR.sub("the file", text)
+    text = _PATH.sub("the file", text)
+    return re.sub(r"\s{2,}", " ", text).strip()
 
 
 class Refusal(Exception):
@@ -40,7 +53,7 @@ def message_for(exc: BaseException, lang: str) -> str | None:
     """The user-facing sentence for a known failure, or None for a bug (which Gradio reports as such)."""
     from ui.i18n import say
 
-    detail = str(exc).rstrip(".")
+    detail = plain_detail(str(exc)).rstrip(".")
     if isinstance(exc, Refusal):
         return say(lang, exc.key, **exc.values)
     if isinstance(exc, ModelUnavailable):

@@ -60,7 +60,10 @@ EN: dict[str, str] = {
     "locked.help": "`APP_USERS`: the logins, `user:password,user2:password2`. `APP_API_KEY`: a long random key "
                    "for the API (clients send `Authorization: Bearer <key>`).",
     # chat: adapters
-    "chat.adapter": "Adapter / 어댑터", "chat.adapter_info": "LoRA adapter this chat answers with (made in the Tuning tab).",
+    "chat.adapter": "Adapter", "chat.adapter_info": "LoRA adapter this chat answers with (made in the Tuning tab).",
+    "chat.history_turns": "Past turns sent to the model",
+    "chat.history_turns_info": "How many of your messages (each with its reply) go into the next reply, this one "
+                               "included; older ones are left out. Each reply shows how many were sent.",
     "chat.compare_title": "Compare base vs adapter",
     "chat.compare_note": "Runs your last message through the base model and through the chosen adapter, greedy "
                          "(temperature 0) so only the adapter makes a difference. Nothing is saved.",
@@ -129,7 +132,10 @@ KO: dict[str, str] = {
                     "Space를 다시 시작할 때까지 앱이 잠겨 있습니다:",
     "locked.help": "`APP_USERS`: 로그인 정보, `user:password,user2:password2`. `APP_API_KEY`: API용 긴 무작위 키 "
                    "(클라이언트는 `Authorization: Bearer <key>` 를 보냅니다).",
-    "chat.adapter": "Adapter / 어댑터", "chat.adapter_info": "이 대화가 답할 때 쓰는 LoRA 어댑터 (튜닝 탭에서 만듦).",
+    "chat.history_turns": "모델에 보낼 지난 대화 수",
+    "chat.history_turns_info": "다음 답변에 넣을 내 메시지(각 답변 포함) 수, 지금 메시지 포함. 더 오래된 것은 빠집니다. "
+                               "답변마다 몇 개를 보냈는지 표시됩니다.",
+    "chat.adapter": "어댑터", "chat.adapter_info": "이 대화가 답할 때 쓰는 LoRA 어댑터 (튜닝 탭에서 만듦).",
     "chat.compare_title": "기본 모델과 어댑터 비교",
     "chat.compare_note": "마지막 메시지를 기본 모델과 고른 어댑터로 각각 생성합니다. 어댑터 차이만 보이도록 탐욕적 "
                          "생성(온도 0)을 씁니다. 저장되지 않습니다.",
@@ -186,7 +192,10 @@ SAY_EN: dict[str, str] = {
     "bad_text": "The text holds a character that cannot be stored (U+{code}, a lone surrogate); remove it and try again.",
     "bad_number": "{name} must be a whole number from {low} to {high}.",
     "adapter_other_base": "The adapter “{name}” was made for {adapter_base}, but the loaded model is {base}.",
-    "stopped": "stopped", "error": "error", "no_adapter": "no adapter",
+    "stopped": "stopped", "error": "error", "no_adapter": "no adapter", "turns_sent": "turns sent: {n}",
+    "working": "⏳ Working… (the first question loads the model, which can take a while)",
+    "reply_running": "A reply is still being written: wait for it or press Stop (Esc), then send. "
+                     "Your message is still in the box.",
     "deleted": "Chat deleted.", "renamed": "Renamed.", "precision_saved":
         "Saved: engine.precision = \"{precision}\" in {path}. It applies at the next start of the app "
         "(the chat model is not reloaded now).",
@@ -254,7 +263,9 @@ SAY_KO: dict[str, str] = {
     "bad_text": "저장할 수 없는 문자(U+{code}, 짝이 없는 서로게이트)가 들어 있습니다. 지우고 다시 시도하세요.",
     "bad_number": "{name} 값은 {low}부터 {high}까지의 정수여야 합니다.",
     "adapter_other_base": "어댑터 “{name}”은(는) {adapter_base}용인데, 지금 불러온 모델은 {base}입니다.",
-    "stopped": "중지됨", "error": "오류", "no_adapter": "어댑터 없음",
+    "stopped": "중지됨", "error": "오류", "no_adapter": "어댑터 없음", "turns_sent": "보낸 대화: {n}턴",
+    "working": "⏳ 처리 중… (첫 질문에는 모델을 불러오느라 시간이 걸릴 수 있습니다)",
+    "reply_running": "아직 답변을 쓰는 중입니다. 기다리거나 중지(Esc)를 누른 뒤 보내세요. 메시지는 입력창에 그대로 있습니다.",
     "deleted": "대화를 삭제했습니다.", "renamed": "이름을 바꿨습니다.", "precision_saved":
         "저장했습니다: {path} 의 engine.precision = \"{precision}\". 앱을 다음에 시작할 때 적용됩니다 "
         "(지금 채팅 모델을 다시 불러오지는 않습니다).",

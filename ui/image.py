@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any, Iterator
 
 import gradio as gr
@@ -15,14 +16,15 @@ from ui.services import provenance
 
 PRIVATE = {"api_visibility": "private"}
 
-REFUSE_NO_IMAGE_JS = """(image, question) => {
-  if (!image) {
-    const box = document.querySelector('#image-input');
-    if (box) { box.classList.add('refused'); setTimeout(() => box.classList.remove('refused'), 1200); }
-    throw new Error('no image: not sent');
-  }
-  return [image, question];
-}"""
+QUIET = {"show_progress": "hidden", **PRIVATE}   # refusals are toasts, never "Error" pills
+
+
+def uploaded_path(image: Any) -> str | None:
+    """The Image input arrives unprocessed (preprocess=False: Gradio's own decoding would show its internals
+    for a file that is not an image); the engine checks the file itself and says why it is refused."""
+    if isinstance(image, dict):
+        return image.get("path") or None
+    return image if isinstance(image, str) and image else None
 
 
 class ImageHandlers:
@@ -32,6 +34,7 @@ class ImageHandlers:
     def ask(self, image: Any, question: Any, request: gr.Request) -> Iterator[tuple]:
         """Stream the image model's answer; the finished answer is kept in state for "send to chat"."""
         lang = lang_of(request)
+        image = uploaded_path(image)
         if not image:
             raise gr.Error(say(lang, "need_image"), print_exception=False)
         services = self.shared.services
@@ -39,12 +42,17 @@ class ImageHandlers:
         cancel = self.shared.convo.cancels.start(key)
         question = (question or "").strip()
         try:
-            with shown_to_user(lang):
-                params = services.params_for(services.default_settings())
-                system = services.default_settings()["system_prompt"]
-                messages = ([{"role": "system", "content": system}] if system.strip() else []) + \
-                    [{"role": "user", "content": question}]
-                gen = services.vision_stream(image, messages, params, cancel)
+            yield say(lang, "working"), gr.skip()      # the image model may take seconds to load on first use
+            try:
+                with shown_to_user(lang):
+                    params = services.params_for(services.default_settings())
+                    system = services.default_settings()["system_prompt"]
+                    messages = ([{"role": "system", "content": system}] if system.strip() else []) + \
+                        [{"role": "user", "content": question}]
+                    gen = services.vision_stream(image, messages, params, cancel)
+            except gr.Error:
+                yield "", gr.skip()                    # refused: no "working" left behind
+                raise
             text, last, error = "", 0.0, None
             try:
                 for piece in gen.stream:
@@ -60,7 +68,7 @@ class ImageHandlers:
             if stats.completion_tokens:
                 services.metrics.record(gen.model, stats)
             kept = {"question": question, "image": image, "text": text, "status": status, "provenance": prov}
-            yield reply_content(text, prov, status, lambda k: say(lang, k)), kept
+            yield reply_content(text, prov, status, partial(say, lang)), kept
             if error is not None:
                 raise gr.Error(message_for(error, lang) or str(error), print_exception=False)
         finally:
@@ -102,7 +110,6 @@ def build_and_wire(shared: Shared, view: ChatView, owner_token: gr.BrowserState)
             to_chat = gr.Button(t("image.to_chat"), elem_id="image-to-chat")
     kept = gr.State(None)
     for trigger in (ask.click, question.submit):
-        trigger(h.ask, [image, question], [answer, kept], js=REFUSE_NO_IMAGE_JS, concurrency_id="generate",
-                show_progress="minimal", **PRIVATE)
-    stop.click(h.stop, None, None, queue=False, **PRIVATE)
-    to_chat.click(h.to_chat, [kept, owner_token, view.session_id], view.outputs(), **PRIVATE)
+        trigger(h.ask, [image, question], [answer, kept], concurrency_id="generate", preprocess=False, **QUIET)
+    stop.click(h.stop, None, None, queue=False, **QUIET)
+    to_chat.click(h.to_chat, [kept, owner_token, view.session_id], view.outputs(), **QUIET)

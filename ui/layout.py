@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -15,12 +16,9 @@ from ui.services import Services
 
 PRIVATE = {"api_visibility": "private"}
 
-CSS = """
-.refused { outline: 2px solid #e5484d !important; border-radius: 8px; }
-.small-note { font-size: 0.8em; opacity: 0.75; }
-#model-banner { margin-bottom: 0.25rem; }
-#session-list .wrap { max-height: 340px; overflow-y: auto; flex-direction: column; }
-"""
+ASSETS = Path(__file__).resolve().parent / "assets"
+CSS = (ASSETS / "page.css").read_text(encoding="utf-8")
+JS = (ASSETS / "page.js").read_text(encoding="utf-8")      # runs once when the page loads
 
 
 def banner_markdown(report: Any) -> str:
@@ -94,4 +92,4 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
     return blocks
 
 
-__all__ = ["CSS", "banner_markdown", "build_ui", "make_i18n"]
+__all__ = ["CSS", "JS", "banner_markdown", "build_ui", "make_i18n"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -38,25 +39,27 @@ class ChatView:
     temperature: gr.Slider
     max_new_tokens: gr.Slider
     top_p: gr.Slider
+    history_turns: gr.Slider
 
     def outputs(self) -> list[Any]:
         return [self.chatbot, self.session_id, self.version, self.session_list, self.search, self.title,
-                self.system_prompt, self.temperature, self.max_new_tokens, self.top_p]
+                self.system_prompt, self.temperature, self.max_new_tokens, self.top_p, self.history_turns]
 
     def settings_inputs(self) -> list[Any]:
-        return [self.system_prompt, self.temperature, self.max_new_tokens, self.top_p]
+        return [self.system_prompt, self.temperature, self.max_new_tokens, self.top_p, self.history_turns]
 
 
-def settings_dict(system_prompt: Any, temperature: Any, max_new_tokens: Any, top_p: Any) -> dict:
+def settings_dict(system_prompt: Any, temperature: Any, max_new_tokens: Any, top_p: Any,
+                  history_turns: Any = None) -> dict:
     return {"system_prompt": system_prompt or "", "temperature": temperature,
-            "max_new_tokens": max_new_tokens, "top_p": top_p}
+            "max_new_tokens": max_new_tokens, "top_p": top_p, "history_turns": history_turns}
 
 
 def chat_display(shared: Shared, owner: str, session: dict | None, lang: str) -> list[dict]:
     if session is None:
         return []
     return display_messages(session["messages"], lambda ref: shared.services.view_path(owner, ref),
-                            lambda key: say(lang, key))
+                            partial(say, lang))
 
 
 def session_choices(shared: Shared, owner: str) -> list[tuple[str, str]]:
@@ -71,4 +74,4 @@ def view_values(shared: Shared, owner: str, session: dict | None, request: gr.Re
     return (chat_display(shared, owner, session, lang), sid, session["version"] if session else None,
             gr.Radio(choices=session_choices(shared, owner), value=sid or None), "",
             session["title"] if session else "", settings["system_prompt"], settings["temperature"],
-            settings["max_new_tokens"], settings["top_p"])
+            settings["max_new_tokens"], settings["top_p"], settings["history_turns"])

@@ -125,14 +125,15 @@ class Services:
     def default_settings(self) -> dict:
         g = self.cfg.generation
         return {"system_prompt": g.system_prompt, "temperature": g.temperature,
-                "max_new_tokens": g.max_new_tokens, "top_p": g.top_p}
+                "max_new_tokens": g.max_new_tokens, "top_p": g.top_p, "history_turns": g.max_history_turns}
 
     def params_for(self, settings: dict) -> ChatParams:
         """Sampling settings of a chat (and its adapter, settings["adapter"]; "" or None: the base)."""
         adapter = settings.get("adapter")
         params = self.base_params.with_overrides(temperature=settings.get("temperature"),
                                                  top_p=settings.get("top_p"),
-                                                 max_new_tokens=settings.get("max_new_tokens"))
+                                                 max_new_tokens=settings.get("max_new_tokens"),
+                                                 max_history_turns=settings.get("history_turns"))
         return replace(params, adapter=adapter if isinstance(adapter, str) and adapter else None)
 
     # ----------------------------------------------------------- adapters

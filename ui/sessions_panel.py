@@ -12,6 +12,7 @@ from ui.owners import new_token, valid_token
 from ui.page import ChatView, Shared, view_values
 
 PRIVATE = {"api_visibility": "private"}
+QUIET = {"show_progress": "hidden", **PRIVATE}   # refusals are toasts, never "Error" pills over the sidebar
 
 
 @dataclass
@@ -131,15 +132,15 @@ def wire(shared: Shared, bar: Sidebar, view: ChatView, owner_token: gr.BrowserSt
     h = SessionHandlers(shared)
     owner_key = bar.owner_key if bar.owner_key is not None else gr.State("")
     page.load(h.on_load, [owner_token, view.session_id], [owner_token, owner_key, bar.ready, *view.outputs()],
-              **PRIVATE)
-    bar.new.click(h.new_chat, owner_token, view.outputs(), **PRIVATE)
-    view.chatbot.clear(h.new_chat, owner_token, view.outputs(), **PRIVATE)  # the chat stays in the list
-    bar.session_list.input(h.switch, [owner_token, bar.session_list], view.outputs(), **PRIVATE)
-    for trigger in (bar.search.input, bar.search.submit):
-        trigger(h.search, [owner_token, bar.search, view.session_id], bar.session_list,
-                trigger_mode="always_last", show_progress="hidden", **PRIVATE)
+              **QUIET)
+    bar.new.click(h.new_chat, owner_token, view.outputs(), **QUIET)
+    view.chatbot.clear(h.new_chat, owner_token, view.outputs(), **QUIET)  # the chat stays in the list
+    bar.session_list.input(h.switch, [owner_token, bar.session_list], view.outputs(), **QUIET)
+    # .change, not .input: Gradio fires .input for Latin keystrokes only, not for IME (Korean), Backspace or paste
+    bar.search.change(h.search, [owner_token, bar.search, view.session_id], bar.session_list,
+                      trigger_mode="always_last", **QUIET)
     for trigger in (bar.rename.click, bar.title.submit):
-        trigger(h.rename, [owner_token, view.session_id, bar.title], view.outputs(), **PRIVATE)
-    bar.delete.click(h.ask_delete, [bar.title, view.session_id], [bar.confirm, bar.confirm_text], **PRIVATE)
-    bar.delete_no.click(lambda: gr.Group(visible=False), None, bar.confirm, **PRIVATE)
-    bar.delete_yes.click(h.delete, [owner_token, view.session_id], [bar.confirm, *view.outputs()], **PRIVATE)
+        trigger(h.rename, [owner_token, view.session_id, bar.title], view.outputs(), **QUIET)
+    bar.delete.click(h.ask_delete, [bar.title, view.session_id], [bar.confirm, bar.confirm_text], **QUIET)
+    bar.delete_no.click(lambda: gr.Group(visible=False), None, bar.confirm, **QUIET)
+    bar.delete_yes.click(h.delete, [owner_token, view.session_id], [bar.confirm, *view.outputs()], **QUIET)

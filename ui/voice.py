@@ -7,6 +7,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from functools import partial
 from typing import Any, Iterator
 
 import gradio as gr
@@ -24,22 +25,7 @@ KEEP_WAV_SECONDS = 600
 SPOKEN_MAX_TOKENS = 256    # a spoken reply is short: longer ones take minutes to listen to
 SPOKEN_MAX_CHARS = 1500
 
-REFUSE_EMPTY_TEXT_JS = """(text, ...rest) => {
-  if (!(text || '').trim()) {
-    const box = document.querySelector('#voice-transcript');
-    if (box) { box.classList.add('refused'); setTimeout(() => box.classList.remove('refused'), 1200); }
-    throw new Error('empty transcript: not sent');
-  }
-  return [text, ...rest];
-}"""
-REFUSE_NO_AUDIO_JS = """(audio) => {
-  if (!audio) {
-    const box = document.querySelector('#voice-input');
-    if (box) { box.classList.add('refused'); setTimeout(() => box.classList.remove('refused'), 1200); }
-    throw new Error('no audio: not sent');
-  }
-  return audio;
-}"""
+QUIET = {"show_progress": "hidden", **PRIVATE}   # refusals are toasts, never "Error" pills
 
 
 def spoken_language(choice: str, text: str) -> str:
@@ -102,6 +88,7 @@ class VoiceHandlers:
         key = (request.session_hash or "") + ":voice"
         cancel = self.shared.convo.cancels.start(key)
         try:
+            yield say(lang, "working"), gr.skip()
             with shown_to_user(lang):
                 settings = services.default_settings()
                 params = services.params_for({**settings, "max_new_tokens": min(int(settings["max_new_tokens"]),
@@ -123,7 +110,7 @@ class VoiceHandlers:
             if stats.completion_tokens:
                 services.metrics.record(gen.model, stats)
             status = "error" if error else ("stopped" if stats.finish_reason == "cancelled" else "complete")
-            yield reply_content(answer, provenance(gen, params, stats), status, lambda k: say(lang, k)), answer
+            yield reply_content(answer, provenance(gen, params, stats), status, partial(say, lang)), answer
             if error is not None:
                 raise gr.Error(message_for(error, lang) or str(error), print_exception=False)
         finally:
@@ -158,10 +145,9 @@ def build_and_wire(shared: Shared) -> None:
             autoplay = gr.Checkbox(value=True, label=t("voice.autoplay"), elem_id="voice-autoplay")
             spoken = gr.Audio(label=t("voice.spoken"), interactive=False, autoplay=True, elem_id="voice-output")
     answer_text = gr.State("")
-    transcribe.click(h.transcribe, audio, transcript, js=REFUSE_NO_AUDIO_JS, **PRIVATE)
-    audio.stop_recording(h.transcribe, audio, transcript, **PRIVATE)
-    audio.upload(h.transcribe, audio, transcript, **PRIVATE)
+    transcribe.click(h.transcribe, audio, transcript, **QUIET)
+    audio.stop_recording(h.transcribe, audio, transcript, **QUIET)
+    audio.upload(h.transcribe, audio, transcript, **QUIET)
     for trigger in (reply.click, transcript.submit):
-        trigger(h.reply, transcript, [answer, answer_text], js=REFUSE_EMPTY_TEXT_JS, concurrency_id="generate",
-                show_progress="minimal", **PRIVATE) \
-            .success(h.speak, [answer_text, language, autoplay], spoken, **PRIVATE)
+        trigger(h.reply, transcript, [answer, answer_text], concurrency_id="generate", **QUIET) \
+            .success(h.speak, [answer_text, language, autoplay], spoken, **QUIET)
