@@ -53,9 +53,35 @@ def unavailable(what: str, why: str = "") -> ApiError:
                     code="model_not_available", headers={"Retry-After": "30"})
 
 
+BRANCH_TAGS = ("str", "int", "float", "bool", "list", "dict", "none")
+
+
+def _is_branch(part: Any) -> bool:
+    """pydantic names the branch of a union or validator it tried (`str`, `function-after[...]`): not a field."""
+    return isinstance(part, str) and ("[" in part or part in BRANCH_TAGS)
+
+
 def _location(loc: Any) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts, tag_next = [], False
+    for p in loc:
+        if p in ("body", "query", "path", "header"):
+            continue
+        if isinstance(p, str) and "tagged-union[" in p:
+            tag_next = True          # the discriminator's value ("text", "image_url") comes next, after any index
+            continue
+        if _is_branch(p):
+            continue
+        if tag_next and isinstance(p, str):
+            tag_next = False
+            continue
+        parts.append(str(p))
     return ".".join(parts) or None
+
+
+def _best(errors: list[dict]) -> dict:
+    """The error that says most: a failed check on a value (a lone surrogate, a bound) before a type
+    mismatch of another branch of the same union (`content` is text, not a list)."""
+    return min(errors, key=lambda e: e.get("type", "").endswith("_type"))  # min keeps the first of equals
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -63,14 +89,17 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
         return "the request is not valid", None
-    first = errors[0]
+    first = _best(errors)
     param = _location(first.get("loc", ()))
+    type_error = first.get("type", "").endswith("_type")
+    others = {_location(e.get("loc", ())) for e in errors
+              if type_error or not e.get("type", "").endswith("_type")} - {param}
     if first.get("type") == "json_invalid":
         return f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})", None
     if first.get("type") == "missing" and param is None:
         return "the request needs a JSON body", None
-    msg = first.get("msg", "invalid value")
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+    more = f" (and {len(others)} more problem(s))" if others else ""
     return (f"{param}: {msg}" if param else msg) + more, param
 
 

@@ -1,41 +1,112 @@
-"""GET /v1/models, and which names a request may give as `model`."""
+"""GET /v1/models, and which names a request may give as `model`: the base model, its alias, or an adapter.
+
+Adapters are models the vLLM way: every LoRA adapter trained on the loaded base is listed with
+`id` = its name and `parent` = the base model's id, and a request picks it with `model`. An adapter
+made for another base is refused (400) naming both bases. No reply carries a server path.
+"""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
 
-from api.errors import ApiError
+from api.errors import ApiError, bad_request
 
 ALIAS = "local-chat"
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """What a request's `model` names: the base model id, and the adapter to apply (None: the base)."""
+    model_id: str
+    adapter: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The `model` field of the answer: the adapter's name when one is used, as vLLM does."""
+        return self.adapter or self.model_id
+
+
+@dataclass(frozen=True)
 class ModelNames:
-    """The loaded model's id, and an alias that stays the same whichever model is loaded."""
+    """The loaded model's id, an alias that stays the same whichever model is loaded, and its adapters."""
     model_id: str
     alias: str = ALIAS
     created: int = 0
+    adapters: Any = None       # engine.adapters.AdapterRegistry, or None (remote backend)
+    prompt_path: str = ""      # how prompts are built: mistral | chat_template ("" for a remote backend)
 
     @property
     def accepted(self) -> list[str]:
         return list(dict.fromkeys([self.model_id, self.alias]))
 
-    def resolve(self, name: str) -> str:
+    def adapter_entries(self) -> list[dict]:
+        """Every adapter that fits the loaded base, read now (a run that just finished is listed at once)."""
+        if self.adapters is None:
+            return []
+        return [{"id": a.name, "object": "model", "created": _created(a.meta, self.created),
+                 "owned_by": "local", "parent": self.model_id, "root": a.name}
+                for a in self.adapters.available() if a.compatible and a.name not in self.accepted]
+
+    def resolve(self, name: str) -> Resolved:
         if name in self.accepted:
-            return self.model_id
-        raise ApiError(404, f"the model {name!r} does not exist here; use " + " or ".join(map(repr, self.accepted)),
+            return Resolved(self.model_id)
+        if self.adapters is not None:
+            adapter = self._adapter(name)
+            if adapter is not None:
+                return adapter
+        names = self.accepted + [a["id"] for a in self.adapter_entries()]
+        raise ApiError(404, f"the model {name!r} does not exist here; use " + " or ".join(map(repr, names)),
                        param="model", code="model_not_found")
 
+    def _adapter(self, name: str) -> Resolved | None:
+        from engine.adapters import AdapterError, AdapterMismatch, read_adapter
+
+        try:
+            info = read_adapter(self.adapters.adapters_dir, name)
+        except AdapterError:
+            return None
+        try:
+            self.adapters.check(name)
+        except AdapterMismatch:
+            raise bad_request(f"the adapter {name!r} was made for the base model {info.base_model_id}, but this "
+                              f"server's base model is {self.model_id}: load that base, or train the adapter "
+                              "again on this one", "model", "adapter_base_mismatch") from None
+        except AdapterError as exc:
+            raise bad_request(f"the adapter {name!r} cannot be used: {type(exc).__name__}", "model",
+                              "adapter_unusable") from None
+        return Resolved(self.model_id, info.name)
+
+    def base_entries(self) -> list[dict]:
+        return [self._base_entry(name) for name in self.accepted]
+
+    def _base_entry(self, name: str) -> dict:
+        entry = {"id": name, "object": "model", "created": self.created, "owned_by": "local"}
+        return entry | ({"prompt_path": self.prompt_path} if self.prompt_path else {})
+
     def listing(self) -> dict:
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": self.created, "owned_by": "local"} for name in self.accepted]}
+        return {"object": "list", "data": self.base_entries() + self.adapter_entries()}
+
+    def entry(self, name: str) -> dict:
+        resolved = self.resolve(name)
+        if resolved.adapter is None:
+            return self._base_entry(name)
+        return next(e for e in self.adapter_entries() if e["id"] == resolved.adapter)
 
 
-def names_for(model_id: str) -> ModelNames:
-    return ModelNames(model_id=model_id, created=int(time.time()))
+def _created(meta: dict, default: int) -> int:
+    """meta.json's `created` (ISO 8601, written by tuning/train.py) as Unix seconds."""
+    try:
+        return int(datetime.fromisoformat(str(meta.get("created"))).timestamp())
+    except ValueError:
+        return default
+
+
+def names_for(model_id: str, adapters: Any = None, prompt_path: str = "") -> ModelNames:
+    return ModelNames(model_id=model_id, created=int(time.time()), adapters=adapters, prompt_path=prompt_path)
 
 
 def router(state: Any) -> APIRouter:
@@ -48,7 +119,6 @@ def router(state: Any) -> APIRouter:
 
     @r.get("/v1/models/{model:path}")
     async def get_model(model: str) -> dict:
-        names.resolve(model)
-        return {"id": model, "object": "model", "created": names.created, "owned_by": "local"}
+        return names.entry(model)
 
     return r

@@ -54,7 +54,9 @@ def test_sessions_belong_to_the_owner_token(client):
     full = client.predict(sid, me, api_name="/get_session")
     assert [m["role"] for m in full["messages"]] == ["user", "assistant"]
     assert client.predict(sid, "여행 계획", me, api_name="/rename_session")["title"] == "여행 계획"
-    with pytest.raises(Exception):
-        client.predict(sid, other, api_name="/get_session")  # another owner cannot read it
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="no longer exists"):  # another owner cannot read it: the store's refusal
+        client.predict(sid, other, api_name="/get_session")
     assert client.predict(sid, me, api_name="/delete_session") == {"deleted": sid}
     assert client.predict(me, "", 50, api_name="/list_sessions") == []

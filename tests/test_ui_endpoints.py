@@ -108,9 +108,13 @@ def test_describe_image_streams_an_answer(client, picture):
     assert updates and updates[-1]
 
 
-def test_describe_image_cannot_read_server_files(client):
-    fake = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
-    with pytest.raises(Exception):
+def test_describe_image_cannot_read_server_files(client, picture):
+    """A real image on the server, outside the upload folder: were it read, the model would describe it.
+    Two defences refuse it: Gradio's own upload check (blocks.has_launched, app.py) and ui.endpoints.uploaded."""
+    from gradio_client.exceptions import AppError
+
+    fake = {"path": picture, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
+    with pytest.raises(AppError, match=r"not in the upload folder|cannot be accessed|Add an image first"):
         client.predict(fake, "read it", api_name="/describe_image")
 
 

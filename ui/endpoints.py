@@ -33,6 +33,38 @@ def uploaded(file: Any, what: str) -> str:
     return str(resolved)
 
 
+def bounded(value: Any, name: str, low: float, high: float, kind: type = int) -> Any:
+    """None, or a number within [low, high]; anything else is refused with a sentence (never a 500)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or not low <= value <= high or (kind is int and value != int(value)):
+        raise Refusal("bad_number", name=name, low=low, high=high)
+    return kind(value)
+
+
+def checked_adapter(services: Any, name: str) -> str | None:
+    """The adapter `name` if the loaded base can use it; a Refusal naming both bases when it was made for another."""
+    from engine.adapters import AdapterError, AdapterMismatch, read_adapter
+
+    name = (name or "").strip()
+    if not name:
+        return None
+    registry = services.adapters
+    try:
+        info = read_adapter(registry.adapters_dir, name) if registry is not None else None
+    except AdapterError:
+        info = None
+    if info is None:
+        raise Refusal("adapter_unknown", name=name)
+    try:
+        services.check_adapter(name)
+    except AdapterMismatch:
+        raise Refusal("adapter_other_base", name=name, adapter_base=info.base_model_id,
+                      base=services.engine.model_id) from None
+    return info.name
+
+
 def public_session(session: dict) -> dict:
     """A session as the API returns it: everything but the internal owner id."""
     return {k: v for k, v in session.items() if k != "owner"}
@@ -59,19 +91,24 @@ class Endpoints:
         return self.shared.owners.resolve(request, owner_token)
 
     def chat(self, message: str, session_id: str = "", owner_token: str = "", system_prompt: str = "",
-             max_new_tokens: int | None = None, temperature: float | None = None,
+             max_new_tokens: int | None = None, temperature: float | None = None, adapter: str = "",
              request: gr.Request = None) -> Iterator[str]:  # type: ignore[assignment]
-        """Stream the growing reply to `message`. With session_id (and an owner), the turn is saved in that chat."""
+        """Stream the growing reply to `message`. With session_id (and an owner), the turn is saved in that chat.
+        `adapter`: a LoRA adapter made for the loaded model (its name, as /v1/models lists it); "" is the base."""
         lang = lang_of(request)
         convo, services = self.shared.convo, self.shared.services
         cancel = threading.Event()
-        overrides = {"max_new_tokens": max_new_tokens, "temperature": temperature}
         with shown_to_user(lang):
+            overrides = {"max_new_tokens": bounded(max_new_tokens, "max_new_tokens", 1, services.engine.max_context),
+                         "temperature": bounded(temperature, "temperature", 0, 2, float)}
             if not (message or "").strip():
                 raise Refusal("empty")
+            adapter_name = checked_adapter(services, adapter)
             if session_id:
                 owner = self._owner(request, owner_token)
                 settings = {"system_prompt": system_prompt} if system_prompt else None
+                if adapter_name:
+                    settings = {**(settings or {}), "adapter": adapter_name}
                 convo.add_user(owner, session_id, message, settings=settings)
                 job = convo.start_reply(owner, session_id, cancel, overrides=overrides)
             else:
@@ -83,7 +120,7 @@ class Endpoints:
                 msgs = ([{"role": "system", "content": system}] if system.strip() else []) + \
                     [{"role": "user", "content": message}]
                 job = None
-                gen = services.chat_stream(msgs, services.params_for(settings), cancel)
+                gen = services.chat_stream(msgs, services.params_for(settings), cancel, adapter=adapter_name)
         if job is None:
             yield from growing_text(gen.stream)
             if gen.stream.stats.completion_tokens:

@@ -190,7 +190,8 @@ SAY_EN: dict[str, str] = {
     "training_locked": "This server is reachable beyond this machine without a login, so training is turned off: "
                        "configure a login (server.auth_file or APP_USERS).",
     "bad_text": "The text holds a character that cannot be stored (U+{code}, a lone surrogate); remove it and try again.",
-    "bad_number": "{name} must be a whole number from {low} to {high}.",
+    "bad_number": "{name} must be a number from {low} to {high}.",
+    "adapter_unknown": "There is no adapter “{name}” for the loaded model; the Models tab lists those there are.",
     "adapter_other_base": "The adapter “{name}” was made for {adapter_base}, but the loaded model is {base}.",
     "stopped": "stopped", "error": "error", "no_adapter": "no adapter", "turns_sent": "turns sent: {n}",
     "working": "⏳ Working… (the first question loads the model, which can take a while)",
@@ -261,7 +262,8 @@ SAY_KO: dict[str, str] = {
     "training_locked": "이 서버는 로그인 없이 이 컴퓨터 밖에서 접속할 수 있어 학습을 할 수 없습니다. "
                        "로그인을 설정하세요 (server.auth_file 또는 APP_USERS).",
     "bad_text": "저장할 수 없는 문자(U+{code}, 짝이 없는 서로게이트)가 들어 있습니다. 지우고 다시 시도하세요.",
-    "bad_number": "{name} 값은 {low}부터 {high}까지의 정수여야 합니다.",
+    "bad_number": "{name} 값은 {low}부터 {high}까지의 숫자여야 합니다.",
+    "adapter_unknown": "지금 불러온 모델에 쓸 어댑터 “{name}”이(가) 없습니다. 모델 탭에서 있는 어댑터를 확인하세요.",
     "adapter_other_base": "어댑터 “{name}”은(는) {adapter_base}용인데, 지금 불러온 모델은 {base}입니다.",
     "stopped": "중지됨", "error": "오류", "no_adapter": "어댑터 없음", "turns_sent": "보낸 대화: {n}턴",
     "working": "⏳ 처리 중… (첫 질문에는 모델을 불러오느라 시간이 걸릴 수 있습니다)",
