@@ -68,7 +68,14 @@ def parse_messages(messages: list[ChatMessage], max_image_bytes: int) -> ParsedC
             text = "\n".join(t for t in texts if t)
         else:
             text = m.content or ""
-        out.append({"role": m.role, "content": text})
+        message = {"role": m.role, "content": text}
+        if m.tool_calls:  # an earlier call by the assistant, and the tool's answer to it (engine/tools.py)
+            message["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+        if m.tool_call_id is not None:
+            message["tool_call_id"] = m.tool_call_id
+        if m.role == "tool" and m.name:
+            message["name"] = m.name
+        out.append(message)
     if image_at is not None and image_at != len(messages) - 1:
         raise bad_request("the image must be in the last message (the one being answered)",
                           f"messages.{image_at}.content")

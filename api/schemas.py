@@ -1,7 +1,8 @@
 """Request bodies of the OpenAI-compatible routes, as pydantic models (FastAPI validates them).
 
-Fields OpenAI clients commonly send but this server does not use (user, presence_penalty, ...) are
-accepted and ignored, so stock clients work unchanged.
+Parts of a request that do not change the reply (user, metadata, ...) are accepted; a chat request's
+other unknown fields are kept so /v1/chat/completions can refuse them by name (api/params.py): no
+parameter is silently ignored.
 """
 from __future__ import annotations
 
@@ -48,17 +49,79 @@ class ImagePart(_Lenient):
 ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
 
 
+class FunctionCallIn(_Lenient):
+    name: Text = Field(min_length=1)
+    arguments: Text
+
+
+class ToolCallIn(_Lenient):
+    """A call the assistant made earlier in the conversation (sent back with the tool's result)."""
+    id: Text | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessage(_Lenient):
     role: str
     content: Text | list[ContentPart] | None = None
     name: Text | None = None
+    tool_calls: list[ToolCallIn] | None = None      # assistant messages
+    tool_call_id: Text | None = None                 # tool messages
+
+
+class FunctionDef(_Lenient):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: Text | None = None
+    parameters: dict | None = None
+    strict: StrictBool | None = None
+
+
+class ToolParam(_Lenient):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Lenient):
+    name: str = Field(min_length=1)
+
+
+class NamedToolChoice(_Lenient):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(_Lenient):
+    name: str = Field(min_length=1, max_length=64)
+    description: Text | None = None
+    schema_: dict | None = Field(None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class TextFormat(_Lenient):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Lenient):
+    type: Literal["json_object"]
+
+
+class JsonSchemaFormat(_Lenient):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[Union[TextFormat, JsonObjectFormat, JsonSchemaFormat], Field(discriminator="type")]
+MAX_CHOICES = 8
 
 
 class StreamOptions(_Lenient):
     include_usage: StrictBool = False
 
 
-class ChatCompletionRequest(_Lenient):
+class ChatCompletionRequest(BaseModel):
+    """Unknown fields are kept (model_extra) so the route can refuse those it would otherwise ignore."""
+    model_config = ConfigDict(extra="allow")
+
     model: Text = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: Number | None = Field(None, ge=0.0, le=2.0)
@@ -69,7 +132,13 @@ class ChatCompletionRequest(_Lenient):
     seed: StrictInt | None = Field(None, ge=-INT64, lt=INT64, description="a 64-bit integer, as OpenAI takes")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="only one choice per request")
+    n: StrictInt = Field(1, ge=1, le=MAX_CHOICES, description=f"choices per request, at most {MAX_CHOICES}")
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
 
 
 class SpeechRequest(_Lenient):

@@ -306,10 +306,11 @@ class ContinuousBatcher:
 
     @staticmethod
     def needs_plain_path(params: GenerationParams) -> bool:
-        """What the batch does not do per request: a seed, a repetition penalty, top-k, or greedy decoding
-        (argmax, exactly equal to plain `generate`)."""
+        """What the batch does not do per request: a seed, a repetition penalty, top-k, greedy decoding
+        (argmax, exactly equal to plain `generate`), logprobs, a JSON constraint (per-request processors) or tools."""
         return (params.seed is not None or params.repetition_penalty != 1.0 or params.temperature <= 0
-                or params.top_k > 0)
+                or params.top_k > 0 or params.logprobs is not None or params.constraint is not None
+                or params.tools is not None)
 
     @staticmethod
     def _sampling(params: GenerationParams) -> dict:

@@ -17,7 +17,10 @@ import torch
 from engine.codec import TextCodec
 from engine.memory import forget, is_out_of_memory, release
 from engine.prompt import PromptError, encode_chat, normalize_messages
+from engine.constrained import ConstrainedLogits, GrammarTokenizer, JsonConstraint
+from engine.logprobs import LogprobRecorder, TokenLogprob, describe
 from engine.textstream import IncrementalDecoder, StopMatcher
+from engine.tools import MistralToolPrompt, ToolCall, ToolSpec, parse_calls
 
 
 class GenerationError(RuntimeError):
@@ -39,6 +42,9 @@ class GenerationParams:
     seed: int | None = None
     max_history_turns: int = 20
     min_new_tokens: int = 0          # benchmarks and tests ask for an exact length
+    logprobs: int | None = None      # None: off; else how many alternatives to report per token (0..20)
+    constraint: JsonConstraint | None = None   # the reply must be JSON of this schema (constrained decoding)
+    tools: ToolSpec | None = None    # tools offered (or tool messages present): the model's tool-call format
 
     @classmethod
     def from_config(cls, gen: Any) -> "GenerationParams":
@@ -74,6 +80,9 @@ class StreamStats:
     seconds: float = 0.0
     first_token_seconds: float | None = None
     notices: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)   # one per reply token, when params.logprobs is set
+    token_ids: list[int] = field(default_factory=list)           # the reply's ids as generated
+    tool_calls: list[ToolCall] | None = None                     # the reply was these calls (params.tools)
 
     @property
     def tokens_per_second(self) -> float:
@@ -125,6 +134,26 @@ class _MemoCodec:
         if text not in self._memo:
             self._memo[text] = self._codec.encode(text)
         return self._memo[text]
+
+
+def _tool_reply(pieces: Iterator[str], stats: StreamStats, forced: bool, tool_calls_id: int) -> Iterator[str]:
+    """Text as usual, unless the reply starts with [TOOL_CALLS]: then it is held and parsed into
+    stats.tool_calls (given out as text after all if it is not a list of calls)."""
+    calling, held = forced, []
+    try:
+        for piece in pieces:
+            calling = calling or stats.token_ids[:1] == [tool_calls_id]
+            if calling:
+                held.append(piece)
+            else:
+                yield piece
+        if calling:
+            text = "".join(held)
+            stats.tool_calls = parse_calls(text)
+            if stats.tool_calls is None and text:
+                yield text
+    finally:
+        pieces.close()
 
 
 class TokenQueueStreamer:
@@ -180,6 +209,8 @@ class Generator:
         self.model, self.codec, self.max_context = model, codec, max_context
         self._slots = threading.BoundedSemaphore(slots)
         self._device = next(model.parameters()).device
+        self.grammar = GrammarTokenizer(codec.tokenizer)   # built on the first constrained request
+        self.tool_prompt = MistralToolPrompt(codec)
 
     def count_prompt_tokens(self, messages: Sequence[dict]) -> int:
         return len(encode_chat(self.codec, messages))
@@ -194,6 +225,9 @@ class Generator:
         """Validate and trim now (errors raise here, before any text); generate lazily while iterated."""
         max_new = min(params.max_new_tokens, self.max_context - 16)
         params = replace(params, max_new_tokens=max_new)
+        self.check_constraint(params)
+        if params.tools is not None:
+            return self._stream_tools(messages, params, cancel or threading.Event())
         kept, dropped = trim_history(messages, self.prompt_counter(), max_turns=params.max_history_turns,
                                      max_prompt_tokens=self.max_context - max_new)
         stats = StreamStats(dropped_turns=dropped)
@@ -208,9 +242,28 @@ class Generator:
         return ChatStream(self._run(self._text_inputs(prompt), len(prompt), params,
                                     cancel or threading.Event(), stats, shorter), stats)
 
+    def check_constraint(self, params: GenerationParams) -> None:
+        """ConstraintError now, before any text, when the JSON schema cannot be compiled."""
+        if params.constraint is not None:
+            self.grammar.matcher(params.constraint)
+
+    def _stream_tools(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event) -> ChatStream:
+        """A conversation with tools: mistral-common's prompt (not trimmed), the reply parsed for calls."""
+        spec = params.tools
+        prompt = self.tool_prompt.encode(messages, spec)
+        if len(prompt) > self.max_context - params.max_new_tokens:
+            raise PromptTooLong(f"the conversation with its tools is {len(prompt)} tokens; at most "
+                                f"{self.max_context - params.max_new_tokens} fit with a reply of this length")
+        if spec.forced:
+            params = replace(params, constraint=spec.calls_constraint())
+        stats = StreamStats()
+        pieces = self._run(self._text_inputs(prompt), len(prompt), params, cancel, stats, None)
+        return ChatStream(_tool_reply(pieces, stats, spec.forced, self.tool_prompt.tool_calls_id), stats)
+
     def stream_inputs(self, model_inputs: dict, prompt_tokens: int, params: GenerationParams,
                       cancel: threading.Event | None = None) -> ChatStream:
         """Stream from ready model inputs (e.g. input_ids + pixel_values for an image model); no retry."""
+        self.check_constraint(params)
         stats = StreamStats()
 
         def inputs(generated: list[int]) -> dict:
@@ -234,19 +287,28 @@ class Generator:
         started = time.perf_counter()
         stats.prompt_tokens = prompt_tokens
         decoder, stops = IncrementalDecoder(self.codec.decode), StopMatcher(params.stop)
+        stats.token_ids = decoder.ids
         retried = False
         self._slots.acquire()
         try:
+            constrained = (ConstrainedLogits(self.grammar.matcher(params.constraint), 0)
+                           if params.constraint is not None else None)
             while True:
                 done = len(decoder.ids)
                 attempt = replace(params, max_new_tokens=params.max_new_tokens - done,
                                   min_new_tokens=max(0, params.min_new_tokens - done))
                 sink: queue.Queue = queue.Queue()
+                inputs = inputs_for(list(decoder.ids))
+                # logprobs are the model's own (before the grammar masks tokens out), as vLLM reports them
+                processors: list = [LogprobRecorder(sink)] if params.logprobs is not None else []
+                if constrained is not None:  # tokens already generated were consumed by the grammar
+                    constrained.restart_at(inputs["input_ids"].shape[1])
+                    processors.append(constrained)
                 worker = threading.Thread(target=self._generate, daemon=True, name="generate",
-                                          args=(inputs_for(list(decoder.ids)), attempt, cancel, sink))
+                                          args=(inputs, attempt, cancel, sink, processors))
                 worker.start()
                 try:
-                    error = yield from self._consume(sink, decoder, stops, cancel, stats, started)
+                    error = yield from self._consume(sink, decoder, stops, cancel, stats, started, params.logprobs)
                 finally:
                     if worker.is_alive():
                         cancel.set()
@@ -283,12 +345,20 @@ class Generator:
             stats.seconds = time.perf_counter() - started
 
     def _consume(self, sink: queue.Queue, decoder: IncrementalDecoder, stops: StopMatcher,
-                 cancel: threading.Event, stats: StreamStats, started: float):
+                 cancel: threading.Event, stats: StreamStats, started: float, top_logprobs: int | None = None):
         """Yield text from the worker's tokens; return the worker's exception, or None when it ended."""
+        scores = None  # the log-softmax of the step whose token comes next
         while True:
             kind, value = sink.get()
             if kind == "error":
                 return value
+            if kind == "scores":
+                scores = value
+                continue
+            if scores is not None:
+                stats.logprobs += [describe(self.codec.tokenizer, scores, i, top_logprobs or 0)
+                                   for i in value if i not in self.codec.stops]
+                scores = None
             if kind == "end":
                 if cancel.is_set() and not stops.stopped:
                     stats.finish_reason = "cancelled"
@@ -314,19 +384,20 @@ class Generator:
         return encode_chat(self.codec, kept), dropped
 
     def _generate(self, inputs: dict, params: GenerationParams, cancel: threading.Event,
-                  sink: queue.Queue) -> None:
+                  sink: queue.Queue, processors: list | None = None) -> None:
         try:
             if params.max_new_tokens <= 0 or cancel.is_set():
                 sink.put(("end", None))
                 return
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            from transformers import StoppingCriteriaList
+            from transformers import LogitsProcessorList, StoppingCriteriaList
 
             with torch.inference_mode():
                 self.model.generate(**inputs, streamer=TokenQueueStreamer(sink), pad_token_id=self.codec.eos,
                                     eos_token_id=list(self.codec.stops),
                                     stopping_criteria=StoppingCriteriaList([CancelOnEvent(cancel)]),
+                                    logits_processor=LogitsProcessorList(processors or []),
                                     **params.generate_kwargs())
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which decides
             sink.put(("error", exc))

@@ -102,7 +102,7 @@ BAD = [
     ("max_tokens 0", {"model": "local-chat", "messages": HI, "max_tokens": 0}, 400, "max_tokens"),
     ("max_tokens huge", {"model": "local-chat", "messages": HI, "max_tokens": 10 ** 7}, 400, "max_tokens"),
     ("temperature 5", {"model": "local-chat", "messages": HI, "temperature": 5}, 400, "temperature"),
-    ("n 2", {"model": "local-chat", "messages": HI, "n": 2}, 400, "n"),
+    ("n 9", {"model": "local-chat", "messages": HI, "n": 9}, 400, "n"),
     ("unknown model", {"model": "gpt-4o", "messages": HI}, 404, "model"),
     ("web image", {"model": "local-chat", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}, 400, "messages.0.content.0.image_url.url"),

@@ -1,0 +1,92 @@
+"""Replies that must be JSON (any object, or one matching a JSON schema), by constrained decoding.
+
+llguidance (Microsoft's grammar engine, also used by vLLM and llama.cpp) compiles the schema and, before
+each token, says which tokens keep the reply valid; everything else gets probability zero. We only
+translate its bitmask into logits. No grammar is written by hand here.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+ANY_OBJECT = {"type": "object"}
+# Compact JSON: with flexible whitespace a model may pad forever between tokens; unknown keywords
+# (format, title, ...) are ignored rather than refused, as OpenAI's own schemas carry many.
+OPTIONS = {"whitespace_flexible": False, "lenient": True}
+
+
+class ConstraintError(ValueError):
+    """A schema llguidance cannot compile; the message says why (the API answers 400)."""
+
+
+@dataclass(frozen=True)
+class JsonConstraint:
+    """The reply is one JSON value matching `schema` (JSON text, so the params stay hashable)."""
+    schema: str
+
+    @classmethod
+    def from_schema(cls, schema: dict | None) -> "JsonConstraint":
+        return cls(json.dumps(ANY_OBJECT if schema is None else schema, ensure_ascii=False))
+
+    def grammar(self) -> str:
+        import llguidance
+
+        try:
+            return llguidance.LLMatcher.grammar_from_json_schema(json.loads(self.schema), overrides=OPTIONS)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise ConstraintError(f"the JSON schema cannot be used: {exc}") from None
+
+
+class GrammarTokenizer:
+    """llguidance's view of one transformers tokenizer: built once per model (about 0.3 s), then shared."""
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+        self._ll = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._ll is None:
+                import llguidance.hf
+
+                self._ll = llguidance.hf.from_tokenizer(self._tokenizer)
+            return self._ll
+
+    def matcher(self, constraint: JsonConstraint) -> Any:
+        """A fresh matcher at the start of the reply; ConstraintError if the schema does not compile."""
+        import llguidance
+
+        try:
+            matcher = llguidance.LLMatcher(self.get(), constraint.grammar())
+        except (ValueError, RuntimeError) as exc:
+            raise ConstraintError(f"the JSON schema cannot be used: {exc}") from None
+        if matcher.is_error():
+            raise ConstraintError(f"the JSON schema cannot be used: {matcher.get_error()}")
+        return matcher
+
+
+class ConstrainedLogits:
+    """transformers LogitsProcessor: tokens the grammar does not allow next get -inf (batch of one)."""
+
+    def __init__(self, matcher: Any, prompt_length: int):
+        self.matcher, self._seen = matcher, prompt_length
+
+    def restart_at(self, length: int) -> None:
+        """A new generate() call (after an out-of-memory retry) whose input ends at `length` ids."""
+        self._seen = length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for token in input_ids[0, self._seen:].tolist():
+            self.matcher.consume_token(token)
+        self._seen = input_ids.shape[1]
+        bits = torch.frombuffer(bytearray(self.matcher.compute_bitmask()), dtype=torch.uint8)
+        allowed = ((bits.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).reshape(-1).bool()
+        vocab = scores.shape[-1]
+        if allowed.numel() < vocab:
+            allowed = torch.cat([allowed, allowed.new_zeros(vocab - allowed.numel())])
+        return scores.masked_fill(~allowed[:vocab].to(scores.device), float("-inf"))

@@ -1,0 +1,174 @@
+"""Tool calling in the model's own format: Mistral's [AVAILABLE_TOOLS] / [TOOL_CALLS] / [TOOL_RESULTS].
+
+The prompt of a conversation with tools is encoded by mistral-common itself (the reference for Mistral
+prompts), from the model folder's SentencePiece file. The reply is a tool call when it starts with the
+[TOOL_CALLS] control token; the JSON list after it is parsed into OpenAI's tool_calls. When the caller
+requires a call (tool_choice "required" or a named function), [TOOL_CALLS] is placed by us and the JSON
+is constrained (engine/constrained.py) to calls of the offered functions with their parameter schemas.
+Models on the chat-template path, or Mistral tokenizers without these control tokens, refuse tools.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine.constrained import JsonConstraint
+
+CONTROL = ("[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")
+VERSION_FILE = re.compile(r"tokenizer\.model\.(v\d+)$")
+
+
+class ToolsUnsupported(ValueError):
+    """This model has no tool-call format we can encode (the API answers 400 naming `tools`)."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What a request offers: OpenAI tool objects (as JSON text, so params stay hashable) and the choice."""
+    tools: str = "[]"
+    choice: str = "auto"        # none | auto | required | the name of one function
+    parallel: bool = True
+
+    @classmethod
+    def of(cls, tools: list[dict] | None, choice: str | None = None, parallel: bool | None = None) -> "ToolSpec":
+        return cls(json.dumps(tools or [], ensure_ascii=False), choice or ("auto" if tools else "none"),
+                   True if parallel is None else parallel)
+
+    def functions(self) -> list[dict]:
+        return [t["function"] for t in json.loads(self.tools)]
+
+    @property
+    def forced(self) -> bool:
+        return self.choice not in ("auto", "none")
+
+    def calls_constraint(self) -> JsonConstraint:
+        """The JSON list of calls a forced reply must be: offered names, arguments matching each schema."""
+        def call(f: dict) -> dict:
+            return {"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+                    "properties": {"name": {"const": f["name"]},
+                                   "arguments": f.get("parameters") or {"type": "object"}}}
+
+        wanted = [f for f in self.functions() if self.choice == "required" or f["name"] == self.choice]
+        schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": [call(f) for f in wanted]}}
+        if not self.parallel:
+            schema["maxItems"] = 1
+        return JsonConstraint.from_schema(schema)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str              # JSON text, as OpenAI sends it
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+def parse_calls(text: str) -> list[ToolCall] | None:
+    """The calls in the JSON after [TOOL_CALLS]; None when it is not a list of {name, arguments}."""
+    try:
+        calls = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(calls, dict):
+        calls = [calls]
+    if not isinstance(calls, list) or not calls:
+        return None
+    out = []
+    for c in calls:
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            return None
+        args = c.get("arguments", {})
+        out.append(ToolCall(uuid.uuid4().hex[:9], c["name"],
+                            args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)))
+    return out
+
+
+class MistralToolPrompt:
+    """Prompt ids of a conversation with tools, by mistral-common, for one Mistral model folder."""
+
+    def __init__(self, codec: Any):
+        self.codec = codec
+        ids = codec.tokenizer.convert_tokens_to_ids(list(CONTROL))
+        unk = codec.tokenizer.unk_token_id
+        self.supported = getattr(codec, "path", "mistral") == "mistral" and all(i not in (None, unk) for i in ids)
+        self.tool_calls_id = ids[2]
+        self._reference = None
+        self._lock = threading.Lock()
+
+    def _tokenizer(self) -> Any:
+        with self._lock:
+            if self._reference is None:
+                self._reference = _mistral_tokenizer(Path(self.codec.tokenizer.name_or_path))
+            return self._reference
+
+    def encode(self, messages: Sequence[dict], spec: ToolSpec) -> list[int]:
+        """ids ending where the reply starts ([TOOL_CALLS] included when a call is forced). PromptError on
+        a conversation mistral-common refuses (its validator names the problem)."""
+        from mistral_common.exceptions import MistralCommonException
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+        from pydantic import ValidationError
+
+        from engine.prompt import PromptError
+
+        if not self.supported:
+            raise ToolsUnsupported("this model has no tool-call format (Mistral's [TOOL_CALLS] control tokens)")
+        tools = [{"type": "function", "function": f} for f in spec.functions()] if spec.choice != "none" else None
+        try:
+            request = ChatCompletionRequest(messages=[_reference_message(m) for m in messages], tools=tools)
+            ids = list(self._tokenizer().encode_chat_completion(request).tokens)
+        except (MistralCommonException, ValidationError, ValueError, TypeError) as exc:
+            raise PromptError(f"the conversation with tools is not valid: {_first_line(exc)}") from None
+        return ids + [self.tool_calls_id] if spec.forced else ids
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _short_id(call_id: str | None) -> str:
+    """Mistral v3 takes 9-character alphanumeric call ids; other ids map to one consistently."""
+    call_id = call_id or ""
+    return call_id if re.fullmatch(r"[A-Za-z0-9]{9}", call_id) else hashlib.sha1(call_id.encode()).hexdigest()[:9]
+
+
+def _reference_message(m: dict) -> dict:
+    """Our message dict -> mistral-common's (OpenAI's shape: tool_calls with JSON-text arguments)."""
+    role = m.get("role")
+    out: dict[str, Any] = {"role": role, "content": m.get("content") or ""}
+    if role == "assistant" and m.get("tool_calls"):
+        out["tool_calls"] = [{"id": _short_id(c.get("id")), "type": "function",
+                              "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+                             for c in m["tool_calls"]]
+        if not out["content"]:
+            out["content"] = None
+    if role == "tool":
+        out["tool_call_id"] = _short_id(m.get("tool_call_id"))
+        if m.get("name"):
+            out["name"] = m["name"]
+    return out
+
+
+def _mistral_tokenizer(folder: Path) -> Any:
+    """mistral-common's tokenizer for the folder's SentencePiece file; v3 unless the file name says otherwise."""
+    from mistral_common.tokens.tokenizers import mistral as mc
+    from mistral_common.tokens.tokenizers.base import TokenizerVersion
+    from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenizer
+
+    versioned = sorted(p for p in folder.glob("tokenizer.model.v*") if VERSION_FILE.search(p.name))
+    path = versioned[-1] if versioned else folder / "tokenizer.model"
+    if not path.is_file():
+        raise ToolsUnsupported("the model folder has no SentencePiece tokenizer.model to encode tools with")
+    version = TokenizerVersion(VERSION_FILE.search(path.name).group(1)) if versioned else TokenizerVersion.v3
+    if version != TokenizerVersion.v3:
+        raise ToolsUnsupported(f"tool calling is implemented for Mistral's v3 tokenizer; this model has {version.value}")
+    tokenizer = SentencePieceTokenizer(path, tokenizer_version=version)
+    return mc.MistralTokenizer(mc.InstructTokenizerV3(tokenizer), validator=mc.get_validator(version, mode=mc.ValidationMode.test),
+                               request_normalizer=mc.get_normalizer(version, tokenizer.model_settings_builder))
