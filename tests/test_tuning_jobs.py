@@ -15,6 +15,8 @@ from tuning.data import DatasetError
 from tuning.jobs import start_training
 from tuning.runs import RunFolderError, last_checkpoint
 
+from tests.waiting import combined, cpu_seconds, file_size, wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -29,15 +31,21 @@ def job_config(tmp: Path, **changes) -> dict:
             "save_total_limit": 2} | changes
 
 
-def wait_for(predicate, timeout: float, job=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def job_moves(job):
+    """Progress of a training subprocess: its log, its CPU time, its step."""
+    return combined(file_size(job.log_path), cpu_seconds(job.process.pid), lambda: job.status().step)
+
+
+def wait_job(job, predicate, what: str, *, while_running: bool = True):
+    """Wait while the job moves; fail at once if it ends first (unless we wait for its end)."""
+    def check() -> bool:
         if predicate():
             return True
-        if job is not None and not job.running():
+        if while_running and not job.running():
             pytest.fail(f"job ended early: {job.status()}\n{job.log_tail()}")
-        time.sleep(0.1)
-    return False
+        return False
+
+    return wait_for(check, what, progress=job_moves(job), stall=120, detail=job.log_tail)
 
 
 def visible_folders(adapters: Path) -> list[str]:
@@ -48,7 +56,7 @@ def test_cancel_publishes_nothing_and_resume_continues_from_the_checkpoint(tmp_p
     config = job_config(tmp_path)
     job = start_training(config)
     try:
-        assert wait_for(lambda: last_checkpoint(job.run_dir) is not None, 120, job), job.log_tail()
+        wait_job(job, lambda: last_checkpoint(job.run_dir) is not None, "the first checkpoint")
         assert job.status().state == "training"
         status = job.cancel(timeout=60)
     finally:
@@ -63,7 +71,8 @@ def test_cancel_publishes_nothing_and_resume_continues_from_the_checkpoint(tmp_p
     with pytest.raises(RunFolderError, match="--resume"):      # checkpoints are never dropped silently
         start_training(config)
     resumed = start_training(config, {"resume": True, "max_steps": step + 4})
-    final = resumed.wait(180)
+    wait_job(resumed, lambda: not resumed.running(), "the resumed run to end", while_running=False)
+    final = resumed.status()
     assert final.state == "succeeded", (final, resumed.log_tail())
     meta = json.loads((adapters / "job" / "meta.json").read_text())
     assert meta["resumed_from_step"] == step and meta["steps"] == step + 4
@@ -79,7 +88,7 @@ def test_cancel_while_loading_stops_at_once(tmp_path):
     status = job.cancel(timeout=60)                     # still importing: SIGTERM ends it as it is
     assert status.state == "cancelled", (status, job.log_tail())
     job = start_training(config)
-    assert wait_for(lambda: job.status().state == "loading", 120, job)
+    wait_job(job, lambda: job.status().state == "loading", "the job to be loading")
     started = time.monotonic()
     status = job.cancel(timeout=60)                     # our handler stops it before training starts
     assert status.state == "cancelled" and status.returncode == 3, (status, job.log_tail())

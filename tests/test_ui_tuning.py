@@ -4,7 +4,6 @@ greedy reply recorded with the adapter's provenance; bad lines by number; cancel
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +19,8 @@ from ui.owners import Owners
 from ui.page import Shared
 from ui.services import Services
 from ui.tuning import SAMPLE, TrainingSlot, TuningHandlers
+
+from tests.waiting import combined, cpu_seconds, file_size, wait_for
 
 TOKEN = "a" * 32
 OWNER = "anon:" + TOKEN
@@ -52,17 +53,22 @@ def tuning(shared):
     return TuningHandlers(shared, TrainingSlot())
 
 
-def finished(h: TuningHandlers, job: TrainingJob, key: str, timeout: float = 120) -> list:
+def job_moves(job: TrainingJob):
+    """Progress of a training subprocess: its log, its CPU time, its step."""
+    return combined(file_size(job.log_path), cpu_seconds(job.process.pid), lambda: job.status().step)
+
+
+def finished(h: TuningHandlers, job: TrainingJob, key: str, stall: float = 120) -> list:
     """Tick like the page's timer until the timer turns itself off; every tick's outputs."""
     ticks = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = h.tick(job, key, request())
-        ticks.append(out)
-        if out[4].active is False:
-            return ticks
-        time.sleep(0.25)
-    pytest.fail(f"training did not finish: {job.status()}\n{job.log_tail()}")
+
+    def timer_off() -> bool:
+        ticks.append(h.tick(job, key, request()))
+        return ticks[-1][4].active is False
+
+    wait_for(timer_off, "training to finish (the tab's timer to turn off)", progress=job_moves(job), stall=stall,
+             poll=0.25, detail=lambda: f"{job.status()}\n{job.log_tail()}")
+    return ticks
 
 
 def chat_reply(chat: ChatHandlers, session_id: str) -> dict:
@@ -205,10 +211,11 @@ def test_cancel_stops_the_run_and_one_run_at_a_time(shared, tuning):
     out = tuning.start(None, "lora", "long-run", 5000, False, request())
     job, key = out[0], out[1]
     try:
-        deadline = time.monotonic() + 120
-        while job.status().step < 2 and time.monotonic() < deadline:
+        def two_steps() -> bool:
             assert job.running(), job.log_tail()
-            time.sleep(0.2)
+            return job.status().step >= 2
+
+        wait_for(two_steps, "two training steps", progress=job_moves(job), stall=120, poll=0.2, detail=job.log_tail)
         with pytest.raises(gr.Error, match="already going"):          # another page, same app
             tuning.start(None, "lora", "second", 10, False, request(page="page-2"))
         assert tuning.tick(None, key, request())[0] is job            # a reloaded page finds its run
