@@ -73,29 +73,15 @@ class ChatEngine:
         if self.scheduler is not None:
             return stream
         stream.close()  # validated here; it never started, so the text comes from the GPU call below
-        return self._relay(self._gpu_pieces(list(messages), params, None if zerogpu.enabled() else cancel,
-                                            adapter), stream.stats)
-
-    @staticmethod
-    def _relay(items: Any, stats: Any) -> ChatStream:
-        """Text from the GPU call; its last item is the finished StreamStats, copied into `stats`."""
-        def pieces():
-            try:
-                for item in items:
-                    if isinstance(item, str):
-                        yield item
-                    else:
-                        vars(stats).update(vars(item))
-            finally:
-                items.close()
-        return ChatStream(pieces(), stats)
+        # A threading.Event cannot be pickled into the ZeroGPU worker: there, Stop ends the relay only.
+        return zerogpu.relay(self._gpu_pieces(list(messages), params, None if zerogpu.enabled() else cancel,
+                                              adapter), stream.stats)
 
     def _pieces(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None,
                 adapter: str | None):
         """Runs inside spaces.GPU on ZeroGPU (a forked worker: plain data in, text and stats out)."""
-        stream = self.adapters.gated(self.model, lambda: self.generator.stream(messages, params, cancel), adapter)
-        yield from stream
-        yield stream.stats
+        yield from zerogpu.text_then_stats(
+            self.adapters.gated(self.model, lambda: self.generator.stream(messages, params, cancel), adapter))
 
     def __post_init__(self) -> None:
         # Decorated once, before launch: ZeroGPU keeps one worker per decorated function and reports them at start.
@@ -145,8 +131,7 @@ class ChatEngine:
                                              path=batching or cfg.batching)
         report.reason = f"{report.reason}; serving: {why}"
         adapters = AdapterRegistry(cfg.adapters_dir, source.folder, source.model_id)
-        return cls(model, codec, report, generator, scheduler, context, adapters, zerogpu.GpuSeconds(
-            base=cfg.zerogpu_base_seconds, per_token=cfg.zerogpu_seconds_per_token, most=cfg.zerogpu_max_seconds))
+        return cls(model, codec, report, generator, scheduler, context, adapters, zerogpu.GpuSeconds.from_config(cfg))
 
     @classmethod
     def load(cls, cfg: EngineConfig, *, demo: bool = False) -> "ChatEngine":

@@ -97,8 +97,8 @@ class SessionsConfig:
 class SpaceConfig:
     storage_dir: str = option("/data", "Hugging Face Space: persistent storage folder; when it exists, sessions "
                               "and adapters are kept there (else they are lost on every restart).")
-    cpu_model: str = option("demo:smollm2", "Hugging Face Space without a GPU: the chat model loaded instead of "
-                            "engine.model (a 7B model is too slow on a CPU Space).")
+    cpu_model: str = option("HuggingFaceTB/SmolLM2-360M-Instruct", "Hugging Face Space without a GPU: the chat "
+                            "model loaded instead of engine.model (a 7B model is too slow on a CPU Space).")
     gpu_model: str = option("", "Hugging Face Space with a GPU (ZeroGPU or dedicated): the chat model; empty keeps "
                             "engine.model.")
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from engine import zerogpu
 from engine.config import EngineConfig
 from engine.loader import LoadReport, model_bytes
 from engine.memory import attempt
@@ -114,6 +115,9 @@ class SpeechToText:
         self.languages, self.max_new_tokens, self.batch_size, self.limits = tuple(languages), max_new_tokens, \
             batch_size, limits
         self._lock = threading.Lock()
+        # The model work runs inside spaces.GPU on ZeroGPU (engine/zerogpu.py), sized by the audio's length.
+        self._gpu_transcribe = zerogpu.on_gpu(self._transcribe, lambda pieces, *rest: zerogpu.GpuSeconds().audio(
+            sum(len(p) for p in pieces) / TARGET_RATE))
 
     @classmethod
     def from_source(cls, source: ModelSource, notice: str = "", **kwargs: Any) -> "SpeechToText":
@@ -160,7 +164,7 @@ class SpeechToText:
         with self._lock:
             if self.model is None:
                 raise SpeechError("the speech model was unloaded; try again")
-            done, failure = attempt(self._transcribe, pieces, lang, max_new_tokens or self.max_new_tokens)
+            done, failure = attempt(self._gpu_transcribe, pieces, lang, max_new_tokens or self.max_new_tokens)
         if failure is not None:
             raise SpeechError(f"ran out of memory while transcribing ({failure}); the model is still loaded: "
                               "try a shorter recording or again when other models are idle")
@@ -247,6 +251,8 @@ class Voice:
         self.max_chars, self.sentence_chars, self.pause_seconds = max_chars, sentence_chars, pause_seconds
         self._uroman: Any = None
         self._lock = threading.Lock()
+        # Each sentence is synthesized inside spaces.GPU on ZeroGPU (engine/zerogpu.py).
+        self._gpu_synthesize = zerogpu.on_gpu(self._synthesize, lambda text: zerogpu.GpuSeconds().text(len(text)))
 
     @classmethod
     def from_source(cls, source: ModelSource, language: str, notice: str = "", **kwargs: Any) -> "Voice":
@@ -315,7 +321,7 @@ class Voice:
             for sentence in split_sentences(text, self.sentence_chars):
                 prepared, did = self.romanize(sentence)
                 romanized |= did
-                wave, failure = attempt(self._synthesize, prepared)
+                wave, failure = attempt(self._gpu_synthesize, prepared)
                 if failure is not None:
                     raise SpeechError(f"ran out of memory while speaking ({failure}); the voice is still loaded: "
                                       "try a shorter text or again when other models are idle")

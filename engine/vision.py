@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from engine import zerogpu
 from engine.codec import TextCodec
 from engine.config import EngineConfig
 from engine.generation import ChatStream, GenerationParams, Generator, PromptTooLong
@@ -80,6 +81,10 @@ class VisionEngine:
         self.generator = Generator(model, self.codec, max_context=max_context, slots=slots)
         self._pixel_dtype = next((p.dtype for n, p in model.named_parameters()
                                   if "vision_tower" in n and p.is_floating_point()), torch.float32)
+        self.gpu_seconds = zerogpu.GpuSeconds()
+        # Decorated once: ZeroGPU keeps a worker per decorated function (engine/zerogpu.py).
+        self._gpu_pieces = zerogpu.stream_on_gpu(self._pieces, lambda image, question, params, *rest:
+                                                 self.gpu_seconds.tokens(params.max_new_tokens))
 
     @property
     def model_id(self) -> str:
@@ -98,7 +103,9 @@ class VisionEngine:
         report.notice = " ".join(filter(None, [notice, DEMO_NOTICE if source.demo else "", report.notice]))
         text_config = getattr(model.config, "text_config", model.config)
         context = min(cfg.max_context, getattr(text_config, "max_position_embeddings", cfg.max_context))
-        return cls(model, processor, report, max_context=context, **kwargs)
+        engine = cls(model, processor, report, max_context=context, **kwargs)
+        engine.gpu_seconds = zerogpu.GpuSeconds.from_config(cfg)
+        return engine
 
     @classmethod
     def load(cls, cfg: EngineConfig, *, demo: bool = False, budget_bytes: int | None = None,
@@ -198,7 +205,21 @@ class VisionEngine:
 
     def ask(self, image: CheckedImage | Any, question: str, params: GenerationParams,
             history: Sequence[dict] = (), cancel: threading.Event | None = None) -> ChatStream:
-        """Validate now (MediaError, PromptError raise here, before any text); generate while iterated."""
+        """Validate now (MediaError, PromptError raise here, before any text); generate while iterated,
+        inside spaces.GPU on ZeroGPU (engine/zerogpu.py), where a cancel event cannot follow."""
+        checked = self.check(image)
+        stream = self._stream(checked, question, params, history, cancel)
+        stream.close()  # validated here; it never started
+        return zerogpu.relay(self._gpu_pieces(checked, question, params, list(history),
+                                              None if zerogpu.enabled() else cancel), stream.stats)
+
+    def _pieces(self, image: CheckedImage, question: str, params: GenerationParams, history: list[dict],
+                cancel: threading.Event | None):
+        """Runs inside spaces.GPU on ZeroGPU (a forked worker: plain data in, text and stats out)."""
+        yield from zerogpu.text_then_stats(self._stream(image, question, params, history, cancel))
+
+    def _stream(self, image: CheckedImage | Any, question: str, params: GenerationParams,
+                history: Sequence[dict] = (), cancel: threading.Event | None = None) -> ChatStream:
         if self.generator is None:
             raise ModelLoadError("the image model was unloaded; try again")
         max_new = max(1, min(params.max_new_tokens, self.max_context - 16))

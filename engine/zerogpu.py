@@ -46,6 +46,12 @@ class GpuSeconds:
     per_char: float = 0.02      # text-to-speech
     most: int = 120
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> "GpuSeconds":
+        """From an EngineConfig's zerogpu_* keys."""
+        return cls(base=cfg.zerogpu_base_seconds, per_token=cfg.zerogpu_seconds_per_token,
+                   most=cfg.zerogpu_max_seconds)
+
     def clamp(self, seconds: float) -> int:
         return int(max(1, min(self.most, round(seconds))))
 
@@ -122,4 +128,28 @@ def stream_on_gpu(fn: Callable[..., Iterator[T]], seconds: Callable[..., int]) -
     return outside
 
 
-__all__ = ["FLAG", "GpuSeconds", "Raised", "enabled", "import_first", "on_gpu", "stream_on_gpu"]
+def text_then_stats(stream: Any) -> Iterator[Any]:
+    """Inside the GPU call: a ChatStream's text pieces, then its finished stats (they cannot be shared)."""
+    yield from stream
+    yield stream.stats
+
+
+def relay(items: Iterator[Any], stats: Any) -> Any:
+    """Outside: a ChatStream over `text_then_stats` items; the last item's values are copied into `stats`."""
+    from engine.generation import ChatStream
+
+    def pieces() -> Iterator[str]:
+        try:
+            for item in items:
+                if isinstance(item, str):
+                    yield item
+                else:
+                    vars(stats).update(vars(item))
+        finally:
+            items.close()
+
+    return ChatStream(pieces(), stats)
+
+
+__all__ = ["FLAG", "GpuSeconds", "Raised", "enabled", "import_first", "on_gpu", "relay", "stream_on_gpu",
+           "text_then_stats"]

@@ -134,6 +134,12 @@ def test_profile_only_on_a_space_and_picks_model_storage_and_missing_secrets(tmp
 
 # -- a simulated Space -----------------------------------------------------------------------------
 
+def shown_markdown(config: dict) -> str:
+    """The values of the page's Markdown components (i18n keys appear as their translation metadata);
+    not the i18n table, which lists every key whether it is shown or not."""
+    return "\n".join(str(c["props"].get("value")) for c in config["components"] if c.get("type") == "markdown")
+
+
 def space_server(tmp: Path, storage: Path | None, env: dict) -> AppServer:
     config = {"space": {"storage_dir": str(storage or tmp / "no-storage"), "cpu_model": "demo:tiny"},
               "engine": {"max_concurrent": 2}}
@@ -164,6 +170,9 @@ def test_space_with_storage_chat_image_voice_and_sessions_across_a_restart(tmp_p
             assert w.getnframes() > 0
         assert set(client.predict(handle_file(wav_path), "", api_name="/transcribe")) >= {"text", "no_speech"}
         assert [s["id"] for s in client.predict("", "", 50, api_name="/list_sessions")] == [sid]
+        login = httpx.post(server.url + "/login", data={"username": USER, "password": PASSWORD}, timeout=30)
+        page = shown_markdown(httpx.get(server.url + "/config", cookies=login.cookies, timeout=30).json())
+        assert "space.no_storage" not in page  # storage is there: no warning
     finally:
         server.stop()
     assert (storage / "sessions").is_dir()
@@ -182,8 +191,8 @@ def test_space_without_storage_says_chats_are_lost(tmp_path):
     try:
         login = httpx.post(server.url + "/login", data={"username": USER, "password": PASSWORD}, timeout=30)
         assert login.status_code == 200
-        page = httpx.get(server.url + "/config", cookies=login.cookies, timeout=30).text
-        assert "space.no_storage" in page
+        page = shown_markdown(httpx.get(server.url + "/config", cookies=login.cookies, timeout=30).json())
+        assert '"key": "space.no_storage"' in page
         assert "no persistent storage" in server.log()
     finally:
         server.stop()
@@ -210,8 +219,8 @@ def test_space_without_secrets_starts_locked_and_names_them(tmp_path):
         health = httpx.get(server.url + "/health", timeout=10)
         assert health.status_code == 503
         assert health.json()["missing_secrets"] == ["APP_USERS", "APP_API_KEY"]
-        config = httpx.get(server.url + "/config", timeout=10).text
-        assert "APP_USERS" in config and "APP_API_KEY" in config and "locked.intro" in config
+        page = shown_markdown(httpx.get(server.url + "/config", timeout=10).json())
+        assert "- `APP_USERS`\n- `APP_API_KEY`" in page and '"key": "locked.intro"' in page
         assert httpx.post(server.url + "/v1/chat/completions", json={}, timeout=10).status_code == 404
     finally:
         proc.terminate()
