@@ -158,6 +158,15 @@ def serve(app, host: str, port: int):
                                          timeout_graceful_shutdown=5))
 
 
+def serve_locked(space_id: str, missing: tuple[str, ...], host: str, port: int) -> int:
+    """A Space with a missing or malformed secret: a page naming it (ui/locked.py), not a crash loop."""
+    from ui.locked import build_locked_app
+
+    print(f"[server] http://{host}:{port} (locked until {', '.join(missing)} is set)", flush=True)
+    serve(build_locked_app(missing, space_id), host, port).run()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from engine import zerogpu
 
@@ -173,16 +182,19 @@ def main(argv: list[str] | None = None) -> int:
         if space is not None:
             print(f"[space] {space_profile.describe(space)}", flush=True)
         if space is not None and space.locked:  # a page naming the missing secrets, not a crash loop
-            from ui.locked import build_locked_app
-
-            print(f"[server] http://{host}:{port} (locked)", flush=True)
-            serve(build_locked_app(space.missing, space.space_id), host, port).run()
-            return 0
+            return serve_locked(space.space_id, space.missing, host, port)
         from ui.owners import load_users
 
         from api.auth import key_policy
 
-        users = load_users(cfg.server.auth_file)
+        try:
+            users = load_users(cfg.server.auth_file)
+        except ConfigError as exc:
+            if space is None:
+                raise
+            # The detail goes to the Space's logs (its owner) only: it may quote part of a password.
+            print(f"config error: {exc}", file=sys.stderr)
+            return serve_locked(space.space_id, (space_profile.USERS_SECRET,), host, port)
         check_share(cfg, users)
         policy = key_policy(cfg, host, login=bool(users))  # refuse a keyless public server before loading
     except ConfigError as exc:

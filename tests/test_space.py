@@ -198,8 +198,12 @@ def test_space_without_storage_says_chats_are_lost(tmp_path):
         server.stop()
 
 
-def test_space_without_secrets_starts_locked_and_names_them(tmp_path):
-    env = SPACE_ENV | {"APP_USERS": "", "APP_API_KEY": ""}
+@pytest.mark.parametrize("secrets, missing", [
+    ({"APP_USERS": "", "APP_API_KEY": ""}, ["APP_USERS", "APP_API_KEY"]),
+    ({"APP_USERS": "hana-forgot-the-colon"}, ["APP_USERS"]),
+], ids=["missing", "malformed"])
+def test_space_without_secrets_starts_locked_and_names_them(tmp_path, secrets, missing):
+    env = SPACE_ENV | secrets
     server = space_server(tmp_path, None, env)
     # not server.start(): the locked app answers /health with 503, so wait for its page instead
     port_env = os.environ | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"} | env
@@ -218,9 +222,11 @@ def test_space_without_secrets_starts_locked_and_names_them(tmp_path):
         wait_for(up, "the locked page", stall=120, poll=0.5)
         health = httpx.get(server.url + "/health", timeout=10)
         assert health.status_code == 503
-        assert health.json()["missing_secrets"] == ["APP_USERS", "APP_API_KEY"]
-        page = shown_markdown(httpx.get(server.url + "/config", timeout=10).json())
-        assert "- `APP_USERS`\n- `APP_API_KEY`" in page and '"key": "locked.intro"' in page
+        assert health.json()["missing_secrets"] == missing
+        config = httpx.get(server.url + "/config", timeout=10)
+        page = shown_markdown(config.json())
+        assert "\n".join(f"- `{name}`" for name in missing) in page and '"key": "locked.intro"' in page
+        assert "forgot-the-colon" not in config.text + health.text  # a secret's value is never shown
         assert httpx.post(server.url + "/v1/chat/completions", json={}, timeout=10).status_code == 404
     finally:
         proc.terminate()

@@ -55,7 +55,7 @@ EN: dict[str, str] = {
     "space.no_storage": "⚠️ **This Space has no persistent storage: chats are lost when it restarts.** "
                         "Turn on persistent storage in the Space settings to keep them.",
     "locked.title": "## 🔒 This Space is not set up yet",
-    "locked.intro": "The app stays locked until the Space owner adds these secrets "
+    "locked.intro": "The app stays locked until the Space owner adds (or corrects) these secrets "
                     "(Settings → Variables and secrets → New secret), then restarts the Space:",
     "locked.help": "`APP_USERS`: the logins, `user:password,user2:password2`. `APP_API_KEY`: a long random key "
                    "for the API (clients send `Authorization: Bearer <key>`).",
@@ -128,7 +128,7 @@ KO: dict[str, str] = {
     "space.no_storage": "⚠️ **이 Space에는 영구 저장소가 없어 다시 시작하면 대화가 사라집니다.** "
                         "대화를 남기려면 Space 설정에서 영구 저장소(persistent storage)를 켜세요.",
     "locked.title": "## 🔒 이 Space는 아직 설정되지 않았습니다",
-    "locked.intro": "Space 소유자가 아래 시크릿을 추가하고(Settings → Variables and secrets → New secret) "
+    "locked.intro": "Space 소유자가 아래 시크릿을 추가하거나 바로잡고(Settings → Variables and secrets → New secret) "
                     "Space를 다시 시작할 때까지 앱이 잠겨 있습니다:",
     "locked.help": "`APP_USERS`: 로그인 정보, `user:password,user2:password2`. `APP_API_KEY`: API용 긴 무작위 키 "
                    "(클라이언트는 `Authorization: Bearer <key>` 를 보냅니다).",
