@@ -97,8 +97,35 @@ def test_what_crosses_into_a_zerogpu_worker_pickles(plain_engine):
     assert isinstance(items[-1], type(plain_engine.stream(args[0], args[1]).stats))
     back = pickle.loads(pickle.dumps(items))
     assert back[:-1] == items[:-1] and vars(back[-1]) == vars(items[-1])
-    raised = pickle.loads(pickle.dumps(zerogpu.Raised(PromptTooLong("too long: 9000 tokens"))))
-    assert isinstance(raised.error, PromptTooLong) and str(raised.error) == "too long: 9000 tokens"
+    from engine.adapters import AdapterError
+    from engine.generation import GenerationError
+    from engine.loader import ModelLoadError
+    from engine.media import MediaError
+    from engine.speech import SpeechError
+
+    for cls in (PromptTooLong, AdapterError, GenerationError, ModelLoadError, MediaError, SpeechError):
+        raised = pickle.loads(pickle.dumps(zerogpu.Raised(cls("원인: 9000 tokens"))))
+        assert type(raised.error) is cls and str(raised.error) == "원인: 9000 tokens"
+
+
+def test_speech_asks_zerogpu_for_time_by_audio_and_text_length():
+    import numpy as np
+
+    from engine.speech import SpeechToText, Voice
+
+    stt, voice = SpeechToText(None, None, None), Voice(None, None, None, "ko")
+    assert stt._gpu_transcribe.seconds([np.zeros(16000 * 20), np.zeros(16000 * 10)], "ko", 100) == 25
+    assert voice._gpu_synthesize.seconds("가" * 500) == 20
+
+
+def test_engine_imports_no_gradio_off_zerogpu():
+    """engine/ must not import gradio (DESIGN.md); `spaces` imports it only in ZeroGPU mode."""
+    code = ("import sys; from engine import zerogpu; import engine.chat, engine.vision, engine.speech; "
+            "zerogpu.on_gpu(len, lambda x: 1); import spaces; print('gradio' in sys.modules)")
+    env = os.environ | {"PYTHONPATH": str(ROOT), "SPACES_ZERO_GPU": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 @pytest.mark.skipif(__import__("torch").version.cuda is not None, reason="only a CPU-only torch refuses")
