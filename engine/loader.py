@@ -7,7 +7,9 @@ stepping down to 8-bit/4-bit when RAM is short. Safetensors only, trust_remote_c
 """
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,39 @@ def plan_rungs(config: Any, plan: LoadPlan, *, cuda: bool) -> tuple[list[str], s
     return ladder[ladder.index(first):], why, estimates
 
 
+class _ConversionLog(logging.Handler):
+    """Keeps transformers' load report: an OOM while quantizing a tensor is only logged there, then re-raised
+    as a generic "issues during automatic conversion" RuntimeError."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines += record.getMessage().splitlines()
+
+
+@contextmanager
+def _conversion_oom_as_memory_error():
+    log = _ConversionLog()
+    logger = logging.getLogger("transformers")   # the load report is logged by transformers.modeling_utils
+    logger.addHandler(log)
+    try:
+        yield
+    except RuntimeError as exc:
+        oom = [line.strip() for line in log.lines if is_out_of_memory(RuntimeError(line))]
+        if "automatic conversion" in str(exc) and oom:
+            raise MemoryError(f"out of memory while converting weights: {oom[0][:200]}") from None
+        raise
+    finally:
+        logger.removeHandler(log)
+
+
+def _from_pretrained(model_cls: Any, folder: str, **kwargs: Any) -> Any:
+    with _conversion_oom_as_memory_error():
+        return model_cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False, **kwargs)
+
+
 def load_pretrained(model_cls: Any, folder: str | Path, model_id: str, plan: LoadPlan,
                     **extra: Any) -> tuple[Any, LoadReport]:
     """Load `model_cls` from `folder` down the ladder; return (model, LoadReport) or raise ModelLoadError."""
@@ -241,8 +276,7 @@ def load_pretrained(model_cls: Any, folder: str | Path, model_id: str, plan: Loa
         except ModelLoadError as exc:
             attempts.append(LoadAttempt(rung, f"skipped: {exc}", time.perf_counter() - t0))
             continue
-        model, failure = attempt(model_cls.from_pretrained, str(folder), use_safetensors=True,
-                                 trust_remote_code=False, **kwargs)
+        model, failure = attempt(_from_pretrained, model_cls, str(folder), **kwargs)
         if failure is not None:    # memory is back: the half-loaded model's frames were cleared, then collected
             attempts.append(LoadAttempt(rung, f"out of memory: {failure.reason}", time.perf_counter() - t0))
             failed_bytes = needed.get(rung)
