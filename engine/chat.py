@@ -34,7 +34,7 @@ def demo_notice(source: ModelSource) -> str:
 def load_plan(cfg: EngineConfig) -> LoadPlan:
     budget = int(cfg.max_gpu_memory * GiB) if cfg.max_gpu_memory is not None else None
     return LoadPlan(precision=cfg.precision, budget_bytes=budget, cpu_dtype=cfg.cpu_dtype,
-                    context_tokens=cfg.max_context, headroom=cfg.kv_headroom)
+                    context_tokens=cfg.max_context, headroom=cfg.kv_headroom, concurrent=cfg.max_concurrent)
 
 
 @dataclass
