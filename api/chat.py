@@ -205,7 +205,10 @@ def router(state: ApiState) -> APIRouter:
         pumps = [StreamPump(o.stream, event, o.cleanup) for o, event in opened]
         completion = Completion.new(opened[0][0].model or model)
         with_logprobs = features.logprobs is not None
-        headers = {"X-Demo-Model": "random weights: replies are noise"} if state.engine.report.demo else {}
+        report = state.engine.report
+        kind = ("random weights: replies are noise" if getattr(report, "random_weights", True)
+                else "small offline model, not the configured one")
+        headers = {"X-Demo-Model": kind} if report.demo else {}
         state.counters.add("chat_completions")
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -213,6 +213,16 @@ SAY_EN: dict[str, str] = {
     "compare_pick": "Choose an adapter first (Settings → Adapter) to compare it with the base model.",
     "adapters_none": "No adapters yet: train one in the Tuning tab.",
     "adapters_remote": "The chat model runs on a remote server: LoRA adapters cannot be used with it.",
+    "offline_banner": "ℹ️ **Small offline model (SmolLM2-135M-Instruct, real weights), not the configured model.** "
+                      "Its answers are short and often wrong. For the configured model, set engine.model in "
+                      "config.json to its hub id (with an internet connection), a local model folder or a .gguf "
+                      "file, and start the app without --demo.",
+    "media_random": "The image and speech models here are tiny demo models with random weights: their output is "
+                    "noise; configure real ones in config.json (engine.vision_model, engine.stt_model, ...).",
+    "prompt_path": "Prompt format: {path}",
+    "quality_title": "**Quality per precision** (perplexity on a fixed English text, lower is better; "
+                     "memory of the weights; measured by `make bench` on {model})",
+    "quality_none": "No quality figures for this model yet: `make bench` measures them.",
     "adapters_head": "| adapter | usable here | summary | created |",
     "adapters_yes": "✅ yes", "adapters_no": "❌ trained on another base",
     "tuning_check_head": "{name}: {good} good conversation(s), {bad} bad line(s).",
@@ -303,6 +313,15 @@ SAY_KO: dict[str, str] = {
                    "시작한 페이지에서 취소하세요.",
     "tuning_taken_hint": "“같은 이름의 어댑터(또는 이전 실행)를 덮어쓰기”를 켜거나 다른 이름을 쓰세요.",
     "tuning_nothing_to_cancel": "이 페이지에서 진행 중인 학습이 없습니다.",
+    "offline_banner": "ℹ️ **설정한 모델이 아니라 작은 오프라인 모델(SmolLM2-135M-Instruct, 실제 가중치)입니다.** "
+                      "답이 짧고 자주 틀립니다. 설정한 모델을 쓰려면 config.json의 engine.model에 허브 id(인터넷 연결 "
+                      "필요), 로컬 모델 폴더 또는 .gguf 파일을 넣고 --demo 없이 앱을 시작하세요.",
+    "media_random": "여기의 이미지·음성 모델은 무작위 가중치의 작은 데모 모델이라 결과가 의미 없습니다. "
+                    "config.json(engine.vision_model, engine.stt_model 등)에서 실제 모델을 설정하세요.",
+    "prompt_path": "프롬프트 형식: {path}",
+    "quality_title": "**정밀도별 품질** (고정된 영어 글의 perplexity, 낮을수록 좋음; 가중치 메모리; "
+                     "{model}에서 `make bench`로 측정)",
+    "quality_none": "이 모델의 품질 수치가 아직 없습니다: `make bench`가 측정합니다.",
 }
 
 LANGS = ("en", "ko")

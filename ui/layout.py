@@ -24,9 +24,13 @@ JS = (ASSETS / "page.js").read_text(encoding="utf-8")      # runs once when the 
 def banner_markdown(report: Any) -> str:
     """What the user must see about the loaded model: demo noise, fallback reason, no GPU (both languages)."""
     lines = [f"**Model / 모델:** `{report.model_id}` · **{report.rung}** on `{report.device}`"]
-    if report.demo:
+    if report.demo and getattr(report, "random_weights", True):
         lines.append("⚠️ **Demo model: random weights, replies are noise.** "
                      "데모 모델(무작위 가중치)이라 답변은 의미 없는 글자입니다.")
+    elif report.demo:
+        lines.append("ℹ️ **Small offline model (SmolLM2-135M-Instruct, real weights), not the configured one: "
+                     "short, often wrong answers.** 설정한 모델이 아닌 작은 오프라인 모델(실제 가중치)이라 답이 "
+                     "짧고 자주 틀립니다. Models tab / 모델 탭: how to load the configured model / 설정한 모델 불러오는 법.")
     if report.notice:
         lines.append(f"ℹ️ {report.notice}")
     return "\n\n".join(lines)

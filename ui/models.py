@@ -14,6 +14,8 @@ from engine.config import PRECISIONS, ConfigError, config_from_dict
 from ui.errors import Refusal, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
+from engine.codec import PATH_LABELS
+from engine.quality import read_quality, relative_costs
 
 PRIVATE = {"api_visibility": "private"}
 GiB = 1024 ** 3
@@ -30,9 +32,11 @@ def report_markdown(report: Any, lang: str) -> str:
     ko = lang == "ko"
     blocks = []
     if report.demo:
-        blocks.append(say(lang, "demo_banner"))
+        blocks.append(say(lang, "demo_banner" if getattr(report, "random_weights", True) else "offline_banner"))
+    path = getattr(report, "prompt_path", "")
     blocks.append("\n".join([
         f"**{'채팅 모델' if ko else 'Chat model'}:** `{report.model_id}`",
+    ] + ([f"- {say(lang, 'prompt_path', path=PATH_LABELS.get(path, path))}"] if path else []) + [
         f"- {'정밀도(rung)' if ko else 'Rung'}: **{report.rung}** · {'장치' if ko else 'device'} `{report.device}`",
         f"- {'이유' if ko else 'Why'}: {report.reason}",
         f"- {'메모리' if ko else 'Memory'}: GPU {_gib(report.gpu_bytes)}, CPU {_gib(report.cpu_bytes)} · "
@@ -42,7 +46,27 @@ def report_markdown(report: Any, lang: str) -> str:
         rows = ["| # | rung | " + ("결과" if ko else "outcome") + " | s |", "|---|---|---|---|"]
         rows += [f"| {i} | {a.rung} | {a.outcome} | {a.seconds:.1f} |" for i, a in enumerate(report.attempts, 1)]
         blocks.append("\n".join(rows))
+    if report.rung != "remote":
+        blocks.append(quality_markdown(report.model_id, lang))
     return "\n\n".join(blocks)
+
+
+QUALITY_FILE = Path(__file__).resolve().parents[1] / "docs" / "quality.json"
+
+
+def quality_markdown(model_id: str, lang: str, path: Path = QUALITY_FILE) -> str:
+    """The measured cost of each rung for this model (written by `make bench`): memory and perplexity."""
+    rows = read_quality(path, model_id)
+    if not rows:
+        return say(lang, "quality_none")
+    ko = lang == "ko"
+    head = ("| 정밀도 | 메모리 | perplexity | 요약 |" if ko else "| rung | memory | perplexity | in short |")
+    lines = [say(lang, "quality_title", model=f"`{model_id}`"), "", head, "|---|---|---|---|"]
+    for row, mem, ppl in relative_costs(rows):
+        short = (f"{mem:+.0f} % {'메모리' if ko else 'memory'}, {ppl:+.0f} % perplexity" if row is not rows[0]
+                 else ("기준" if ko else "reference"))
+        lines.append(f"| {row.rung} | {row.weight_bytes / 2**20:.0f} MiB | {row.perplexity:.2f} | {short} |")
+    return "\n".join(lines)
 
 
 def states_markdown(states: list[dict], lang: str, available: bool, budget: dict | None = None,
@@ -54,6 +78,7 @@ def states_markdown(states: list[dict], lang: str, available: bool, budget: dict
                    detail="no model manager in this install" if not ko else "이 설치에는 모델 관리자가 없습니다")
     head = ("| 모델 | 상태 | 메모리 | 불러온 횟수 | 정보 |" if ko else "| model | state | memory | loads | details |")
     lines = [head, "|---|---|---|---|---|"]
+    random_media = False
     for row in states:
         if row.get("loading"):
             state = "⏳ 불러오는 중" if ko else "⏳ loading"
@@ -65,8 +90,11 @@ def states_markdown(states: list[dict], lang: str, available: bool, budget: dict
         info = row.get("error") or str(row.get("report") or "").split(": ", 1)[0]
         if row.get("demo"):
             info = "⚠️ demo · " + info
+            random_media = random_media or row.get("name") != "chat"
         lines.append(f"| {row.get('name')} | {state} | {size} | {row.get('loads', 0)} | "
                      f"{str(info).replace('|', '/')[:300]} |")
+    if random_media:
+        lines += ["", say(lang, "media_random")]
     if budget:
         lines.append("")
         limit = _gib(budget["budget_bytes"]) if budget.get("budget_bytes") is not None else budget.get("mode")

@@ -1,0 +1,81 @@
+"""Quality per rung: perplexity on a fixed text (bench/data/quality.txt) at every precision this machine runs,
+beside weight memory and decode speed; rows also go to docs/quality.json, which the Models tab shows.
+
+Model: the offline SmolLM2-135M-Instruct (demo:smollm2) unless BENCH_QUALITY_MODELS names others
+(comma-separated engine.model values). CPU: float32, bfloat16, bitsandbytes 8-bit and 4-bit (nf4, double
+quant). GPU: fp16, 8-bit, 4-bit. Speed: plain `generate`, greedy, one stream, 32 new tokens.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = ROOT / "bench" / "data" / "quality.txt"
+TABLE = ROOT / "docs" / "quality.json"
+NEW_TOKENS = 32
+
+
+def rungs() -> list[tuple[str, str]]:
+    """(engine.precision, cpu_dtype) pairs, in ladder order: full precision first."""
+    if torch.cuda.is_available():
+        return [("fp16", "bfloat16"), ("8bit", "bfloat16"), ("4bit", "bfloat16")]
+    return [("fp16", "float32"), ("fp16", "bfloat16"), ("8bit", "bfloat16"), ("4bit", "bfloat16")]
+
+
+def speed(model, tokenizer) -> float:
+    ids = tokenizer("The three primary colours are", return_tensors="pt")["input_ids"].to(model.device)
+    with torch.inference_mode():
+        model.generate(ids, max_new_tokens=4, do_sample=False)   # warm-up
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
+    return NEW_TOKENS / (time.perf_counter() - t0)
+
+
+def measure(model_id: str) -> list:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.loader import LoadPlan, load_pretrained, model_bytes
+    from engine.quality import QualityRow, perplexity
+    from engine.sources import resolve_source
+
+    source = resolve_source(model_id)
+    tokenizer = AutoTokenizer.from_pretrained(str(source.folder))
+    text = TEXT.read_text(encoding="utf-8")
+    rows = []
+    for precision, dtype in rungs():
+        plan = LoadPlan(precision=precision, cpu_dtype=dtype, context_tokens=1024)
+        model, report = load_pretrained(AutoModelForCausalLM, source.folder, model_id, plan)
+        ppl, tokens = perplexity(model, tokenizer, text)
+        rows.append(QualityRow(report.rung, round(ppl, 3), sum(model_bytes(model)), round(speed(model, tokenizer), 1),
+                               tokens))
+        del model
+        gc.collect()
+    return rows
+
+
+def run() -> str:
+    from engine.quality import relative_costs, write_quality
+
+    models = [m.strip() for m in os.environ.get("BENCH_QUALITY_MODELS", "demo:smollm2").split(",") if m.strip()]
+    out = ["## Quality per rung (perplexity)", "",
+           f"Perplexity of each model on `{TEXT.relative_to(ROOT)}` ({len(TEXT.read_text().split())} words) at "
+           "every precision rung this machine runs (lower is better), beside the weights' memory and greedy "
+           f"decode speed (plain `generate`, one stream, {NEW_TOKENS} new tokens). Changes are against the "
+           "first (full-precision) row. The same rows go to `docs/quality.json`; the Models tab shows them for "
+           f"the loaded model. Load average when this ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+           "(speeds on a shared machine are noisy; perplexity and memory are not).", ""]
+    for model_id in models:
+        rows = measure(model_id)
+        write_quality(TABLE, model_id, rows, TEXT.name)
+        out += [f"`{model_id}` ({rows[0].tokens} tokens scored):", "",
+                "| rung | perplexity | vs first | weights | vs first | tokens/s |", "|---|---|---|---|---|---|"]
+        for row, mem, ppl in relative_costs(rows):
+            out.append(f"| {row.rung} | {row.perplexity:.2f} | {ppl:+.0f} % | {row.weight_bytes / 2**20:.0f} MiB | "
+                       f"{mem:+.0f} % | {row.tokens_per_second:.1f} |")
+        out.append("")
+    return "\n".join(out)
