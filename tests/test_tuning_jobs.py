@@ -15,7 +15,7 @@ from tuning.data import DatasetError
 from tuning.jobs import start_training
 from tuning.runs import RunFolderError, last_checkpoint
 
-from tests.waiting import combined, cpu_seconds, file_size, wait_for
+from tests.waiting import combined, file_size, process_work, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def job_config(tmp: Path, **changes) -> dict:
 
 def job_moves(job):
     """Progress of a training subprocess: its log, its CPU time, its step."""
-    return combined(file_size(job.log_path), cpu_seconds(job.process.pid), lambda: job.status().step)
+    return combined(file_size(job.log_path), process_work(job.process.pid), lambda: job.status().step)
 
 
 def wait_job(job, predicate, what: str, *, while_running: bool = True):

@@ -20,7 +20,7 @@ from ui.page import Shared
 from ui.services import Services
 from ui.tuning import SAMPLE, TrainingSlot, TuningHandlers
 
-from tests.waiting import combined, cpu_seconds, file_size, wait_for
+from tests.waiting import combined, file_size, process_work, wait_for
 
 TOKEN = "a" * 32
 OWNER = "anon:" + TOKEN
@@ -55,7 +55,7 @@ def tuning(shared):
 
 def job_moves(job: TrainingJob):
     """Progress of a training subprocess: its log, its CPU time, its step."""
-    return combined(file_size(job.log_path), cpu_seconds(job.process.pid), lambda: job.status().step)
+    return combined(file_size(job.log_path), process_work(job.process.pid), lambda: job.status().step)
 
 
 def finished(h: TuningHandlers, job: TrainingJob, key: str, stall: float = 120) -> list:

@@ -60,29 +60,31 @@ def file_size(path: str | Path) -> Callable[[], int]:
     return size
 
 
-def cpu_seconds(pid: int, step: float = 0.5) -> Callable[[], int]:
-    """Progress probe: CPU time a process and its children used, in `step`-second units.
+def process_work(pid: int, cpu_step: float = 0.05) -> Callable[[], tuple[int, int]]:
+    """Progress probe: (CPU time in `cpu_step` units, bytes read and written) of a process and its children.
 
-    A process that computes (loads a model, generates) moves this even on a crowded machine; one that is
-    blocked or idle barely does, so the step filters out an idle event loop's trickle.
+    A process that computes or reads (imports, loads a model, generates) moves this even on a crowded
+    machine, where it may get a twentieth of a core; a blocked or stopped one does not move at all.
     """
     import psutil
 
-    def used() -> int:
+    def work() -> tuple[int, int]:
         try:
-            proc = psutil.Process(pid)
-            t = proc.cpu_times()
-            total = t.user + t.system + t.children_user + t.children_system
-            for child in proc.children(recursive=True):
-                try:
-                    c = child.cpu_times()
-                    total += c.user + c.system
-                except psutil.Error:
-                    pass
-            return int(total / step)
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
         except psutil.Error:
-            return -1
-    return used
+            return (-1, -1)
+        cpu = io = 0.0
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+                cpu += t.user + t.system
+                c = proc.io_counters()
+                io += c.read_chars + c.write_chars
+            except psutil.Error:
+                pass
+        return int(cpu / cpu_step), int(io)
+    return work
 
 
 def combined(*probes: Callable[[], object]) -> Callable[[], tuple]:
