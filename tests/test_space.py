@@ -259,3 +259,21 @@ def test_space_without_secrets_starts_locked_and_names_them(tmp_path, secrets, m
         proc.terminate()
         proc.wait(20)
         log.close()
+
+
+def test_zerogpu_start_up_runs_the_hook_spaces_puts_on_launch():
+    """app.py mounts Gradio and never calls launch, so it runs the task `spaces` hooks onto gr.Blocks.launch
+    (spaces.zero.gradio.one_launch, the real one) by hand: once, with its arguments, launch restored."""
+    import gradio as gr
+    from spaces.zero import gradio as zero_gradio
+
+    import app
+
+    original, calls = gr.Blocks.launch, []
+    try:
+        zero_gradio.one_launch(lambda *a, **k: calls.append((a, k)), "pack", report=True)
+        assert gr.Blocks.launch is not original
+        app.start_zerogpu()
+        assert calls == [(("pack",), {"report": True})] and gr.Blocks.launch is original
+    finally:
+        gr.Blocks.launch = original
