@@ -101,7 +101,7 @@ def test_voice_speech_is_transcribed_answered_and_played(server, new_context, sp
     pages.wait_js(page, "() => !!document.querySelector('#voice-output [data-testid=download-link]')",
                   "the spoken reply's audio", watch="#voice-output", stall=120)
     page.wait_for_function("() => { const t = document.querySelector('#voice-output #time'); "
-                           "return t && t.textContent.trim() !== '0:00'; }", timeout=30_000)
+                           "return t && t.textContent.trim() !== '0:00'; }")
     href = page.get_attribute("#voice-output [data-testid=download-link]", "href")
     wav = httpx.get(href, timeout=30).content
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and len(wav) > 10_000

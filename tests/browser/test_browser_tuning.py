@@ -31,7 +31,7 @@ def test_a_dataset_over_the_upload_limit_is_refused(server, new_context, tmp_pat
     page = pages.open_app(new_context(), server.url)
     pages.click_tab(page, "Tuning")
     page.set_input_files("#tuning-file input[type=file]", str(big))
-    page.get_by_text("exceed the maximum allowed size").first.wait_for(timeout=10_000)
+    page.get_by_text("exceed the maximum allowed size").first.wait_for()
     assert page.input_value("#tuning-check textarea") == ""      # nothing was read
 
 
@@ -59,8 +59,7 @@ def test_train_on_the_sample_then_chat_with_the_adapter(server, new_context):
     assert any(w in s for s in seen[:-1] for w in ("Starting", "Loading", "Training")), seen  # it progressed live
     assert "0 bad line(s)" in page.input_value("#tuning-check textarea")
     # the loss plot drew its lines (train and eval)
-    page.wait_for_function("() => document.querySelectorAll('#tuning-plot svg .mark-line path').length >= 2",
-                           timeout=10_000)
+    page.wait_for_function("() => document.querySelectorAll('#tuning-plot svg .mark-line path').length >= 2")
     assert page.locator("#tuning-cancel button, button#tuning-cancel").first.is_disabled()
     pages.screenshot(page, "tuning.png", full_page=True)
 
@@ -68,7 +67,7 @@ def test_train_on_the_sample_then_chat_with_the_adapter(server, new_context):
     pages.open_settings(page)
     page.click("#chat-adapter input")
     option = page.get_by_role("option", name=re.compile(re.escape(NAME)))
-    option.wait_for(timeout=10_000)                                   # the list was read again on opening
+    option.wait_for()                                                 # the list was read again on opening
     option.click()
     wait_for(lambda: NAME in page.input_value("#chat-adapter input"), "the adapter to be the chat's choice",
              stall=30)
