@@ -16,7 +16,7 @@ class IncrementalDecoder:
     """
 
     CONTEXT = 4    # ids kept before the unsent text when the window moves on
-    SPAN = 32      # the window moves on once it holds this many ids and nothing is held back
+    SPAN = 16      # the window moves on once it holds this many ids and nothing is held back
 
     def __init__(self, decode: Callable[[list[int]], str]):
         self._decode = decode
