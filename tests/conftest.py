@@ -99,9 +99,10 @@ class AppServer:
             self._log.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """A demo app server shared by the tests of one module."""
+    """One default demo app server for the whole run (each start costs seconds of CPU): for tests that need no
+    config of their own and leave no state others could see (sessions under random owners, no adapters)."""
     server = AppServer(tmp_path_factory.mktemp("app")).start()
     yield server
     server.stop()

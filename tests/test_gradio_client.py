@@ -4,21 +4,13 @@ import wave
 
 import pytest
 
-from tests.conftest import AppServer
-
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("gradio-client")).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server):
+def client(app_server):
+    """On the run's shared default demo server (conftest.app_server): every test here uses its own owner."""
     from gradio_client import Client
 
-    return Client(server.url, verbose=False)
+    return Client(app_server.url, verbose=False)
 
 
 def test_chat_streams_the_growing_reply(client):
