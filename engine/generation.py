@@ -136,7 +136,7 @@ class _MemoCodec:
         return self._memo[text]
 
 
-def _tool_reply(pieces: Iterator[str], stats: StreamStats, forced: bool, tool_calls_id: int) -> Iterator[str]:
+def _tool_reply(pieces: Iterator[str], stats: StreamStats, forced: bool, tool_calls_id: int | None) -> Iterator[str]:
     """Text as usual, unless the reply starts with [TOOL_CALLS]: then it is held and parsed into
     stats.tool_calls (given out as text after all if it is not a list of calls)."""
     calling, held = forced, []
@@ -258,7 +258,8 @@ class Generator:
             params = replace(params, constraint=spec.calls_constraint())
         stats = StreamStats()
         pieces = self._run(self._text_inputs(prompt), len(prompt), params, cancel, stats, None)
-        return ChatStream(_tool_reply(pieces, stats, spec.forced, self.tool_prompt.tool_calls_id), stats)
+        calls_id = self.tool_prompt.tool_calls_id if spec.choice != "none" else None  # "none": never a call
+        return ChatStream(_tool_reply(pieces, stats, spec.forced, calls_id), stats)
 
     def stream_inputs(self, model_inputs: dict, prompt_tokens: int, params: GenerationParams,
                       cancel: threading.Event | None = None) -> ChatStream:
