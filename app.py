@@ -14,6 +14,13 @@ from dataclasses import replace
 
 from engine.config import AppConfig, ConfigError, load_config
 
+
+def phase(text: str) -> None:
+    """A start or stop step on the terminal, with the seconds since the process began: a start that talks."""
+    import psutil
+
+    print(f"[{time.time() - psutil.Process().create_time():5.1f} s] {text}", flush=True)
+
 PUBLIC_SHARE_FLAG = "--public-share-i-understand"
 
 
@@ -100,6 +107,7 @@ def build_manager(cfg: AppConfig, engine, *, demo: bool):
 def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, users: list | None = None,
               host: str | None = None, notices: tuple = ()):
     """Everything the server serves: the engine, the session store, the Gradio UI and the HTTP API."""
+    phase("importing torch, transformers and gradio…")
     import gradio as gr
 
     from api import build_api
@@ -107,10 +115,12 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     from engine.chat import ChatEngine
     from sessions import SessionStore
     from ui import CSS, JS, build_ui, make_i18n
+    from ui.quiet import quiet_queue
     from ui.owners import Owners, browser_secret
     from ui.services import Services
 
     policy = key_policy(cfg, host, login=bool(users))  # before the model: a refusal costs no load
+    phase(f"loading the chat model ({'demo' if demo else cfg.engine.model})…")
     engine = ChatEngine.load(cfg.engine, demo=demo)
     print(f"[model] {engine.report.summary()}", flush=True)
     if engine.report.notice:
@@ -120,8 +130,10 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     manager = build_manager(cfg, engine, demo=demo)
     # Settings and training change this machine: beyond loopback (LAN, share, Space) they need a login.
     services = Services(cfg, engine, store, manager, config_path=config_path, public=policy.settings_locked)
+    phase("building the page…")
     blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path), notices=notices)
     blocks.queue(default_concurrency_limit=cfg.engine.max_concurrent, max_size=cfg.server.queue_size)
+    quiet_queue(blocks)  # no 1 ms polling while idle (ui/quiet.py)
     api = build_api(cfg, engine, host=host, manager=manager, policy=policy)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
                               auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS, js=JS,
@@ -151,11 +163,23 @@ def open_share_link(server, host: str, port: int, timeout: float = 60.0) -> None
 
 
 def serve(app, host: str, port: int):
-    # Open streams (SSE heartbeats) would hold a shutdown for long; 5 s is enough to finish a write.
     import uvicorn
 
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                         timeout_graceful_shutdown=5))
+    class Server(uvicorn.Server):
+        """uvicorn's server, saying when it is ready and when Ctrl+C arrived."""
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                phase(f"ready at http://{host}:{port}")
+
+        def handle_exit(self, sig, frame) -> None:
+            if not self.should_exit:
+                phase("stopping (Ctrl+C)…" if sig == 2 else "stopping…")
+            super().handle_exit(sig, frame)
+
+    # Open streams (SSE heartbeats) would hold a shutdown; Ctrl+C must be done in a few seconds.
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=1))
 
 
 def serve_locked(space_id: str, missing: tuple[str, ...], host: str, port: int) -> int:
@@ -174,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     import space_profile
 
     args = parse_args(argv)
+    phase("starting…")
     try:
         cfg = read_config(args)
         host, port = server_address(args, cfg)
@@ -224,10 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[server] http://{host}:{port}", flush=True)
     try:
         server.run()
+    except KeyboardInterrupt:   # uvicorn re-raises the Ctrl+C it handled: already stopped, no traceback
+        pass
     finally:
-        app.state.services.engine.close()
+        phase("closing the model…")
+        # The batching thread may take seconds to notice; the process ends right after, so wait a moment only.
+        closer = threading.Thread(target=app.state.services.engine.close, daemon=True, name="close-engine")
+        closer.start()
+        closer.join(1.0)
+        phase("stopped")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything of ours is closed and saved by now; the interpreter's own teardown of a process holding
+    # models takes seconds more (measured 3 s of a 5 s Ctrl+C), so run the exit hooks and leave.
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -71,17 +71,39 @@ def _from_gguf(file: Path, model_id: str) -> Path:
         raise SourceError(f"engine.model: {exc}") from None
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """One quick look (HF_HUB_OFFLINE, then one HTTPS request to HF_ENDPOINT): without it, an unreachable hub
+    costs a minute of silent retries at start and on every "Estimate GPU memory" click."""
+    import os
+
+    import httpx
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no"):
+        return False
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    try:
+        httpx.head(endpoint + "/api/models", timeout=timeout)    # any answer at all: the hub is there
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 def _download(repo_id: str) -> Path:
     from huggingface_hub import errors, snapshot_download
 
+    online = hub_reachable()
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=WEIGHT_PATTERNS))
+        folder = Path(snapshot_download(repo_id, allow_patterns=WEIGHT_PATTERNS, local_files_only=not online))
     except errors.GatedRepoError:
         raise SourceError(f"{repo_id} is gated: accept its licence on the Hugging Face hub, then set HF_TOKEN "
                           "(or run `hf auth login`) and restart") from None
     except errors.RepositoryNotFoundError:
         raise SourceError(f"{repo_id} was not found on the Hugging Face hub (or is private: set HF_TOKEN)") from None
     except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, OSError) as exc:
+        if not online:
+            raise SourceError(f"{repo_id} is not in the local cache and the Hugging Face hub cannot be reached from "
+                              "this machine: set engine.model in config.json to a local folder with the model, or "
+                              "connect and restart") from None
         raise SourceError(f"{repo_id} could not be downloaded and is not in the local cache ({type(exc).__name__}): "
                           "set engine.model in config.json to a local folder with the model, or connect and retry") from None
     check_folder(folder, repo_id)

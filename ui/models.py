@@ -140,8 +140,10 @@ def read_model_config(model: str) -> Any:
     try:
         return AutoConfig.from_pretrained(model, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError):
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-            raise
+        from engine.sources import hub_reachable
+
+        if not hub_reachable():     # decided at once: no minute of retries per click
+            raise OSError(f"{model} is not in the local cache and the Hugging Face hub cannot be reached") from None
         return AutoConfig.from_pretrained(model, trust_remote_code=False)
 
 

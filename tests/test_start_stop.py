@@ -1,0 +1,51 @@
+"""A start that talks and a stop that is quick: phases on the terminal, an unreachable hub decided at once
+(start and "Estimate GPU memory"), Ctrl+C (SIGINT) done in a few seconds without a traceback."""
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import pytest
+
+from engine.sources import SourceError, resolve_source
+from tests.conftest import AppServer
+
+# An endpoint that gives no hub answer (no DNS / TLS to it), as on a machine without internet.
+NO_HUB = "https://10.255.255.1"
+NOT_CACHED = "nobody-here/not-a-cached-model-7b"
+
+
+def test_an_unreachable_hub_is_decided_at_once(monkeypatch):
+    from ui.models import read_model_config
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", NO_HUB)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="cannot be reached"):
+        read_model_config(NOT_CACHED)            # the Models tab's "Estimate GPU memory"
+    with pytest.raises(SourceError, match="cannot be reached") as refused:
+        resolve_source(NOT_CACHED)               # the start
+    took = time.monotonic() - started
+    assert took < 6, f"{took:.1f} s: the hub was retried"
+    assert "Error" not in str(refused.value)     # one sentence, no exception class names
+
+
+def test_start_says_its_phases_and_ctrl_c_stops_cleanly(tmp_path):
+    server = AppServer(tmp_path, env={"HF_HUB_OFFLINE": "1"}).start()
+    try:
+        time.sleep(1.0)
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        server.proc.wait(30)
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    log = server.log()
+    phases = re.findall(r"^\[\s*[\d.]+ s\] (.*)$", log, flags=re.M)
+    assert any(p.startswith("loading the chat model") for p in phases), log
+    assert any(p.startswith("ready at http://127.0.0.1:") for p in phases), log
+    assert phases[-3:] == ["stopping (Ctrl+C)…", "closing the model…", "stopped"], log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+    assert server.proc.returncode == 0
+    assert took <= 3.0, f"Ctrl+C took {took:.1f} s"
