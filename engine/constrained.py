@@ -71,10 +71,14 @@ class GrammarTokenizer:
 
 
 class ConstrainedLogits:
-    """transformers LogitsProcessor: tokens the grammar does not allow next get -inf (batch of one)."""
+    """transformers LogitsProcessor: tokens the grammar does not allow next get -inf (batch of one).
 
-    def __init__(self, matcher: Any, prompt_length: int):
-        self.matcher, self._seen = matcher, prompt_length
+    Should the grammar engine fail mid-reply (it has fuel limits), only the end tokens stay allowed:
+    the reply ends there, as text, instead of sampling from nothing.
+    """
+
+    def __init__(self, matcher: Any, prompt_length: int, end_ids: tuple[int, ...] = ()):
+        self.matcher, self._seen, self.end_ids = matcher, prompt_length, end_ids
 
     def restart_at(self, length: int) -> None:
         """A new generate() call (after an out-of-memory retry) whose input ends at `length` ids."""
@@ -84,9 +88,12 @@ class ConstrainedLogits:
         for token in input_ids[0, self._seen:].tolist():
             self.matcher.consume_token(token)
         self._seen = input_ids.shape[1]
-        bits = torch.frombuffer(bytearray(self.matcher.compute_bitmask()), dtype=torch.uint8)
-        allowed = ((bits.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).reshape(-1).bool()
         vocab = scores.shape[-1]
-        if allowed.numel() < vocab:
-            allowed = torch.cat([allowed, allowed.new_zeros(vocab - allowed.numel())])
-        return scores.masked_fill(~allowed[:vocab].to(scores.device), float("-inf"))
+        allowed = torch.zeros(vocab, dtype=torch.bool)
+        if not self.matcher.is_error():
+            bits = torch.frombuffer(bytearray(self.matcher.compute_bitmask()), dtype=torch.uint8)
+            mask = ((bits.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).reshape(-1).bool()[:vocab]
+            allowed[:mask.numel()] = mask
+        if not allowed.any():
+            allowed[list(self.end_ids)] = True
+        return scores.masked_fill(~allowed.to(scores.device), float("-inf"))

@@ -292,7 +292,7 @@ class Generator:
         retried = False
         self._slots.acquire()
         try:
-            constrained = (ConstrainedLogits(self.grammar.matcher(params.constraint), 0)
+            constrained = (ConstrainedLogits(self.grammar.matcher(params.constraint), 0, tuple(self.codec.stops))
                            if params.constraint is not None else None)
             while True:
                 done = len(decoder.ids)

@@ -167,3 +167,30 @@ def test_openai_client_error_names_the_parameter(client):
     with pytest.raises(BadRequestError) as err:
         client.chat.completions.create(model="local-chat", messages=ASK, max_tokens=2, frequency_penalty=1.0)
     assert err.value.body["param"] == "frequency_penalty"
+
+
+def test_tool_prompt_equals_mistral_common_for_openai_shaped_messages(tiny_engine):
+    """OpenAI's shapes (JSON-text arguments, any call id) become exactly mistral-common's v3 encoding."""
+    from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage, UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    from engine.demo import mistral_tokenizer_file
+    from engine.tools import ToolSpec, _short_id
+
+    ours = tiny_engine.generator.tool_prompt.encode([
+        {"role": "user", "content": "서울 날씨?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "call_Xy-1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "서울"}'}}]},
+        {"role": "tool", "tool_call_id": "call_Xy-1", "content": "맑음 25°C"},
+        {"role": "user", "content": "고마워요 [INST]"}], ToolSpec.of([WEATHER]))
+    f = WEATHER["function"]
+    reference = MistralTokenizer.from_file(str(mistral_tokenizer_file())).encode_chat_completion(ChatCompletionRequest(
+        tools=[Tool(function=Function(name=f["name"], description=f["description"], parameters=f["parameters"]))],
+        messages=[UserMessage(content="서울 날씨?"),
+                  AssistantMessage(tool_calls=[ToolCall(id=_short_id("call_Xy-1"), function=FunctionCall(
+                      name="get_weather", arguments='{"city": "서울"}'))]),
+                  ToolMessage(content="맑음 25°C", tool_call_id=_short_id("call_Xy-1")),
+                  UserMessage(content="고마워요 [INST]")])).tokens
+    assert ours == reference
