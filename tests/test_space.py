@@ -23,7 +23,7 @@ import pytest
 from engine import zerogpu
 from engine.config import AppConfig, SpaceConfig
 from tests.conftest import ROOT, AppServer
-from tests.waiting import wait_for
+from tests.waiting import combined, file_size, process_work, wait_for
 
 USER, PASSWORD, KEY = "hana", "pw-한글-1234", "space-test-key-0123456789"
 SPACE_ENV = {"SPACE_ID": "someone/local-mistral-chat", "GRADIO_SERVER_NAME": "0.0.0.0",
@@ -246,7 +246,8 @@ def test_space_without_secrets_starts_locked_and_names_them(tmp_path, secrets, m
             except httpx.HTTPError:
                 return False
 
-        wait_for(up, "the locked page", stall=120, poll=0.5)
+        wait_for(up, "the locked page", progress=combined(file_size(server.log_path), process_work(proc.pid)),
+                 stall=120, poll=0.5, detail=server.log)
         health = httpx.get(server.url + "/health", timeout=10)
         assert health.status_code == 503
         assert health.json()["missing_secrets"] == missing
