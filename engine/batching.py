@@ -238,7 +238,34 @@ def choose_path(model: Any, requested: str | None = None) -> tuple[str, str]:
 
 def _stop_manager(manager: Any) -> None:
     if manager.is_running():
+        # Ask first, then wake the thread (it may be asleep on _IdleWake with no timeout), then wait for it.
+        status = manager.background_thread_status
+        status.request_stop(status.HARD_STOP, manager.distributed_helper.global_rank)
+        manager._wake_up_loop.set()
         manager.stop(block=True, timeout=10, hard_stop=True)
+
+
+class _IdleWake(threading.Event):
+    """transformers' batching thread waits on `_wake_up_loop` with a 0.1 s timeout whenever it has nothing
+    to step: ten wake-ups a second with no client. While nothing is queued, pending, cancelling or stopping,
+    this waits until set instead; add_request, cancel_request, pause and _stop_manager all set it."""
+
+    def __init__(self, manager: Any):
+        super().__init__()
+        self._manager = weakref.ref(manager)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        manager = self._manager()
+        if timeout is not None and manager is not None and _nothing_to_do(manager):
+            timeout = None
+        return super().wait(timeout)
+
+
+def _nothing_to_do(manager: Any) -> bool:
+    """Called from the batching thread itself, between steps."""
+    processor, status = manager.batch_processor, manager.background_thread_status
+    return (processor is not None and manager.input_queue.empty() and manager.cancel_queue.empty()
+            and not processor.has_pending_requests() and status.local_status == status.DONT_STOP)
 
 
 def _is_oom_text(error: str) -> bool:
@@ -276,6 +303,7 @@ class ContinuousBatcher:
             auto_switch_to_flash=False,          # keep the model usable by plain generate (fallback, vision)
             allow_block_sharing=False, max_memory_percent=0.9, cpu_offload_space=0.0)
         self._manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
+        self._manager._wake_up_loop = _IdleWake(self._manager)  # idle means idle: no 10 Hz polling
         self._start_lock = threading.Lock()
         self._ensure_running()
         # transformers' batching thread is not a daemon: stop it when this batcher is collected, and at exit
