@@ -118,8 +118,11 @@ class MistralToolPrompt:
 
         from engine.prompt import PromptError
 
+        if getattr(self.codec, "path", "mistral") != "mistral":
+            raise ToolsUnsupported("tool calling is implemented in Mistral's format; this model builds its prompts "
+                                   "with a chat template, whose tool calls this server does not read yet")
         if not self.supported:
-            raise ToolsUnsupported("this model has no tool-call format (Mistral's [TOOL_CALLS] control tokens)")
+            raise ToolsUnsupported("this Mistral tokenizer has no [TOOL_CALLS]/[AVAILABLE_TOOLS] control tokens")
         tools = [{"type": "function", "function": f} for f in spec.functions()] if spec.choice != "none" else None
         try:
             request = ChatCompletionRequest(messages=[_reference_message(m) for m in messages], tools=tools)
