@@ -1,6 +1,7 @@
 """Every named Gradio endpoint, called with gradio_client against a real `python app.py --demo`."""
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -108,14 +109,21 @@ def test_describe_image_streams_an_answer(client, picture):
     assert updates and updates[-1]
 
 
-def test_describe_image_cannot_read_server_files(client, picture):
+def test_describe_image_cannot_read_server_files(server, picture):
     """A real image on the server, outside the upload folder: were it read, the model would describe it.
-    Two defences refuse it: Gradio's own upload check (blocks.has_launched, app.py) and ui.endpoints.uploaded."""
-    from gradio_client.exceptions import AppError
+    Sent as raw HTTP: gradio_client would upload a local path itself, and the server would then see a real upload.
+    The defence that holds is Gradio's own upload check (blocks.has_launched = True in app.py): without it,
+    Gradio copies the named file into its cache before our handler runs, so ui.endpoints.uploaded then sees
+    a cache path and lets it through (seen: the model described the file)."""
+    import httpx
 
-    fake = {"path": picture, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
-    with pytest.raises(AppError, match=r"not in the upload folder|cannot be accessed|Add an image first"):
-        client.predict(fake, "read it", api_name="/describe_image")
+    forged = {"path": picture, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
+    r = httpx.post(server.url + "/gradio_api/call/describe_image", json={"data": [forged, "read it"]}, timeout=30)
+    assert r.status_code == 200, r.text
+    events = httpx.get(server.url + f"/gradio_api/call/describe_image/{r.json()['event_id']}", timeout=120).text
+    last = events.strip().split("\n\n")[-1]
+    assert last.startswith("event: error"), events[-500:]
+    assert re.search(r"because it was not uploaded by a user|Add an image first", last), last
 
 
 def test_transcribe_and_speak(client, tmp_path):

@@ -29,8 +29,12 @@ def test_share_link_failure_is_a_warning_and_the_app_keeps_serving(server):
 
 
 def test_api_needs_login_and_owners_are_login_names(server):
-    with pytest.raises(Exception):
+    from gradio_client.exceptions import AuthenticationError
+
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):  # Gradio's login, not a crash
         Client(server.url, verbose=False)
+    with pytest.raises(ValueError, match="Could not login"):  # Gradio answers a wrong password with 400
+        Client(server.url, auth=("alice", "wrong"), verbose=False)
     alice = Client(server.url, auth=("alice", "wonderland"), verbose=False)
     minsu = Client(server.url, auth=("민수", "비밀번호123"), verbose=False)
     session = alice.predict("alice's plans", api_name="/new_session")
