@@ -13,7 +13,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "tuning" / "configs"
 def test_shipped_configs_are_valid(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.method == ("qlora" if "qlora" in name else "lora")
-    assert cfg.base_model == ("demo:tiny" if name.startswith("demo") else "mistralai/Mistral-7B-Instruct-v0.3")
+    assert cfg.base_model == ("demo:smollm2" if name.startswith("demo") else "mistralai/Mistral-7B-Instruct-v0.3")
     if cfg.method == "qlora":
         assert cfg.gradient_checkpointing
 

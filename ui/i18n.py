@@ -75,8 +75,9 @@ EN: dict[str, str] = {
     "tuning.intro": "### Fine-tune with LoRA / QLoRA\nTrain an adapter on your own conversations (JSONL, one "
                     "`{\"messages\": [...]}` per line, ending with the assistant reply). Training runs in a separate "
                     "process: chatting keeps working. When it is done, pick the adapter in Chat → Settings → Adapter.",
-    "tuning.demo_note": "Demo model loaded: training uses the demo configs (tiny random model, CPU, seconds). The loss "
-                        "goes down, but replies stay noise.",
+    "tuning.demo_note": "Demo model loaded: training uses the demo configs (CPU). On the small offline model "
+                        "(SmolLM2-135M-Instruct) the loss falls and the adapter really changes replies; on the tiny "
+                        "random model (tests) replies stay noise.",
     "tuning.remote_note": "⚠️ The chat model runs on a remote server: adapters trained here can only be used once the "
                           "model is loaded on this machine.",
     "tuning.public_note": "Training is turned off on a public share without login.",
@@ -145,8 +146,9 @@ KO: dict[str, str] = {
     "tuning.intro": "### LoRA / QLoRA 미세조정\n내 대화로 어댑터를 학습합니다 (JSONL, 한 줄에 "
                     "`{\"messages\": [...]}` 하나, 마지막은 어시스턴트 답변). 학습은 별도 프로세스에서 돌아서 "
                     "채팅은 계속 쓸 수 있습니다. 끝나면 채팅 → 설정 → 어댑터에서 고르세요.",
-    "tuning.demo_note": "데모 모델이 올라와 있어 데모 설정(작은 무작위 모델, CPU, 몇 초)으로 학습합니다. 손실은 "
-                        "내려가지만 답변은 여전히 의미 없는 글자입니다.",
+    "tuning.demo_note": "데모 모델이 올라와 있어 데모 설정(CPU)으로 학습합니다. 작은 오프라인 모델(SmolLM2-135M-Instruct)"
+                        "에서는 손실이 내려가고 어댑터가 실제로 답을 바꿉니다. 작은 무작위 모델(테스트용)에서는 답변이 "
+                        "여전히 의미 없는 글자입니다.",
     "tuning.remote_note": "⚠️ 채팅 모델이 원격 서버에서 돌고 있습니다. 여기서 학습한 어댑터는 모델을 이 컴퓨터에 "
                           "불러와야 쓸 수 있습니다.",
     "tuning.public_note": "로그인 없는 공개 공유에서는 학습을 할 수 없습니다.",
