@@ -107,7 +107,6 @@ def build_manager(cfg: AppConfig, engine, *, demo: bool):
 def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, users: list | None = None,
               host: str | None = None, notices: tuple = ()):
     """Everything the server serves: the engine, the session store, the Gradio UI and the HTTP API."""
-    phase("importing torch, transformers and gradio…")
     import gradio as gr
 
     from api import build_api
@@ -210,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[space] {space_profile.describe(space)}", flush=True)
         if space is not None and space.locked:  # a page naming the missing secrets, not a crash loop
             return serve_locked(space.space_id, space.missing, host, port)
+        phase("importing torch, transformers and gradio…")
         from ui.owners import load_users
 
         from api.auth import key_policy

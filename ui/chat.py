@@ -87,7 +87,7 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
                                max_plain_text_length=limits.max_message_chars, submit_btn=True, stop_btn=False)
     editing = gr.State(False)
     with gr.Row():
-        stop = gr.Button(t("chat.stop"), elem_id="stop", size="sm", variant="stop")
+        stop = gr.Button(t("chat.stop"), elem_id="stop", size="sm", variant="secondary")  # red while generating
         retry = gr.Button(t("chat.retry"), elem_id="retry", size="sm")
         edit = gr.Button(t("chat.edit"), elem_id="edit-last", size="sm")
         cancel_edit = gr.Button(t("chat.edit_cancel"), elem_id="edit-cancel", size="sm", visible=False)
@@ -152,7 +152,8 @@ class ChatHandlers:
             session = self._keep_adapter(owner, session, adapter)
             self.convo.cancels.start(request.session_hash or "")   # busy until the reply ends (see _generate)
             return (gr.MultimodalTextbox(value=None, submit_btn=False, stop_btn=True), False,
-                    gr.Button(visible=False), TYPING, *view_values(self.shared, owner, session, request))
+                    gr.Button(visible=False), TYPING, gr.Button(variant="stop"),
+                    *view_values(self.shared, owner, session, request))
 
     def _keep_adapter(self, owner: str, session: dict, value: Any) -> dict:
         """Store the chat's adapter (settings["adapter"]; removed for the base) when it changed."""
@@ -227,7 +228,7 @@ class ChatHandlers:
     def idle(self, request: gr.Request) -> tuple:
         """After a reply, however it ended: the page may send again, Send is back, the dots go."""
         self.convo.cancels.clear(request.session_hash or "")
-        return gr.MultimodalTextbox(submit_btn=True, stop_btn=False), ""
+        return gr.MultimodalTextbox(submit_btn=True, stop_btn=False), "", gr.Button(variant="secondary")
 
     def stop(self, request: gr.Request) -> None:
         """Set this page's cancel event: the engine ends at the next token and frees its slot."""
@@ -350,17 +351,18 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
     h = ChatHandlers(shared)
     settings = view.settings_inputs()
     send_inputs = [c.box, owner_token, view.session_id, view.version, c.editing, *settings, c.adapter]
-    send_outputs = [c.box, c.editing, c.cancel_edit, c.typing, *view.outputs()]
+    send_outputs = [c.box, c.editing, c.cancel_edit, c.typing, c.stop, *view.outputs()]
     reply_outputs = [view.chatbot, view.version]
     # Whatever way a reply ends (done, stopped, refused, failed), Send comes back and the dots go.
-    idle = (h.idle, None, [c.box, c.typing])
+    idle = (h.idle, None, [c.box, c.typing, c.stop])
     c.box.submit(h.send, send_inputs, send_outputs, **QUIET) \
         .success(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE) \
         .then(*idle, queue=False, **QUIET)
     for stop in (c.stop.click, c.box.stop):
         stop(h.stop, None, None, queue=False, **QUIET)
     retry_inputs = [owner_token, view.session_id, view.version, *settings, c.adapter]
-    busy = (lambda: (gr.MultimodalTextbox(submit_btn=False, stop_btn=True), TYPING), None, [c.box, c.typing])
+    busy = (lambda: (gr.MultimodalTextbox(submit_btn=False, stop_btn=True), TYPING, gr.Button(variant="stop")), None,
+            [c.box, c.typing, c.stop])
     for trigger in (c.retry.click, view.chatbot.retry):
         trigger(*busy, queue=False, **QUIET).then(h.retry, retry_inputs, reply_outputs, **GENERATE) \
             .then(*idle, queue=False, **QUIET)

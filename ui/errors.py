@@ -15,6 +15,7 @@ from sessions import InvalidSessionData, SessionError, SessionNotFound, StaleVer
 
 # What a library may put in its message that a user must never see: object reprs and server file paths.
 _REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+_CLASS = re.compile(r"\s*\((?:\w+\.)*\w+(?:Error|Exception)\)")    # "(LocalEntryNotFoundError)"
 _PATH = re.compile(r"(?<![\w/])(?:/[\w.\-]+){2,}/?")
 
 
@@ -22,6 +23,7 @@ def plain_detail(text: str) -> str:
     """A library's error text without Python reprs or file paths (replaced by "the file")."""
     text = _REPR.sub("the file", text)
     text = _PATH.sub("the file", text)
+    text = _CLASS.sub("", text)
     return re.sub(r"\s{2,}", " ", text).strip()
 
 

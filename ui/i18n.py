@@ -196,6 +196,10 @@ SAY_EN: dict[str, str] = {
     "adapter_unknown": "There is no adapter “{name}” for the loaded model; the Models tab lists those there are.",
     "adapter_other_base": "The adapter “{name}” was made for {adapter_base}, but the loaded model is {base}.",
     "stopped": "stopped", "error": "error", "no_adapter": "no adapter", "turns_sent": "turns sent: {n}",
+    "transcript_edited": "You have edited the transcript: it was kept. Clear the box first to transcribe again.",
+    "banner_model": "Model", "banner_more": "Why and how to change it", "banner_close": "Hide this notice",
+    "banner_random": "⚠️ Demo model with random weights: replies are noise.",
+    "banner_offline": "ℹ️ Small offline model (SmolLM2-135M), not the configured one: short, often wrong answers.",
     "working": "⏳ Working… (the first question loads the model, which can take a while)",
     "reply_running": "A reply is still being written: wait for it or press Stop (Esc), then send. "
                      "Your message is still in the box.",
@@ -278,6 +282,10 @@ SAY_KO: dict[str, str] = {
     "adapter_unknown": "지금 불러온 모델에 쓸 어댑터 “{name}”이(가) 없습니다. 모델 탭에서 있는 어댑터를 확인하세요.",
     "adapter_other_base": "어댑터 “{name}”은(는) {adapter_base}용인데, 지금 불러온 모델은 {base}입니다.",
     "stopped": "중지됨", "error": "오류", "no_adapter": "어댑터 없음", "turns_sent": "보낸 대화: {n}턴",
+    "transcript_edited": "받아쓴 내용을 고치셨기에 그대로 두었습니다. 다시 받아쓰려면 먼저 입력창을 비우세요.",
+    "banner_model": "모델", "banner_more": "이유와 바꾸는 법", "banner_close": "이 알림 숨기기",
+    "banner_random": "⚠️ 무작위 가중치의 데모 모델이라 답변은 의미 없는 글자입니다.",
+    "banner_offline": "ℹ️ 설정한 모델이 아닌 작은 오프라인 모델(SmolLM2-135M)이라 답이 짧고 자주 틀립니다.",
     "working": "⏳ 처리 중… (첫 질문에는 모델을 불러오느라 시간이 걸릴 수 있습니다)",
     "reply_running": "아직 답변을 쓰는 중입니다. 기다리거나 중지(Esc)를 누른 뒤 보내세요. 메시지는 입력창에 그대로 있습니다.",
     "deleted": "대화를 삭제했습니다.", "renamed": "이름을 바꿨습니다.", "precision_saved":

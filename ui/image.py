@@ -105,6 +105,7 @@ def build_and_wire(shared: Shared, view: ChatView, owner_token: gr.BrowserState)
                 ask = gr.Button(t("image.ask"), variant="primary", elem_id="image-ask")
                 stop = gr.Button(t("image.stop"), variant="stop", elem_id="image-stop")
         with gr.Column():
+            gr.Markdown(t("image.answer"), elem_id="image-answer-title", elem_classes=["answer-title"])  # Markdown shows no label
             answer = gr.Markdown(label=t("image.answer"), elem_id="image-answer", min_height=200,
                                  container=True, show_label=True)
             to_chat = gr.Button(t("image.to_chat"), elem_id="image-to-chat")

@@ -1,6 +1,7 @@
 """The page: model banner on top, then the tabs (Chat, Image, Voice, Models, [Tuning], System)."""
 from __future__ import annotations
 
+import html
 import importlib
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ import gradio as gr
 
 from ui import chat, endpoints, image, models, sessions_panel, system, voice
 from ui.conversation import Conversation
-from ui.i18n import make_i18n, t
+from ui.errors import plain_detail
+from ui.i18n import lang_of, make_i18n, say, t
 from ui.owners import Owners
 from ui.page import Shared
 from ui.services import Services
@@ -21,19 +23,18 @@ CSS = (ASSETS / "page.css").read_text(encoding="utf-8")
 JS = (ASSETS / "page.js").read_text(encoding="utf-8")      # runs once when the page loads
 
 
-def banner_markdown(report: Any) -> str:
-    """What the user must see about the loaded model: demo noise, fallback reason, no GPU (both languages)."""
-    lines = [f"**Model / 모델:** `{report.model_id}` · **{report.rung}** on `{report.device}`"]
-    if report.demo and getattr(report, "random_weights", True):
-        lines.append("⚠️ **Demo model: random weights, replies are noise.** "
-                     "데모 모델(무작위 가중치)이라 답변은 의미 없는 글자입니다.")
-    elif report.demo:
-        lines.append("ℹ️ **Small offline model (SmolLM2-135M-Instruct, real weights), not the configured one: "
-                     "short, often wrong answers.** 설정한 모델이 아닌 작은 오프라인 모델(실제 가중치)이라 답이 "
-                     "짧고 자주 틀립니다. Models tab / 모델 탭: how to load the configured model / 설정한 모델 불러오는 법.")
-    if report.notice:
-        lines.append(f"ℹ️ {report.notice}")
-    return "\n\n".join(lines)
+def banner_html(report: Any, lang: str) -> str:
+    """One line about the loaded model in the user's language (demo noise, offline model), the engine's
+    reason folded under "why", and a close button (ui/assets/page.js): it must not fill a phone screen."""
+    head = (f"<b>{html.escape(say(lang, 'banner_model'))}:</b> <code>{html.escape(str(report.model_id))}</code> · "
+            f"{html.escape(str(report.rung))} · {html.escape(str(report.device))}")
+    if report.demo:
+        head += " " + html.escape(say(lang, "banner_random" if getattr(report, "random_weights", True)
+                                      else "banner_offline"))
+    why = (f"<details><summary>{html.escape(say(lang, 'banner_more'))}</summary>"
+           f"<p>{html.escape(plain_detail(report.notice))}</p></details>") if report.notice else ""
+    close = f'<button class="banner-close" type="button" aria-label="{html.escape(say(lang, "banner_close"))}">×</button>'
+    return f'<div class="banner-line"><span>{head}</span>{close}</div>{why}'
 
 
 def _tuning_builder() -> Any:
@@ -54,7 +55,12 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
     tuning = _tuning_builder()
     with gr.Blocks(title="Local Mistral Chat") as blocks:
         endpoints.register(shared)  # first, so the public names (chat, transcribe, ...) are theirs
-        gr.Markdown(banner_markdown(services.engine.report), elem_id="model-banner")
+        report = services.engine.report
+        banner = gr.HTML(banner_html(report, "en"), elem_id="model-banner", padding=False)
+        def localized_banner(request: gr.Request) -> str:
+            return banner_html(report, lang_of(request))
+
+        blocks.load(localized_banner, None, banner, queue=False, show_progress="hidden", **PRIVATE)
         for key in notices:
             gr.Markdown(t(key), elem_classes=["notice-banner"])
         owner_token = gr.BrowserState("", storage_key="localchat.owner", secret=secret)
@@ -96,4 +102,4 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
     return blocks
 
 
-__all__ = ["CSS", "JS", "banner_markdown", "build_ui", "make_i18n"]
+__all__ = ["CSS", "JS", "banner_html", "build_ui", "make_i18n"]

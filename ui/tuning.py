@@ -340,7 +340,9 @@ def build_tab(shared: Shared) -> TuningHandlers:
                 cancel = gr.Button(t("tuning.cancel"), variant="stop", elem_id="tuning-cancel", interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown(t("tuning.idle"), elem_id="tuning-status")
+            # a fixed color map: the legend then names both series from the first point on (it showed only "eval")
             plot = gr.LinePlot(None, x="step", y="loss", color="series", title=t("tuning.plot"),
+                               color_map={"train": "#2563eb", "eval": "#ea580c"},
                                x_title="step", y_title="loss", height=320, elem_id="tuning-plot")
             with gr.Accordion(t("tuning.log"), open=False):
                 log = gr.Textbox(show_label=False, lines=10, max_lines=15, interactive=False, elem_id="tuning-log")

@@ -67,16 +67,21 @@ class VoiceHandlers:
     def __init__(self, shared: Shared):
         self.shared = shared
 
-    def transcribe(self, audio: Any, request: gr.Request) -> str:
+    def transcribe(self, audio: Any, current: Any, heard: Any, request: gr.Request) -> tuple:
+        """Audio -> (transcript box, what was heard). A transcript the user has edited is never replaced:
+        they are told to clear it first (the upload itself already transcribed)."""
         lang = lang_of(request)
         if not audio:
             raise gr.Error(say(lang, "need_audio"), print_exception=False)
+        if (current or "").strip() and (current or "") != (heard or ""):
+            gr.Warning(say(lang, "transcript_edited"))
+            return gr.skip(), gr.skip()
         with shown_to_user(lang):
             transcript = self.shared.services.transcribe(audio)
         if transcript.no_speech:
             gr.Warning(say(lang, "no_speech"))
-            return ""
-        return transcript.text
+            return "", ""
+        return transcript.text, transcript.text
 
     def reply(self, transcript: Any, request: gr.Request) -> Iterator[tuple]:
         """One spoken turn answered by the chat model with the default system prompt and settings."""
@@ -140,14 +145,15 @@ def build_and_wire(shared: Shared) -> None:
                 language = gr.Radio(choices=[("auto", "auto"), ("한국어", "ko"), ("English", "en")], value="auto",
                                     label=t("voice.language"), elem_id="voice-language")
         with gr.Column():
+            gr.Markdown(t("voice.answer"), elem_id="voice-answer-title", elem_classes=["answer-title"])  # Markdown shows no label
             answer = gr.Markdown(label=t("voice.answer"), elem_id="voice-answer", min_height=120, container=True,
                                  show_label=True)
             autoplay = gr.Checkbox(value=True, label=t("voice.autoplay"), elem_id="voice-autoplay")
             spoken = gr.Audio(label=t("voice.spoken"), interactive=False, autoplay=True, elem_id="voice-output")
     answer_text = gr.State("")
-    transcribe.click(h.transcribe, audio, transcript, **QUIET)
-    audio.stop_recording(h.transcribe, audio, transcript, **QUIET)
-    audio.upload(h.transcribe, audio, transcript, **QUIET)
+    heard = gr.State("")        # the last machine transcript, to tell the user's edits from it
+    for trigger in (transcribe.click, audio.stop_recording, audio.upload):
+        trigger(h.transcribe, [audio, transcript, heard], [transcript, heard], **QUIET)
     for trigger in (reply.click, transcript.submit):
         trigger(h.reply, transcript, [answer, answer_text], concurrency_id="generate", **QUIET) \
             .success(h.speak, [answer_text, language, autoplay], spoken, **QUIET)

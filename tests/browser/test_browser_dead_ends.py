@@ -123,12 +123,14 @@ def test_page_shows_it_is_working_and_esc_stops(server, new_context):
     page.wait_for_selector("#typing .typing", timeout=10_000)          # typing indicator
     page.wait_for_selector("#chat-input .stop-button", timeout=10_000)  # Stop in place of Send
     assert page.locator("#chat-input .submit-button").count() == 0
+    assert "stop" in page.get_attribute("#stop", "class")                # the Stop button turns red
     page.wait_for_function(f"() => (document.querySelector('{pages.BOT}')?.innerText || '').length > 20")
     page.keyboard.press("Escape")
     texts = pages.wait_replies_done(page, 1, timeout=20_000)
     assert "stopped" in texts[0]
     page.wait_for_selector("#chat-input .submit-button", timeout=10_000)
     assert page.locator("#typing .typing").count() == 0
+    assert "secondary" in page.get_attribute("#stop", "class")
 
 
 def test_history_turns_are_a_chat_setting_respected_and_shown(server, new_context):
@@ -153,3 +155,75 @@ def test_history_turns_are_a_chat_setting_respected_and_shown(server, new_contex
     time.sleep(1.0)
     pages.send(page, "Third question")
     assert "turns sent: 3" in pages.wait_replies_done(page, 3)[2]
+
+
+def test_korean_page_has_a_short_banner_that_closes_and_translated_labels(server, new_context):
+    page = pages.open_app(new_context(locale="ko-KR"), server.url)
+    page.wait_for_function("() => (document.querySelector('#model-banner')?.innerText || '').includes('모델:')")
+    banner = page.inner_text("#model-banner")
+    assert "무작위 가중치" in banner and "Demo model" not in banner
+    assert "Error" not in banner and "/tmp" not in banner
+    assert page.locator("#model-banner").bounding_box()["height"] < 90
+    page.click("#model-banner .banner-close")
+    page.wait_for_selector("#model-banner", state="hidden")
+    pages.reload(page)
+    assert not page.locator("#model-banner").is_visible()        # stays closed in this browser session
+    pages.open_settings(page)
+    assert "어댑터" in page.inner_text("#chat-adapter") and "Adapter" not in page.inner_text("#chat-adapter")
+    pages.click_tab(page, "이미지")
+    assert page.inner_text("#image-answer-title").strip() == "답변"
+    pages.click_tab(page, "음성")
+    assert page.inner_text("#voice-answer-title").strip() == "답변 글"
+
+
+def test_voice_keeps_a_transcript_the_user_edited(server, new_context, tmp_path):
+    import shutil
+    import subprocess
+
+    wav = tmp_path / "hello.wav"
+    subprocess.run([shutil.which("espeak-ng"), "-v", "en", "-w", str(wav), "hello there"], check=True)
+    page = pages.open_app(new_context(), server.url)
+    pages.click_tab(page, "Voice")
+    page.click("#voice-input button[aria-label='Upload file']")
+    page.set_input_files("#voice-input input[type=file]", str(wav))
+    page.wait_for_function("() => (document.querySelector('#voice-transcript textarea')?.value || '').length > 0",
+                           timeout=120_000)
+    page.fill("#voice-transcript textarea", "my own careful words")
+    page.click("#voice-transcribe")
+    assert "kept" in wait_toast(page, "kept")
+    time.sleep(1.0)
+    assert page.input_value("#voice-transcript textarea") == "my own careful words"
+
+
+@pytest.mark.parametrize("locale", ["en-US", "ko-KR"])
+def test_phone_width_and_dark_mode(server, browser, locale):
+    ctx = browser.new_context(locale=locale, viewport={"width": 390, "height": 844}, color_scheme="dark",
+                              device_scale_factor=2)
+    try:
+        page = pages.open_app(ctx, server.url)
+        pages.set_max_tokens(page, SHORT)
+        page.click("#chat-settings button")                   # fold the settings again
+        pages.send(page, "코드 예시를 보여 주세요" if locale == "ko-KR" else "Show me a code example")
+        pages.wait_replies_done(page, 1)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 392   # nothing wider than a phone
+        box = page.locator("#chat-input").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 392
+        dark = page.evaluate("() => { const c = getComputedStyle(document.querySelector('gradio-app') || document.body)"
+                             ".backgroundColor.match(/\\d+/g).map(Number); return (c[0] + c[1] + c[2]) / 3; }")
+        assert dark < 80, f"background brightness {dark}: not following the system's dark mode"
+        page.evaluate("window.scrollTo(0, 0)")
+        pages.screenshot(page, f"chat-390-{locale[:2]}.png")
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("locale", ["en-US", "ko-KR"])
+def test_desktop_screenshots(server, new_context, locale):
+    page = pages.open_app(new_context(locale=locale), server.url)
+    pages.set_max_tokens(page, SHORT)
+    page.click("#chat-settings button")
+    pages.send(page, "부산에서 하루 여행 계획을 짜 주세요" if locale == "ko-KR" else "Plan a day trip in Busan")
+    pages.wait_replies_done(page, 1)
+    assert "turns sent: 1" in pages.bot_texts(page)[0] or "보낸 대화: 1턴" in pages.bot_texts(page)[0]
+    page.evaluate("window.scrollTo(0, 0)")
+    pages.screenshot(page, f"chat-desktop-{locale[:2]}.png")
