@@ -193,7 +193,8 @@ def run(rounds: int = 5, requests: int = 1000, concurrency: int = 50, max_tokens
                        "messages": [{"role": "user", "content": "Say hello. 안녕하세요?"}]}, ensure_ascii=False)
     folder = Path(tempfile.mkdtemp(prefix="load-"))
     app = DemoApp(folder, {"sessions": {"path": str(folder / "sessions")},
-                           "engine": {"adapters_dir": str(folder / "adapters")}})
+                           # the tiny random model, as before the offline model became the default demo
+                           "engine": {"adapters_dir": str(folder / "adapters"), "demo_size": "tiny"}})
     summary = Summary()
     try:
         summary.startup = app.wait_ready()
