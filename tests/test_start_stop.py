@@ -10,6 +10,7 @@ import pytest
 
 from engine.sources import SourceError, resolve_source
 from tests.conftest import AppServer
+from tests.waiting import wait_for
 
 # An endpoint that gives no hub answer (no DNS / TLS to it), as on a machine without internet.
 NO_HUB = "https://10.255.255.1"
@@ -34,7 +35,7 @@ def test_an_unreachable_hub_is_decided_at_once(monkeypatch):
 def test_start_says_its_phases_and_ctrl_c_stops_cleanly(tmp_path):
     server = AppServer(tmp_path, env={"HF_HUB_OFFLINE": "1"}).start()
     try:
-        time.sleep(1.0)
+        wait_for(lambda: "ready at http" in server.log(), "the 'ready at' line in the log", stall=30)
         started = time.monotonic()
         server.proc.send_signal(signal.SIGINT)
         server.proc.wait(30)
