@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 ANY_OBJECT = {"type": "object"}
-# Compact JSON: with flexible whitespace a model may pad forever between tokens; unknown keywords
-# (format, title, ...) are ignored rather than refused, as OpenAI's own schemas carry many.
-OPTIONS = {"whitespace_flexible": False, "lenient": True}
+# JSON laid out as json.dumps writes it (", " and ": "), which is how models saw JSON in training and how
+# mistral-common writes tool calls; no other whitespace, or a model may pad forever between tokens.
+# Unknown keywords (format, title, ...) are ignored rather than refused: OpenAI's own schemas carry many.
+OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "lenient": True}
 
 
 class ConstraintError(ValueError):
