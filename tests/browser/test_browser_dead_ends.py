@@ -227,3 +227,21 @@ def test_desktop_screenshots(server, new_context, locale):
     assert "turns sent: 1" in pages.bot_texts(page)[0] or "보낸 대화: 1턴" in pages.bot_texts(page)[0]
     page.evaluate("window.scrollTo(0, 0)")
     pages.screenshot(page, f"chat-desktop-{locale[:2]}.png")
+
+
+def test_replies_render_markdown_with_highlighted_code_and_a_copy_button(server, new_context):
+    """A reply with a fenced code block (written into the real store, as the model would have)."""
+    from sessions import SessionStore
+
+    page = pages.open_app(new_context(), server.url)
+    owner = f"anon:{pages.owner_token(page)}"
+    store = SessionStore(server.tmp / "sessions")
+    session = store.create(owner, "code")
+    store.append(owner, session["id"], {"role": "user", "content": "Show me Python", "attachments": []})
+    store.append(owner, session["id"], {"role": "assistant", "status": "complete",
+                                        "provenance": {"model": "demo:tiny", "rung": "cpu-bfloat16"},
+                                        "content": "Here:\n\n```python\ndef add(a, b):\n    return a + b\n```\n"})
+    pages.reload(page)
+    page.wait_for_selector("#chatbot pre code")
+    assert page.locator("#chatbot pre code span").count() >= 3          # highlighted tokens, not plain text
+    assert page.locator("#chatbot pre button, #chatbot .copy_code_button").count() >= 1
