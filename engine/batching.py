@@ -33,6 +33,7 @@ import weakref
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Sequence
 
+from engine.admission import WaitEstimator
 from engine.codec import TextCodec
 from engine.memory import release
 from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, trim_history
@@ -59,6 +60,8 @@ class LoadStats:
     waiting: int       # requests waiting for a slot
     max_waiting: int
     served: int        # requests finished since start
+    expected_wait_s: float = 0.0       # a new request's wait at the measured pace (0: a slot is free)
+    max_wait_s: float | None = None    # longer expected waits are refused at once (server.max_wait_s)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,26 +70,37 @@ class LoadStats:
 class FifoSlots:
     """At most `slots` holders; waiters get a slot strictly in arrival order (a freed slot is handed over)."""
 
-    def __init__(self, slots: int, max_waiting: int = 64):
+    def __init__(self, slots: int, max_waiting: int = 64, max_wait_s: float | None = None):
         self.slots, self.max_waiting = slots, max_waiting
+        self.admission = WaitEstimator(max_wait_s)   # server.max_wait_s: refuse what would wait longer
         self._lock = threading.Lock()
         self._waiters: collections.deque[threading.Event] = collections.deque()
         self._active = 0
         self._served = 0
 
     def check_room(self) -> None:
-        """Raise EngineBusy when the queue is full, before any work is accepted."""
+        """Raise EngineBusy when the queue is full, or the expected wait is over max_wait_s, before any work."""
         with self._lock:
-            if self._active >= self.slots and len(self._waiters) >= self.max_waiting:
+            full, waiting = self._active >= self.slots, len(self._waiters)
+            if full and waiting >= self.max_waiting:
                 raise EngineBusy(f"the server is busy: {self._active} requests generating and "
-                                 f"{len(self._waiters)} waiting; retry shortly")
+                                 f"{waiting} waiting; retry shortly")
+            verdict = self.admission.judge(waiting, full)
+        if not verdict.admit:
+            raise EngineBusy(f"the server is busy: this request would wait about {verdict.expected_wait_s:.0f} s "
+                             f"({waiting} waiting, {self.slots} generating), more than the "
+                             f"{self.admission.max_wait_s:g} s allowed; retry in {verdict.retry_after_s} s",
+                             verdict.retry_after_s)
 
     def acquire(self, cancel: threading.Event) -> bool:
         """Wait for a slot; False if `cancel` was set first (then nothing is held)."""
         with self._lock:
             if self._active < self.slots and not self._waiters:
                 self._active += 1
+                if self._active >= self.slots:
+                    self.admission.became_full()
                 return True
+            self.admission.became_full()
             turn = threading.Event()
             self._waiters.append(turn)
         while not turn.wait(POLL_SECONDS):
@@ -104,6 +118,8 @@ class FifoSlots:
     def release(self) -> None:
         with self._lock:
             self._served += 1
+            self.admission.finished(still_full=bool(self._waiters),
+                                    drained=not self._waiters and self._active == 1)
             if self._waiters:
                 self._waiters.popleft().set()  # the slot passes on; active stays the same
             else:
@@ -111,7 +127,9 @@ class FifoSlots:
 
     def stats(self, path: str) -> LoadStats:
         with self._lock:
-            return LoadStats(path, self.slots, self._active, len(self._waiters), self.max_waiting, self._served)
+            waiting, full = len(self._waiters), self._active >= self.slots
+            return LoadStats(path, self.slots, self._active, waiting, self.max_waiting, self._served,
+                             round(self.admission.expected_wait(waiting, full), 2), self.admission.max_wait_s)
 
 
 class QueuedGenerator:

@@ -94,11 +94,13 @@ class ChatEngine:
             return self.scheduler.stats()
         return LoadStats("plain", 0, 0, 0, 0, 0)
 
-    def set_queue_limit(self, max_waiting: int) -> None:
-        """How many requests may wait before new ones are refused as busy (server.queue_size)."""
+    def set_queue_limit(self, max_waiting: int, max_wait_s: float | None = None) -> None:
+        """How many requests may wait (server.queue_size), and how long one may expect to wait
+        (server.max_wait_s), before new ones are refused as busy."""
         slots = getattr(self.scheduler, "slots", None)
         if slots is not None:
             slots.max_waiting = max_waiting
+            slots.admission.max_wait_s = max_wait_s
 
     def close(self) -> None:
         if self.scheduler is not None:

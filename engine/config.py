@@ -85,6 +85,9 @@ class ServerConfig:
     api_key_env: str = option("APP_API_KEY", "Environment variable holding the API key required beyond loopback.")
     max_upload_mb: int = option(25, "Largest upload accepted (images, audio, datasets).", min=1, max=2048)
     queue_size: int = option(64, "Requests waiting before new ones get 'busy, retry'.", min=1, max=10000)
+    max_wait_s: float = option(10.0, "A request that would wait longer than this (at the measured pace) gets "
+                               "'busy, retry in N s' at once (HTTP 503 with Retry-After) instead of waiting.",
+                               min=0.5, max=3600)
 
 
 @dataclass(frozen=True)
