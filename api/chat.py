@@ -26,6 +26,7 @@ from engine.constrained import ConstraintError
 from engine.generation import GenerationError, GenerationParams, PromptTooLong
 from engine.loader import ModelLoadError, is_out_of_memory
 from engine.prompt import PromptError
+from engine.remote import RemoteServerError
 from engine.sources import SourceError
 from engine.tools import ToolsUnsupported
 
@@ -97,6 +98,8 @@ def generation_error(exc: BaseException) -> ApiError:
         return busy(str(exc), exc.retry_after)
     if is_out_of_memory(exc) or "out of memory" in str(exc):
         return ApiError(503, str(exc), code="out_of_memory", headers={"Retry-After": "5"})
+    if isinstance(exc, RemoteServerError):  # engine.backend openai: the server behind us failed, not this one
+        return ApiError(502, str(exc), code="remote_server_error")
     if isinstance(exc, GenerationError):
         return ApiError(500, str(exc), code="generation_failed")
     return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", code="internal_error")

@@ -18,9 +18,27 @@ from engine.config import ConfigError, EngineConfig
 from engine.generation import ChatStream, GenerationError, GenerationParams, StreamStats
 from engine.loader import LoadReport
 from engine.prompt import normalize_messages
+from engine.textstream import StopMatcher
 
 CONNECT_SECONDS = 10.0
 READ_SECONDS = 300.0
+
+
+class RemoteServerError(GenerationError):
+    """The remote server refused the request, failed, or cannot be reached: a gateway error (HTTP 502 on /v1),
+    not ours; the message names the server."""
+
+
+def _detail(exc: Any) -> str:
+    """The server's own words: OpenAI's error.message, FastAPI's detail (transformers serve), else the client's."""
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        text = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
+        text = text or body.get("detail")
+        if isinstance(text, str) and text.strip():
+            return text.strip()[:500]
+    return exc.message
 
 
 def remote_report(base_url: str, model: str, notice: str = "") -> LoadReport:
@@ -117,12 +135,15 @@ class RemoteChat:
                 stats.finish_reason = "error"
                 if exc.status_code in (429, 503):
                     raise EngineBusy(f"the remote server is busy ({exc.status_code}): retry shortly") from None
-                raise GenerationError(f"the remote server {self.base_url} answered {exc.status_code}: "
-                                      f"{exc.message}") from None
+                raise RemoteServerError(f"the remote server {self.base_url} answered {exc.status_code}: "
+                                        f"{_detail(exc)}") from None
             except openai.APIError as exc:
                 stats.finish_reason = "error"
-                raise GenerationError(f"the remote server {self.base_url} cannot be reached "
-                                      f"({type(exc).__name__}): {exc}") from None
+                raise RemoteServerError(f"the remote server {self.base_url} cannot be reached "
+                                        f"({type(exc).__name__}): {exc}") from None
+            # Servers differ on stop strings (`transformers serve` sends the stop string itself, OpenAI does
+            # not): we cut at them here as well, so the reply is the same whichever server answers.
+            stops = StopMatcher(params.stop or ())
             threading.Thread(target=self._close_on_cancel, args=(response, cancel, done), daemon=True,
                              name="remote-cancel").start()
             for chunk in response:
@@ -132,14 +153,20 @@ class RemoteChat:
                 for choice in chunk.choices:
                     if choice.finish_reason:
                         stats.finish_reason = "length" if choice.finish_reason == "length" else "stop"
-                    piece = choice.delta.content if choice.delta else None
+                    piece = stops.feed(choice.delta.content or "") if choice.delta else ""
                     if piece:
                         if stats.first_token_seconds is None:
                             stats.first_token_seconds = time.perf_counter() - started
                         yield piece
+                if stops.stopped:
+                    stats.finish_reason = "stop"
+                    break
                 if cancel.is_set():
                     stats.finish_reason = "cancelled"
                     break
+            tail = stops.flush()
+            if tail and not cancel.is_set():
+                yield tail
             stats.finish_reason = stats.finish_reason or "stop"
         except GeneratorExit:
             cancel.set()
@@ -150,8 +177,8 @@ class RemoteChat:
         except Exception as exc:  # noqa: BLE001 - the HTTP client's read errors, whatever its version names them
             if not cancel.is_set():
                 stats.finish_reason = "error"
-                raise GenerationError(f"the remote stream from {self.base_url} broke off "
-                                      f"({type(exc).__name__}): {exc}") from None
+                raise RemoteServerError(f"the remote stream from {self.base_url} broke off "
+                                        f"({type(exc).__name__}): {exc}") from None
             stats.finish_reason = "cancelled"  # we closed the response ourselves
         finally:
             done.set()

@@ -108,3 +108,106 @@ def test_history_is_trimmed_by_turns():
     msgs.append({"role": "user", "content": "last"})
     kept, dropped = keep_turns(msgs, 2)
     assert dropped == 4 and [m["content"] for m in kept] == ["s", "u4", "a4", "last"]
+
+
+# --- against a real `transformers serve` (same pinned transformers, the tiny demo model folder, no CB) ---
+
+class HfServe:
+    """`transformers serve FOLDER` in a subprocess: Hugging Face's own OpenAI-compatible server."""
+
+    def __init__(self, folder, log_path):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        self.folder, self.port = str(folder), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_path, "ab")
+        self.log_path = log_path
+        cli = Path(sys.executable).parent / "transformers"
+        # Without continuous batching: with it, on a CPU it sizes its cache from RAM (GBs).
+        self.proc = subprocess.Popen([str(cli), "serve", self.folder, "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--device", "cpu", "--dtype", "bfloat16", "--no-continuous-batching"],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"transformers serve exited:\n{self.log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(self.url + "/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def hf_serve(tmp_path_factory, tiny_model_dir):
+    from tests.waiting import file_size
+
+    tmp = tmp_path_factory.mktemp("hfserve")
+    srv = HfServe(tiny_model_dir, tmp / "serve.log")
+    try:
+        wait_for(srv.up, "transformers serve to answer /health", progress=file_size(srv.log_path), stall=120)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def hf_front(tmp_path_factory, hf_serve):
+    srv = AppServer(tmp_path_factory.mktemp("hffront"), args=(), config={"engine": {
+        "backend": "openai", "remote_base_url": hf_serve.url + "/v1", "remote_model": hf_serve.folder,
+        "model": "/nonexistent/never-loaded"}}, env={"APP_API_KEY": ""}).start()
+    yield srv
+    srv.stop()
+
+
+def test_transformers_serve_behind_the_app_chat_stream_and_stop(hf_front, hf_serve):
+    client = OpenAI(base_url=hf_front.url + "/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(model="local-chat", messages=HI, max_tokens=6, temperature=0)
+    full = reply.choices[0].message.content
+    assert full and reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 6
+    chunks = list(client.chat.completions.create(model="local-chat", messages=HI, max_tokens=6, temperature=0,
+                                                 stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == full  # greedy: the same text, in pieces
+    assert chunks[-1].choices[0].finish_reason == "length"
+    # transformers serve sends the stop string itself; OpenAI (and we) do not.
+    stop = full[len(full) // 2:len(full) // 2 + 2]
+    cut = client.chat.completions.create(model="local-chat", messages=HI, max_tokens=6, temperature=0, stop=[stop])
+    assert cut.choices[0].message.content == full[:full.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+
+
+def test_transformers_serve_refusal_and_absence_are_named_gateway_errors(tmp_path, hf_serve):
+    wrong = AppServer(tmp_path, args=(), config={"engine": {
+        "backend": "openai", "remote_base_url": hf_serve.url + "/v1", "remote_model": "not-the-pinned-model",
+        "model": "/nonexistent/never-loaded"}}, env={"APP_API_KEY": ""}).start()
+    try:
+        r = httpx.post(wrong.url + "/v1/chat/completions", timeout=60,
+                       json={"model": "local-chat", "messages": HI, "max_tokens": 3})
+        assert r.status_code == 502, r.text
+        err = r.json()["error"]
+        assert err["code"] == "remote_server_error" and err["type"] == "server_error"
+        assert f"the remote server {hf_serve.url}/v1 answered 400" in err["message"]
+        assert "not-the-pinned-model" in err["message"]   # its own reason, passed through
+        assert httpx.get(wrong.url + "/health", timeout=10).status_code == 200   # the app keeps serving
+        assert httpx.get(wrong.url + "/", timeout=30).status_code == 200         # and its UI
+    finally:
+        wrong.stop()
+
+
+def test_a_dropped_client_frees_the_front_behind_transformers_serve(hf_front):
+    with httpx.Client(timeout=60) as http:
+        with http.stream("POST", hf_front.url + "/v1/chat/completions", json={
+                "model": "local-chat", "messages": HI, "max_tokens": 2000, "stream": True}) as r:
+            lines = r.iter_lines()
+            next(line for line in lines if '"content"' in line and '"role"' not in line)
+            assert httpx.get(hf_front.url + "/health", timeout=10).json()["active_requests"] == 1
+    wait_for(lambda: httpx.get(hf_front.url + "/health", timeout=10).json()["active_requests"] == 0,
+             "the front to free the dropped stream's slot", stall=30)
