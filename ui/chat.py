@@ -150,7 +150,7 @@ class ChatHandlers:
                                                                  history_turns),
                                           edit=bool(editing), expected_version=version if editing else None)
             session = self._keep_adapter(owner, session, adapter)
-            self.convo.cancels.start(request.session_hash or "")   # busy until the reply ends (see _generate)
+            self.convo.cancels.hold(request.session_hash or "")   # busy until the reply ends (see _generate)
             return (gr.MultimodalTextbox(value=None, submit_btn=False, stop_btn=True), False,
                     gr.Button(visible=False), TYPING, gr.Button(variant="stop"),
                     *view_values(self.shared, owner, session, request))
@@ -174,6 +174,8 @@ class ChatHandlers:
         lang = lang_of(request)
         with shown_to_user(lang), adapter_errors(lang):
             owner = self.shared.owner(request, token)
+            if self.convo.cancels.running(request.session_hash or ""):
+                raise Refusal("reply_running")
             if not session_id:
                 raise gr.Error(say(lang_of(request), "nothing_to_retry"))
             session = self.shared.services.store.get(owner, session_id)
@@ -226,8 +228,10 @@ class ChatHandlers:
             raise
 
     def idle(self, request: gr.Request) -> tuple:
-        """After a reply, however it ended: the page may send again, Send is back, the dots go."""
-        self.convo.cancels.clear(request.session_hash or "")
+        """After a reply, however it ended: the page may send again, Send is back, the dots go
+        (unless another reply of this page still runs: a refused Retry leaves that one's state alone)."""
+        if not self.convo.cancels.release(request.session_hash or ""):
+            return gr.skip(), gr.skip(), gr.skip()
         return gr.MultimodalTextbox(submit_btn=True, stop_btn=False), "", gr.Button(variant="secondary")
 
     def stop(self, request: gr.Request) -> None:

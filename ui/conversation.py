@@ -20,6 +20,10 @@ from ui.services import Generated, Services, provenance
 STREAM_INTERVAL = 0.05  # seconds between UI updates while streaming
 
 
+class _Held(threading.Event):
+    """The mark `CancelBoard.hold` leaves: busy, though no reply runs yet."""
+
+
 class CancelBoard:
     """Stop buttons find the running reply of their page: one threading.Event per page (session hash)."""
 
@@ -46,10 +50,17 @@ class CancelBoard:
         event.set()
         return True
 
-    def clear(self, key: str) -> None:
-        """The page's reply is over whatever happened (also when it never started: queue full)."""
+    def hold(self, key: str) -> None:
+        """A message was saved and its reply is about to start: the page counts as busy until then."""
         with self._lock:
-            self._events.pop(key, None)
+            self._events[key] = _Held()
+
+    def release(self, key: str) -> bool:
+        """Drop a `hold` whose reply never started (queue full, refused); True when nothing runs for the page."""
+        with self._lock:
+            if isinstance(self._events.get(key), _Held):
+                del self._events[key]
+            return key not in self._events
 
     def finish(self, key: str, event: threading.Event) -> None:
         with self._lock:

@@ -64,8 +64,13 @@ def test_message_sent_while_a_reply_streams_is_refused_and_kept(server, new_cont
     pages.send(page, "And a second question")
     assert "still being written" in wait_toast(page, "still being written")
     assert page.input_value("#chat-input textarea") == "And a second question"   # nothing typed is lost
+    page.click("#retry")                 # refused too: a second reply would run beyond the reach of Stop
+    time.sleep(1.0)
     page.click("#stop")
-    pages.wait_replies_done(page, 1, timeout=20_000)
+    shown = pages.wait_replies_done(page, 1, timeout=20_000)[0]
+    time.sleep(2.0)
+    assert "stopped" in shown and pages.bot_texts(page) == [shown]      # nothing runs on
+    page.wait_for_selector("#chat-input .submit-button")                # Send is back
     roles = [m["role"] for m in stored(server, page)["messages"]]
     assert roles == ["user", "assistant"]
     assert pages.user_texts(page) == ["Tell me a very long story."]
