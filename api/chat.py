@@ -54,14 +54,35 @@ def request_params(body: ChatCompletionRequest, base: GenerationParams, max_cont
                                seed=body.seed, stop=[s for s in stop if s] if body.stop is not None else None)
 
 
-def open_stream(state: ApiState, parsed: ParsedChat, params: GenerationParams, cancel: threading.Event) -> Opened:
-    """The engine's stream (or the image model's); every refusal becomes the right API error."""
+def check_lengths(parsed: ParsedChat, limit: int) -> None:
+    """generation.max_message_chars holds on /v1 as in the UI: each message's text, before any tokenizing."""
+    for i, m in enumerate(parsed.messages):
+        if len(m["content"]) > limit:
+            raise bad_request(f"messages.{i}.content is {len(m['content'])} characters; this server takes at most "
+                              f"{limit} per message (generation.max_message_chars)", f"messages.{i}.content",
+                              "message_too_long")
+
+
+def open_stream(state: ApiState, parsed: ParsedChat, params: GenerationParams, cancel: threading.Event,
+                adapter: str | None = None) -> Opened:
+    """The engine's stream (or the image model's); every refusal becomes the right API error.
+    `adapter`: the LoRA adapter the request's `model` named (None: the base model)."""
+    from engine.adapters import AdapterError
     from engine.media import ImageLimits, MediaError, load_image
     from engine.manager import ModelUnavailable
 
     try:
         if parsed.image is None:
-            return Opened(state.engine.stream(parsed.messages, params, cancel))
+            if adapter is None:
+                return Opened(state.engine.stream(parsed.messages, params, cancel))
+            try:
+                return Opened(state.engine.stream(parsed.messages, params, cancel, adapter=adapter))
+            except AdapterError as exc:
+                raise bad_request(f"the adapter {adapter!r} cannot be used now: {exc}", "model",
+                                  "adapter_unusable") from None
+        if adapter is not None:
+            raise bad_request(f"the adapter {adapter!r} applies to the chat model; a message with an image is "
+                              "answered by the image model, which takes no adapter", "model")
         image = load_image(parsed.image, ImageLimits(max_bytes=state.max_upload_bytes))  # 400 before any load
         if state.manager is None:
             raise unavailable("image input", "no image model is configured")
@@ -169,8 +190,17 @@ async def event_stream(pumps: list[StreamPump], c: Completion, include_usage: bo
             pump.cancel.set()  # the client left (or we are done): stop generating, free the slot
 
 
+async def watch_disconnect(request: Request, cancel: threading.Event, poll: float = 0.2) -> None:
+    """Set `cancel` once the client has gone."""
+    while not cancel.is_set():
+        if await request.is_disconnected():
+            cancel.set()
+            return
+        await asyncio.sleep(poll)
+
+
 async def open_choices(state: ApiState, parsed: ParsedChat, params: GenerationParams, cancel: threading.Event,
-                       n: int) -> list[tuple[Opened, threading.Event]]:
+                       adapter: str | None, n: int) -> list[tuple[Opened, threading.Event]]:
     """One engine stream per choice, each with its own cancel event (a seed, if given, differs per choice);
     if one cannot open, those opened are closed and the error is answered."""
     out: list[tuple[Opened, threading.Event]] = []
@@ -178,7 +208,7 @@ async def open_choices(state: ApiState, parsed: ParsedChat, params: GenerationPa
         for i in range(n):
             event = cancel if i == 0 else threading.Event()
             p = params if i == 0 or params.seed is None else replace(params, seed=(params.seed + i) % 2 ** 63)
-            out.append((await anyio.to_thread.run_sync(open_stream, state, parsed, p, event), event))
+            out.append((await anyio.to_thread.run_sync(open_stream, state, parsed, p, event, adapter), event))
     except BaseException:
         for opened, event in out:
             event.set()
@@ -194,8 +224,9 @@ def router(state: ApiState) -> APIRouter:
 
     @r.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        model = state.names.resolve(body.model)
+        resolved = state.names.resolve(body.model)
         parsed = parse_messages(body.messages, state.max_upload_bytes)
+        check_lengths(parsed, state.cfg.generation.max_message_chars)
         params = request_params(body, state.base_params, state.engine.max_context)
         features = request_features(body, parsed.messages)
         if features.local_only and (state.engine.remote or parsed.image is not None):
@@ -204,9 +235,14 @@ def router(state: ApiState) -> APIRouter:
                               "unsupported_parameter")
         params = params.with_overrides(**features.overrides())
         cancel = threading.Event()
-        opened = await open_choices(state, parsed, params, cancel, features.n)
+        # The client may leave while the prompt is trimmed or a slot awaited: then nothing is generated.
+        watcher = asyncio.create_task(watch_disconnect(request, cancel))
+        try:
+            opened = await open_choices(state, parsed, params, cancel, resolved.adapter, features.n)
+        finally:
+            watcher.cancel()
         pumps = [StreamPump(o.stream, event, o.cleanup) for o, event in opened]
-        completion = Completion.new(opened[0][0].model or model)
+        completion = Completion.new(opened[0][0].model or resolved.shown)
         with_logprobs = features.logprobs is not None
         report = state.engine.report
         kind = ("random weights: replies are noise" if getattr(report, "random_weights", True)
