@@ -1,0 +1,251 @@
+"""Ours vs `transformers serve`, side by side on the same model folder (the bench-size demo model).
+
+    python -m bench peer            (about 6-8 minutes on a quiet 2-core machine; writes docs/benchmarks.md)
+    BENCH_PEER_QUICK=1 python -m bench.bench_peer   (tiny model, small counts: checks the bench itself runs)
+
+Three servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
+default config), Hugging Face's `transformers serve FOLDER --continuous-batching` with its cache sized
+explicitly (its default takes a share of system RAM), and `transformers serve FOLDER` without continuous
+batching. Every round visits the servers in turn (interleaved), with the same streaming client (httpx, SSE,
+usage from `stream_options.include_usage`). Figures: idle CPU (psutil cpu_times over IDLE_SECONDS with no
+client), one client's decode tokens/s, aggregate tokens/s and first-token p50 for 8 and 32 clients, `hey`
+overload (answered within hey's 20 s, by status), and resident memory after the runs. Load average is
+printed with each round: on a shared machine, compare within a round.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = os.environ.get("BENCH_PEER_QUICK") == "1"
+SIZE = "tiny" if QUICK else "bench"
+ROUNDS = 1 if QUICK else 2
+IDLE_SECONDS = 5 if QUICK else 20
+SINGLE_TOKENS = 16 if QUICK else 64
+LOADS = [(4, 8)] if QUICK else [(8, 64), (32, 32)]      # (clients, tokens each)
+HEY = (20, 10) if QUICK else (200, 50)                   # (-n, -c)
+HEY_TOKENS = 8
+CB_PAGE, CB_BLOCKS, CB_BATCH_TOKENS = 256, 64, 512      # the peer's continuous-batching cache, explicit
+PROMPT = [{"role": "user", "content": "Explain in a few sentences why the sky is blue. 하늘은 왜 파란가요?"}]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    settings: str
+    argv: list[str]
+    model: str
+    health: str
+    env: dict = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    results: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, folder: Path) -> None:
+        self.log = folder / f"{self.name.replace(' ', '_')}.log"
+        argv = [a.replace("{port}", str(self.port)) for a in self.argv]
+        self.proc = subprocess.Popen(argv, cwd=folder, env=os.environ | {"PYTHONPATH": str(ROOT)} | self.env,
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+        try:
+            return httpx.get(self.url + self.health, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def rss_mib(self) -> float:
+        proc = psutil.Process(self.proc.pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2 ** 20
+
+    def cpu_seconds(self) -> float:
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return t.user + t.system
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def servers(folder: Path) -> list[Server]:
+    cli = str(Path(sys.executable).parent / "transformers")
+    peer = [cli, "serve", str(folder), "--host", "127.0.0.1", "--port", "{port}", "--device", "cpu",
+            "--dtype", "bfloat16"]
+    return [
+        Server("ours", "app.py --demo, default config (engine.max_concurrent, server.max_wait_s as shipped)",
+               [sys.executable, str(ROOT / "app.py"), "--demo", "--config", "config.json", "--port", "{port}"],
+               "local-chat", "/health", env={"APP_API_KEY": ""}),
+        Server("transformers serve CB", f"--continuous-batching --cb-block-size {CB_PAGE} --cb-num-blocks "
+               f"{CB_BLOCKS} --cb-max-batch-tokens {CB_BATCH_TOKENS}, bf16",
+               peer + ["--continuous-batching", "--cb-block-size", str(CB_PAGE), "--cb-num-blocks", str(CB_BLOCKS),
+                       "--cb-max-batch-tokens", str(CB_BATCH_TOKENS)], str(folder), "/health"),
+        Server("transformers serve plain", "no continuous batching, bf16", peer, str(folder), "/health"),
+    ]
+
+
+async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int) -> dict:
+    """One streaming request: first-token seconds, tokens (from usage), seconds, status."""
+    body = {"model": server.model, "messages": PROMPT, "max_tokens": tokens, "temperature": 0.7, "top_p": 0.95,
+            "stream": True, "stream_options": {"include_usage": True}}
+    started, first, used, chunks = time.perf_counter(), None, None, 0
+    async with http.stream("POST", server.url + "/v1/chat/completions", json=body) as r:
+        if r.status_code != 200:
+            await r.aread()
+            return {"status": r.status_code, "ttft": None, "tokens": 0, "seconds": time.perf_counter() - started}
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                used = event["usage"].get("completion_tokens")
+            for choice in event.get("choices") or []:
+                if (choice.get("delta") or {}).get("content"):
+                    chunks += 1
+                    first = first or time.perf_counter() - started
+    return {"status": 200, "ttft": first, "tokens": used if used is not None else chunks,
+            "seconds": time.perf_counter() - started}
+
+
+async def load(server: Server, clients: int, tokens: int) -> dict:
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+        started = time.perf_counter()
+        outs = await asyncio.gather(*(one_stream(http, server, tokens) for _ in range(clients)),
+                                    return_exceptions=True)
+        wall = time.perf_counter() - started
+    ok = [o for o in outs if isinstance(o, dict) and o["status"] == 200]
+    errors = len(outs) - len(ok)
+    ttfts = [o["ttft"] for o in ok if o["ttft"] is not None]
+    return {"tps": sum(o["tokens"] for o in ok) / wall, "ttft_p50": statistics.median(ttfts) if ttfts else None,
+            "errors": errors, "single_tps": (ok[0]["tokens"] / ok[0]["seconds"]) if clients == 1 and ok else None}
+
+
+def idle_cores(server: Server) -> float:
+    before, t0 = server.cpu_seconds(), time.monotonic()
+    time.sleep(IDLE_SECONDS)
+    return (server.cpu_seconds() - before) / (time.monotonic() - t0)
+
+
+def hey(server: Server) -> str:
+    """`hey -n N -c C` with short replies: how many answered within hey's 20 s, by status."""
+    if not shutil.which("hey"):
+        return "hey not installed"
+    n, c = HEY
+    body = json.dumps({"model": server.model, "messages": PROMPT, "max_tokens": HEY_TOKENS})
+    out = subprocess.run(["hey", "-n", str(n), "-c", str(c), "-m", "POST", "-T", "application/json", "-d", body,
+                          server.url + "/v1/chat/completions"], capture_output=True, text=True, timeout=900).stdout
+    statuses = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
+    timeouts = sum(int(m) for m in re.findall(r"\[(\d+)\]\s+Post .*(?:Timeout|deadline)", out))
+    answered = sum(int(v) for v in statuses.values())
+    shown = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())) or "none"
+    return f"{answered} / {n} answered ({shown}); {timeouts} client timeouts"
+
+
+def loadavg() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def measure() -> tuple[list[Server], list[str]]:
+    from engine.demo.chat import demo_chat_model
+
+    folder = demo_chat_model(SIZE)
+    work = Path(tempfile.mkdtemp(prefix="bench-peer-"))
+    (work / "config.json").write_text(json.dumps({"engine": {"demo_size": SIZE},
+                                                  "sessions": {"path": str(work / "sessions")}}))
+    peers, notes = servers(folder), []
+    try:
+        for s in peers:
+            s.start(work)
+        deadline = time.monotonic() + 600
+        while not all(s.ready() for s in peers):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the servers did not all answer within 600 s")
+            time.sleep(1)
+        time.sleep(3)
+        for s in peers:                                    # idle first: no client has connected yet
+            s.results["idle"] = idle_cores(s)
+        for s in peers:                                    # warm-up (first request compiles, allocates)
+            asyncio.run(load(s, 1, 8))
+        for rnd in range(1, ROUNDS + 1):
+            notes.append(f"round {rnd}: load average {loadavg()} at start")
+            for s in peers:                                # interleaved: every figure of a round, server by server
+                single = asyncio.run(load(s, 1, SINGLE_TOKENS))
+                s.results.setdefault("single", []).append(single["single_tps"] or 0.0)
+                for clients, tokens in LOADS:
+                    s.results.setdefault((clients, tokens), []).append(asyncio.run(load(s, clients, tokens)))
+        notes.append(f"hey rounds: load average {loadavg()} at start")
+        for s in peers:
+            s.results["hey"] = hey(s)
+            s.results["rss"] = s.rss_mib()
+    finally:
+        for s in peers:
+            s.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return peers, notes
+
+
+def markdown(peers: list[Server], notes: list[str]) -> str:
+    names = [s.name for s in peers]
+    rows = [("CPU used while idle (no client ever connected)",
+             [f"{s.results['idle']:.3f} core ({IDLE_SECONDS} s)" for s in peers]),
+            ("1 client, decode tokens/s", [" / ".join(f"{v:.1f}" for v in s.results["single"]) for s in peers])]
+    for clients, tokens in LOADS:
+        cells = []
+        for s in peers:
+            runs = s.results[(clients, tokens)]
+            cell = " / ".join(f"{r['tps']:.1f} ({r['ttft_p50']:.1f} s)" if r["ttft_p50"] is not None else "failed"
+                              for r in runs)
+            errors = sum(r["errors"] for r in runs)
+            cells.append(cell + (f", {errors} errors" if errors else ""))
+        rows.append((f"{clients} clients × {tokens} tokens: aggregate tok/s (TTFT p50)", cells))
+    rows.append((f"`hey -n {HEY[0]} -c {HEY[1]}`, {HEY_TOKENS} tokens", [s.results["hey"] for s in peers]))
+    rows.append(("server RSS after the runs", [f"{s.results['rss']:.0f} MiB" for s in peers]))
+    lines = ["## Side by side with `transformers serve`", "",
+             f"Same model folder (demo `{SIZE}`, random weights), same streaming client, rounds interleaved "
+             f"(one figure per round, separated by ' / '). Load average: {'; '.join(notes)}.", "",
+             "| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    lines += ["", "Settings: " + "; ".join(f"**{s.name}**: {s.settings}" for s in peers) + ".", "",
+              "Reproduce: `.venv/bin/python -m bench peer` (about 6-8 minutes on a quiet 2-core machine)."]
+    return "\n".join(lines) + "\n"
+
+
+def run() -> str:
+    return markdown(*measure())
+
+
+if __name__ == "__main__":
+    print(run())
