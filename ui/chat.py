@@ -82,7 +82,7 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
     chatbot = gr.Chatbot(label=t("chat.chatbot"), elem_id="chatbot", height=520, editable="user",
                          buttons=["copy", "copy_all"], feedback_options=None, placeholder=t("chat.empty_hint"))
     typing = gr.HTML("", elem_id="typing", padding=False)
-    box = gr.MultimodalTextbox(placeholder=t("chat.input_ph"), show_label=False, file_types=["image"],
+    box = gr.MultimodalTextbox(placeholder=t("chat.input_ph"), label=t("chat.message"), show_label=False, file_types=["image"],
                                file_count="single", sources=["upload"], elem_id="chat-input",
                                max_plain_text_length=limits.max_message_chars, submit_btn=True, stop_btn=False)
     editing = gr.State(False)

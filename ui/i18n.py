@@ -61,7 +61,7 @@ EN: dict[str, str] = {
                    "for the API (clients send `Authorization: Bearer <key>`).",
     # chat: adapters
     "chat.adapter": "Adapter", "chat.adapter_info": "LoRA adapter this chat answers with (made in the Tuning tab).",
-    "chat.history_turns": "Past turns sent to the model",
+    "chat.message": "Message", "chat.history_turns": "Past turns sent to the model",
     "chat.history_turns_info": "How many of your messages (each with its reply) go into the next reply, this one "
                                "included; older ones are left out. Each reply shows how many were sent.",
     "chat.compare_title": "Compare base vs adapter",
@@ -133,7 +133,7 @@ KO: dict[str, str] = {
                     "Space를 다시 시작할 때까지 앱이 잠겨 있습니다:",
     "locked.help": "`APP_USERS`: 로그인 정보, `user:password,user2:password2`. `APP_API_KEY`: API용 긴 무작위 키 "
                    "(클라이언트는 `Authorization: Bearer <key>` 를 보냅니다).",
-    "chat.history_turns": "모델에 보낼 지난 대화 수",
+    "chat.message": "메시지", "chat.history_turns": "모델에 보낼 지난 대화 수",
     "chat.history_turns_info": "다음 답변에 넣을 내 메시지(각 답변 포함) 수, 지금 메시지 포함. 더 오래된 것은 빠집니다. "
                                "답변마다 몇 개를 보냈는지 표시됩니다.",
     "chat.adapter": "어댑터", "chat.adapter_info": "이 대화가 답할 때 쓰는 LoRA 어댑터 (튜닝 탭에서 만듦).",

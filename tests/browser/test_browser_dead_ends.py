@@ -175,6 +175,8 @@ def test_korean_page_has_a_short_banner_that_closes_and_translated_labels(server
     assert not page.locator("#model-banner").is_visible()        # stays closed in this browser session
     pages.open_settings(page)
     assert "어댑터" in page.inner_text("#chat-adapter") and "Adapter" not in page.inner_text("#chat-adapter")
+    # what a screen reader says for the message box (it said "MultimodalTextbox")
+    assert page.evaluate("() => document.querySelector('#chat-input .sr-only')?.textContent.trim()") == "메시지"
     pages.click_tab(page, "이미지")
     assert page.inner_text("#image-answer-title").strip() == "답변"
     pages.click_tab(page, "음성")
