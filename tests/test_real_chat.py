@@ -153,3 +153,28 @@ def test_quantized_rungs_answer_the_factual_question(source, precision):
         assert "Paris" in text, text
     finally:
         engine.close()
+
+
+def test_history_is_trimmed_by_template_token_counts(real):
+    from engine.generation import Generator
+
+    small = Generator(real.model, real.codec, max_context=160, slots=1)
+    filler = [{"role": "user", "content": f"Tell me fact number {i} about the sea, in detail please."} if i % 2 == 0
+              else {"role": "assistant", "content": "The sea is deep, salty and full of life. " * 3}
+              for i in range(12)]
+    stream = small.stream(filler + CAPITAL, GREEDY)
+    text = stream.text()
+    assert stream.stats.dropped_turns > 0 and stream.stats.prompt_tokens <= 160 - GREEDY.max_new_tokens
+    assert "Paris" in text, text
+
+
+def test_configured_model_missing_falls_back_to_the_offline_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    engine = ChatEngine.load(EngineConfig(model="mistralai/Mistral-7B-Instruct-v0.3"))
+    try:
+        assert engine.report.model_id == "demo:smollm2" and not engine.report.random_weights
+        assert engine.report.notice.startswith("Could not load mistralai/Mistral-7B-Instruct-v0.3")
+        assert "Small offline model" in engine.report.notice
+    finally:
+        engine.close()
