@@ -115,7 +115,6 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     from sessions import SessionStore
     from ui import CSS, JS, build_ui, make_i18n
     from ui.quiet import quiet_queue
-    from ui.quiet import quiet_queue
     from ui.owners import Owners, browser_secret
     from ui.services import Services
 
@@ -133,7 +132,6 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     phase("building the page…")
     blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path), notices=notices)
     blocks.queue(default_concurrency_limit=cfg.engine.max_concurrent, max_size=cfg.server.queue_size)
-    quiet_queue(blocks)  # no 1 ms polling while idle (ui/quiet.py)
     quiet_queue(blocks)  # no 1 ms polling while idle (ui/quiet.py)
     api = build_api(cfg, engine, host=host, manager=manager, policy=policy)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
