@@ -1,6 +1,6 @@
 """Ours vs `transformers serve`, side by side on the same model folder (the bench-size demo model).
 
-    python -m bench peer            (about 6-8 minutes on a quiet 2-core machine; writes docs/benchmarks.md)
+    python -m bench peer            (about 8-10 minutes on a quiet 2-core machine, estimated; writes docs/benchmarks.md)
     BENCH_PEER_QUICK=1 python -m bench.bench_peer   (tiny model, small counts: checks the bench itself runs)
 
 Three servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
@@ -153,10 +153,12 @@ async def load(server: Server, clients: int, tokens: int) -> dict:
             "errors": errors, "single_tps": (ok[0]["tokens"] / ok[0]["seconds"]) if clients == 1 and ok else None}
 
 
-def idle_cores(server: Server) -> float:
-    before, t0 = server.cpu_seconds(), time.monotonic()
+def idle_cores(peers: list[Server]) -> list[float]:
+    """CPU cores each server burns over the same IDLE_SECONDS with no client (all idle at once)."""
+    before, t0 = [s.cpu_seconds() for s in peers], time.monotonic()
     time.sleep(IDLE_SECONDS)
-    return (server.cpu_seconds() - before) / (time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    return [(s.cpu_seconds() - b) / wall for s, b in zip(peers, before)]
 
 
 def hey(server: Server) -> str:
@@ -195,8 +197,8 @@ def measure() -> tuple[list[Server], list[str]]:
                 raise RuntimeError("the servers did not all answer within 600 s")
             time.sleep(1)
         time.sleep(3)
-        for s in peers:                                    # idle first: no client has connected yet
-            s.results["idle"] = idle_cores(s)
+        for s, cores in zip(peers, idle_cores(peers)):     # idle first: no client has connected yet
+            s.results["idle"] = cores
         for s in peers:                                    # warm-up (first request compiles, allocates)
             asyncio.run(load(s, 1, 8))
         for rnd in range(1, ROUNDS + 1):
@@ -239,7 +241,7 @@ def markdown(peers: list[Server], notes: list[str]) -> str:
              "| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
     lines += ["", "Settings: " + "; ".join(f"**{s.name}**: {s.settings}" for s in peers) + ".", "",
-              "Reproduce: `.venv/bin/python -m bench peer` (about 6-8 minutes on a quiet 2-core machine)."]
+              "Reproduce: `.venv/bin/python -m bench peer` (about 8-10 minutes on a quiet 2-core machine)."]
     return "\n".join(lines) + "\n"
 
 
