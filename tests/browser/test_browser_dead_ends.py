@@ -47,6 +47,12 @@ def test_refusals_are_toasts_and_the_page_stays_usable(server, new_context):
     assert "The message is empty" in wait_toast(page, "empty")
     time.sleep(0.5)
     assert page.evaluate(SHOWN_ERROR_PILLS) == 0
+    page.fill("#chat-input textarea", "x" * 200_000)
+    page.keyboard.press("Enter")
+    assert "at most 32000" in wait_toast(page, "200000 characters")
+    time.sleep(0.5)
+    assert page.evaluate(SHOWN_ERROR_PILLS) == 0
+    assert len(page.input_value("#chat-input textarea")) == 200_000     # nothing typed is lost
     page.click("#new-chat", timeout=3000)           # nothing covers the page
     page.fill("#session-search input", "x", timeout=3000)
     pages.click_tab(page, "Image")
