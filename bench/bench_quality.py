@@ -4,6 +4,7 @@ beside weight memory and decode speed; rows also go to docs/quality.json, which 
 Model: the offline SmolLM2-135M-Instruct (demo:smollm2) unless BENCH_QUALITY_MODELS names others
 (comma-separated engine.model values). CPU: float32, bfloat16, bitsandbytes 8-bit and 4-bit (nf4, double
 quant). GPU: fp16, 8-bit, 4-bit. Speed: plain `generate`, greedy, one stream, 32 new tokens.
+Then the demo tuning configs train the same model (BENCH_TUNING=lora,qlora; empty to skip): first and last loss.
 """
 from __future__ import annotations
 
@@ -58,6 +59,34 @@ def measure(model_id: str) -> list:
     return rows
 
 
+def tuning_rows(methods: list[str]) -> list[str]:
+    """Train the shipped demo configs (the offline model, tuning/data/sample.jsonl) and report their losses."""
+    import tempfile
+
+    from tuning.config import load_config
+    from tuning.runs import read_metrics
+    from tuning.train import train
+
+    lines = ["### Tuning on real weights", "",
+             "The shipped `tuning/configs/demo-<method>.json` (base `demo:smollm2`, `tuning/data/sample.jsonl`, CPU) "
+             "run as they are; loss is the training loss logged by transformers' Trainer.", "",
+             "| config | steps | first loss | last loss | eval loss | seconds |", "|---|---|---|---|---|---|"]
+    for method in methods:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = load_config(ROOT / "tuning" / "configs" / f"demo-{method}.json",
+                              {"adapters_dir": tmp, "dataset": str(ROOT / "tuning" / "data" / "sample.jsonl")})
+            started = time.perf_counter()
+            train(cfg)
+            seconds = time.perf_counter() - started
+            rows = read_metrics(cfg.run_dir)
+            losses = [r["loss"] for r in rows if "loss" in r]
+            evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+            eval_text = f"{evals[-1]:.3f}" if evals else "—"
+            lines.append(f"| demo-{method} | {cfg.max_steps} | {losses[0]:.3f} | {losses[-1]:.3f} | {eval_text} | "
+                         f"{seconds:.0f} |")
+    return lines + [""]
+
+
 def run() -> str:
     from engine.quality import relative_costs, write_quality
 
@@ -78,4 +107,7 @@ def run() -> str:
             out.append(f"| {row.rung} | {row.perplexity:.2f} | {ppl:+.0f} % | {row.weight_bytes / 2**20:.0f} MiB | "
                        f"{mem:+.0f} % | {row.tokens_per_second:.1f} |")
         out.append("")
+    methods = [m.strip() for m in os.environ.get("BENCH_TUNING", "lora,qlora").split(",") if m.strip()]
+    if methods:
+        out += tuning_rows(methods)
     return "\n".join(out)
