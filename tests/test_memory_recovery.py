@@ -133,3 +133,24 @@ def test_attempt_lets_other_errors_through():
 ])
 def test_out_of_memory_classifier(exc, oom):
     assert is_out_of_memory(exc) is oom
+
+
+def test_speech_oom_is_a_clear_error_and_the_voice_stays_usable():
+    from engine.config import EngineConfig
+    from engine.speech import SpeechError, Voice
+
+    voice = Voice.load(EngineConfig(), "en", demo=True)
+    fired = []
+
+    def hook(module, args, kwargs):
+        if not fired:
+            fired.append(True)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    handle = voice.model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with pytest.raises(SpeechError, match="ran out of memory while speaking .*the voice is still loaded"):
+            voice.speak("Hello there.")
+    finally:
+        handle.remove()
+    assert voice.speak("Hello there.").wav[:4] == b"RIFF"
