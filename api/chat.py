@@ -24,7 +24,8 @@ from api.streaming import StreamPump
 from engine.batching import EngineBusy
 from engine.constrained import ConstraintError
 from engine.generation import GenerationError, GenerationParams, PromptTooLong
-from engine.loader import ModelLoadError, is_out_of_memory
+from engine.loader import ModelLoadError
+from engine.memory import is_out_of_memory
 from engine.prompt import PromptError
 from engine.remote import RemoteServerError
 from engine.sources import SourceError

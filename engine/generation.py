@@ -364,6 +364,8 @@ class Generator:
                 if cancel.is_set() and not stops.stopped:
                     stats.finish_reason = "cancelled"
                 return None
+            if cancel.is_set():
+                continue  # tokens the worker queued before it saw the cancel: Stop means no more text
             if stats.first_token_seconds is None:
                 stats.first_token_seconds = time.perf_counter() - started
             piece = stops.feed(decoder.push(value))
