@@ -4,7 +4,16 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from concurrent.futures import ThreadPoolExecutor
+
 from api.streaming import StreamPump
+
+
+def run_loop(coro):
+    """asyncio.run in its own thread: Playwright's sync API (browser tests, same session) keeps a loop
+    running in the main thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 class Produced:
@@ -33,7 +42,7 @@ def test_a_lagging_reader_gets_the_backlog_as_one_piece():
         out += [p async for p in it]
         return out
 
-    out = asyncio.run(main())
+    out = run_loop(main())
     assert "".join(out) == "".join(f"t{i} " for i in range(200))
     assert len(out) <= 3, f"{len(out)} events for 200 pieces"
 
@@ -49,5 +58,5 @@ def test_an_error_after_text_still_reaches_the_reader():
             return got, exc
         return got, None
 
-    got, exc = asyncio.run(main())
+    got, exc = run_loop(main())
     assert got == "ab" and str(exc) == "boom"
