@@ -132,7 +132,7 @@ def run() -> str:
               f"{load['seconds']:.1f} |", "",
               "Reproduce: `make bench BENCH_ARGS=engine` (or `.venv/bin/python -m bench engine`).", "",
               "GPU figures (full-size Mistral-7B at fp16/8-bit/4-bit, the ladder under a capped memory "
-              "fraction) are not measured here: this session had no GPU."]
+              "fraction) come from `make gpu-check` on a card, which writes its own GPU section; no run on a GPU yet."]
     return "\n".join(lines)
 
 
