@@ -88,6 +88,7 @@ def test_chat_search_reacts_to_korean_ime_backspace_and_clearing(server, new_con
     pages.send(page, "부산 여행 계획")
     pages.wait_replies_done(page, 1)
     page.click("#new-chat")
+    page.wait_for_function(f"() => document.querySelectorAll('{pages.USER}').length === 0")  # the new chat is shown
     pages.send(page, "Hello there")
     pages.wait_replies_done(page, 1)
     pages.wait_session_labels(page, lambda labels: len(labels) == 2)
