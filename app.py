@@ -183,10 +183,22 @@ def serve(app, host: str, port: int):
 
 def serve_locked(space_id: str, missing: tuple[str, ...], host: str, port: int) -> int:
     """A Space with a missing or malformed secret: a page naming it (ui/locked.py), not a crash loop."""
-    from ui.locked import build_locked_app
+    import gradio as gr
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
 
+    from ui.locked import build_locked_page, locked_mount_options
+
+    api = FastAPI(title="Local Mistral Chat (locked)")
+
+    @api.get("/health")
+    def health() -> JSONResponse:
+        return JSONResponse({"status": "locked", "space": space_id, "missing_secrets": list(missing)},
+                            status_code=503)
+
+    app = gr.mount_gradio_app(api, build_locked_page(missing), path="/", **locked_mount_options())
     print(f"[server] http://{host}:{port} (locked until {', '.join(missing)} is set)", flush=True)
-    serve(build_locked_app(missing, space_id), host, port).run()
+    serve(app, host, port).run()
     return 0
 
 
