@@ -131,7 +131,8 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     services = Services(cfg, engine, store, manager, config_path=config_path, public=policy.settings_locked)
     phase("building the page…")
     blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path), notices=notices)
-    blocks.queue(default_concurrency_limit=cfg.engine.max_concurrent, max_size=cfg.server.queue_size)
+    # engine.max_concurrent as resolved ("auto": sized from memory at load): the UI runs as many chats as the engine
+    blocks.queue(default_concurrency_limit=engine.concurrency.slots, max_size=cfg.server.queue_size)
     quiet_queue(blocks)  # no 1 ms polling while idle (ui/quiet.py)
     api = build_api(cfg, engine, host=host, manager=manager, policy=policy)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",

@@ -22,6 +22,7 @@ def health_body(state: ApiState) -> dict:
         "prompt_path": getattr(report, "prompt_path", ""),   # mistral | chat_template (engine/codec.py)
         "notice": report.notice,
         "serving": load.path,
+        "concurrency": engine.concurrency.to_dict(),   # engine.max_concurrent as resolved ("auto": from memory)
         "active_requests": load.active,
         "queue_depth": load.waiting,
         "queue": load.to_dict(),

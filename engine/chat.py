@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from engine.adapters import AdapterError, AdapterRegistry
-from engine.batching import LoadStats, build_scheduler
+from engine.batching import LoadStats, build_scheduler, kv_budget_bytes
 from engine.codec import TemplateMissing, TextCodec
 from engine.config import EngineConfig
 from engine.generation import ChatStream, GenerationParams, Generator
 from engine.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained
 from engine import zerogpu
-from engine.preflight import GiB
+from engine.preflight import GiB, Concurrency, fixed_concurrency, size_concurrency
 from engine.sources import OFFLINE_DEMO, ModelSource, SourceError, resolve_source
 
 DEMO_NOTICE = "Demo model with random weights: replies are noise, not answers."
@@ -34,7 +34,19 @@ def demo_notice(source: ModelSource) -> str:
 def load_plan(cfg: EngineConfig) -> LoadPlan:
     budget = int(cfg.max_gpu_memory * GiB) if cfg.max_gpu_memory is not None else None
     return LoadPlan(precision=cfg.precision, budget_bytes=budget, cpu_dtype=cfg.cpu_dtype,
-                    context_tokens=cfg.max_context, headroom=cfg.kv_headroom, concurrent=cfg.max_concurrent)
+                    context_tokens=cfg.max_context, headroom=cfg.kv_headroom,
+                    # "auto" fills what the weights leave, so the rung must fit only one full-context request
+                    concurrent=1 if cfg.max_concurrent == "auto" else cfg.max_concurrent)
+
+
+def resolve_concurrency(cfg: EngineConfig, model: Any, context: int, plan: LoadPlan) -> Concurrency:
+    """engine.max_concurrent for this loaded model: the configured number, or "auto" sized from the KV budget."""
+    if cfg.max_concurrent != "auto":
+        return fixed_concurrency(cfg.max_concurrent)
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    where = "GPU after the weights" if on_gpu else f"{cfg.kv_headroom:.0%} of available RAM"
+    return size_concurrency(model.config, context_tokens=context, dtype_bytes=model.dtype.itemsize, where=where,
+                            kv_budget_bytes=kv_budget_bytes(model, cfg.kv_headroom, plan.budget_bytes))
 
 
 @dataclass
@@ -47,6 +59,7 @@ class ChatEngine:
     max_context: int = 4096
     adapters: AdapterRegistry | None = None   # LoRA adapters for this base; None with a remote backend
     gpu_seconds: zerogpu.GpuSeconds = zerogpu.GpuSeconds()   # ZeroGPU duration asked per request
+    concurrency: Concurrency = fixed_concurrency(1)           # engine.max_concurrent as resolved (auto: from memory)
 
     @property
     def model_id(self) -> str:
@@ -124,16 +137,18 @@ class ChatEngine:
         if source.demo:
             report.notice = " ".join(filter(None, [demo_notice(source), report.notice]))
         context = min(cfg.max_context, getattr(model.config, "max_position_embeddings", cfg.max_context))
-        generator = Generator(model, codec, max_context=context, slots=cfg.max_concurrent)
+        concurrency = resolve_concurrency(cfg, model, context, plan)
+        generator = Generator(model, codec, max_context=context, slots=concurrency.slots)
         if zerogpu.enabled():  # a scheduler thread would run outside spaces.GPU, where ZeroGPU has no CUDA
             scheduler, why = None, "ZeroGPU: one request per spaces.GPU call"
         else:
-            scheduler, why = build_scheduler(model, codec, generator, slots=cfg.max_concurrent,
+            scheduler, why = build_scheduler(model, codec, generator, slots=concurrency.slots,
                                              headroom=cfg.kv_headroom, budget_bytes=plan.budget_bytes,
                                              path=batching or cfg.batching)
         report.reason = f"{report.reason}; serving: {why}"
         adapters = AdapterRegistry(cfg.adapters_dir, source.folder, source.model_id)
-        return cls(model, codec, report, generator, scheduler, context, adapters, zerogpu.GpuSeconds.from_config(cfg))
+        return cls(model, codec, report, generator, scheduler, context, adapters, zerogpu.GpuSeconds.from_config(cfg),
+                   concurrency)
 
     @classmethod
     def load(cls, cfg: EngineConfig, *, demo: bool = False) -> "ChatEngine":
@@ -145,7 +160,7 @@ class ChatEngine:
             from engine.remote import RemoteChat
 
             remote = RemoteChat.from_config(cfg)
-            return cls(None, None, remote.report, None, remote, cfg.max_context)
+            return cls(None, None, remote.report, None, remote, cfg.max_context, concurrency=remote.concurrency)
         if demo:
             return cls._demo(cfg)
         try:

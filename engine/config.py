@@ -16,9 +16,10 @@ class ConfigError(ValueError):
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
-           max: float | None = None, default_factory: Any = None):
-    """A dataclass field carrying its help text and limits (read by the validator and the README)."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+           max: float | None = None, default_factory: Any = None, words: tuple[str, ...] = ()):
+    """A dataclass field carrying its help text and limits (read by the validator and the README).
+    `words`: strings a numeric option also accepts (max_concurrent's "auto")."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "words": words}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -40,7 +41,9 @@ class EngineConfig:
     demo_size: str = option("smollm2", "Which demo model --demo and the fallback load: smollm2 (real small offline "
                             "model, SmolLM2-135M-Instruct), tiny (random weights, fast tests) or bench (random, "
                             "realistic speed).", choices=("smollm2", "tiny", "bench"))
-    max_concurrent: int = option(4, "Chat requests generated at once; more wait in a fair queue.", min=1, max=256)
+    max_concurrent: int | str = option("auto", "Chat requests generated at once; more wait in a fair queue. auto "
+                                       "sizes it from the memory left for the KV cache after the weights (1 to 32; "
+                                       "shown on /health and the Models tab).", min=1, max=256, words=("auto",))
     batching: str = option("auto", "How concurrent chats share the model: auto picks continuous batching where it "
                            "runs (not quantized), else a fair queue.", choices=("auto", "continuous", "queue"))
     backend: str = option("local", "local loads the model here; openai streams from an OpenAI-compatible server.",
@@ -142,6 +145,12 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+def _allowed(meta: dict, tp: Any) -> str:
+    """'"auto" or integer, 1 to 256': an option that takes a word or a number in range."""
+    number = "integer" if int in typing.get_args(tp) else "number"
+    return " or ".join([json.dumps(w) for w in meta["words"]] + [f"{number}, {meta['min']} to {meta['max']}"])
+
+
 def build_section(cls: type, data: Any, prefix: str):
     """Check one section dict against its dataclass; raise ConfigError naming the first bad key."""
     if not isinstance(data, dict):
@@ -154,6 +163,12 @@ def build_section(cls: type, data: Any, prefix: str):
     values = {}
     for name, value in data.items():
         meta, tp, key = known[name].metadata, hints[name], f"{prefix}.{name}"
+        if meta.get("words") and (isinstance(value, str) or not _matches(value, tp)):
+            if value not in meta["words"]:
+                raise ConfigError(f"{key}: {json.dumps(value, ensure_ascii=False)} is not allowed; expected "
+                                  f"{_allowed(meta, tp)}")
+            values[name] = value
+            continue
         if not _matches(value, tp):
             raise ConfigError(f"{key}: {json.dumps(value, ensure_ascii=False)} is not allowed; expected {type_name(tp)}")
         if meta.get("choices") and value not in meta["choices"]:
@@ -205,7 +220,9 @@ def describe_options() -> list[tuple[str, str, str, str]]:
         for f in fields(cls):
             default = f.default if f.default is not MISSING else f.default_factory()
             meta = f.metadata
-            if meta.get("choices"):
+            if meta.get("words"):
+                allowed = _allowed(meta, hints[f.name])
+            elif meta.get("choices"):
                 allowed = " / ".join(map(str, meta["choices"]))
             elif meta.get("min") is not None:
                 allowed = f"{type_name(hints[f.name])}, {meta['min']} to {meta['max']}"

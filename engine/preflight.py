@@ -97,3 +97,43 @@ def first_fitting_rung(estimates: list[RungEstimate], allowed: tuple[str, ...] =
         if e.rung in allowed and e.fits:
             return e.rung
     return None
+
+
+# engine.max_concurrent "auto" never batches more than this: on the bench model (issue 14, 2 CPU cores) 32 slots
+# matched transformers serve's continuous batching at 8 and 32 clients; past it a step's batch only adds waiting
+# time per token, and server.max_wait_s already answers the overflow with "busy, retry".
+AUTO_SLOTS_CAP = 32
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How many requests are generated at once, and why (shown on /health and the Models tab)."""
+    slots: int
+    auto: bool
+    why: str
+    kv_budget_bytes: int = 0      # auto on a local model: what it was sized from (0 otherwise)
+    kv_bytes_per_token: int = 0
+    context_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return {"slots": self.slots, "setting": "auto" if self.auto else self.slots, "why": self.why,
+                "kv_budget_bytes": self.kv_budget_bytes, "kv_bytes_per_token": self.kv_bytes_per_token,
+                "context_tokens": self.context_tokens}
+
+
+def fixed_concurrency(slots: int) -> Concurrency:
+    return Concurrency(slots, False, f"{slots} set by engine.max_concurrent")
+
+
+def size_concurrency(config, *, context_tokens: int, kv_budget_bytes: int, dtype_bytes: int = 2,
+                     where: str = "RAM", cap: int = AUTO_SLOTS_CAP) -> Concurrency:
+    """engine.max_concurrent "auto": as many full-context KV caches as the KV budget holds, 1 to `cap`.
+
+    The budget is what the KV cache may take once the weights are loaded (engine.batching.kv_budget_bytes), so
+    every slot can hold a whole context; bytes per token come from the model config via kv_cache_bytes.
+    """
+    per_token = kv_cache_bytes(config, 1, dtype_bytes)
+    slots = max(1, min(cap, kv_budget_bytes // (per_token * context_tokens)))
+    why = (f"auto: {slots} from {kv_budget_bytes / 1e9:.1f} GB KV budget ({where}), {per_token / 1024:g} KiB/token, "
+           f"context {context_tokens}")
+    return Concurrency(int(slots), True, why, kv_budget_bytes, per_token, context_tokens)

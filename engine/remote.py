@@ -4,7 +4,7 @@ Point engine.remote_base_url at vLLM, TGI, llama.cpp's server, another copy of t
 server speaking /v1/chat/completions; engine.remote_model names the model there, and the key comes from
 the environment variable named by engine.remote_api_key_env. RemoteChat has the same
 `.stream(messages, params, cancel) -> ChatStream` as the local schedulers, so the UI and the API do
-not know the difference. A fair FIFO queue of engine.max_concurrent slots bounds what we send at once.
+not know the difference. A fair FIFO queue of engine.max_concurrent slots (auto: remote_concurrency) bounds what we send at once.
 """
 from __future__ import annotations
 
@@ -17,11 +17,22 @@ from engine.batching import EngineBusy, FifoSlots, LoadStats
 from engine.config import ConfigError, EngineConfig
 from engine.generation import ChatStream, GenerationError, GenerationParams, StreamStats
 from engine.loader import LoadReport
+from engine.preflight import AUTO_SLOTS_CAP, Concurrency, fixed_concurrency
 from engine.prompt import normalize_messages
 from engine.textstream import StopMatcher
 
 CONNECT_SECONDS = 10.0
 READ_SECONDS = 300.0
+
+
+def remote_concurrency(setting: int | str) -> Concurrency:
+    """engine.max_concurrent "auto" with a remote server: we cannot see its memory, and it batches and queues
+    on its own (vLLM --max-num-seqs, TGI --max-concurrent-requests), so our bound only caps the streams held
+    open; the local cap keeps its batcher fed without a thread per waiting user. Set a number to match it."""
+    if setting != "auto":
+        return fixed_concurrency(setting)
+    return Concurrency(AUTO_SLOTS_CAP, True, f"auto: {AUTO_SLOTS_CAP} streams at once to the remote server, which "
+                                             "batches on its own (set engine.max_concurrent to its batch size)")
 
 
 class RemoteServerError(GenerationError):
@@ -59,9 +70,10 @@ def keep_turns(messages: Sequence[dict], max_turns: int) -> tuple[list[dict], in
 class RemoteChat:
     path = "remote"
 
-    def __init__(self, client: Any, base_url: str, model: str, *, slots: int, report: LoadReport):
+    def __init__(self, client: Any, base_url: str, model: str, *, concurrency: Concurrency, report: LoadReport):
         self.client, self.base_url, self.model, self.report = client, base_url, model, report
-        self.slots = FifoSlots(slots)
+        self.concurrency = concurrency
+        self.slots = FifoSlots(concurrency.slots)
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, *, probe: bool = True) -> "RemoteChat":
@@ -79,7 +91,7 @@ class RemoteChat:
         client = OpenAI(api_key=key, base_url=base_url, max_retries=0,
                         timeout=Timeout(READ_SECONDS, connect=CONNECT_SECONDS))
         notice = cls._probe(client, cfg.remote_model) if probe else ""
-        return cls(client, base_url, cfg.remote_model, slots=cfg.max_concurrent,
+        return cls(client, base_url, cfg.remote_model, concurrency=remote_concurrency(cfg.max_concurrent),
                    report=remote_report(base_url, cfg.remote_model, notice))
 
     @staticmethod

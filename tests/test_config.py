@@ -56,6 +56,29 @@ def test_every_option_is_documented_in_readme():
     assert not missing, f"README lacks: {missing}"
 
 
+def test_readme_table_rows_are_generated_from_the_dataclasses():
+    """Each README row is exactly describe_options()'s: default, allowed values and help cannot drift."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    stale = [key for key, default, allowed, help in describe_options()
+             if f"| `{key}` | `{default}` | {allowed} | {help} |" not in readme]
+    assert not stale, f"README rows out of date (regenerate from engine.config.describe_options): {stale}"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("many", 'engine.max_concurrent: "many" is not allowed; expected "auto" or integer, 1 to 256'),
+    (4.5, 'engine.max_concurrent: 4.5 is not allowed; expected "auto" or integer, 1 to 256'),
+    (True, 'engine.max_concurrent: true is not allowed; expected "auto" or integer, 1 to 256'),
+    (0, "engine.max_concurrent: 0 is out of range; allowed 1 to 256"),
+])
+def test_max_concurrent_takes_auto_or_an_integer_in_range(value, expected):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"engine": {"max_concurrent": value}})
+    assert str(err.value) == expected
+    assert AppConfig().engine.max_concurrent == "auto"
+    assert config_from_dict({"engine": {"max_concurrent": 8}}).engine.max_concurrent == 8
+    assert config_from_dict({"engine": {"max_concurrent": "auto"}}).engine.max_concurrent == "auto"
+
+
 def test_app_refuses_to_start_with_one_line(tmp_path):
     p = tmp_path / "config.json"
     p.write_text(json.dumps({"generation": {"top_p": 0}}))

@@ -90,6 +90,7 @@ EN: dict[str, str] = {
     "tuning.start": "▶ Start training", "tuning.cancel": "⏹ Cancel training",
     "tuning.idle": "No training running from this page.", "tuning.plot": "Loss",
     "tuning.log": "Training log",
+    "voice.lang_auto": "Detect",    # Voice language radio (issue 12)
 }
 
 KO: dict[str, str] = {
@@ -161,11 +162,14 @@ KO: dict[str, str] = {
     "tuning.start": "▶ 학습 시작", "tuning.cancel": "⏹ 학습 취소",
     "tuning.idle": "이 페이지에서 진행 중인 학습이 없습니다.", "tuning.plot": "손실",
     "tuning.log": "학습 로그",
+    "voice.lang_auto": "자동 감지",
 }
 
 # Text made on the server: errors and live panels. {placeholders} are filled by `say`.
 SAY_EN: dict[str, str] = {
     "empty": "The message is empty: type something first.",
+    "too_few_values": "The {endpoint} endpoint takes {needed} values ({names}); this call sent {got}. "
+                      "Send every value in order (gradio_client fills in the defaults).",
     "too_long": "The message has {n} characters; at most {limit} are accepted.",
     "no_session": "This chat no longer exists (deleted in another tab?). Pick or start another chat.",
     "stale": "This chat was changed in another tab or window. Reload the page and try again; nothing was overwritten.",
@@ -226,6 +230,11 @@ SAY_EN: dict[str, str] = {
     "media_random": "The image and speech models here are tiny demo models with random weights: their output is "
                     "noise; configure real ones in config.json (engine.vision_model, engine.stt_model, ...).",
     "prompt_path": "Prompt format: {path}",
+    # engine.max_concurrent as resolved (issue 14)
+    "concurrency_auto": "Chats generated at once: **{slots}**, sized from memory (auto): {budget:.1f} GB for the KV "
+                        "cache, {per_token:g} KiB per token, {context} tokens of context each",
+    "concurrency_remote": "Chats sent at once: **{slots}** (auto; the remote server batches on its own)",
+    "concurrency_fixed": "Chats generated at once: **{slots}** (engine.max_concurrent)",
     "quality_title": "**Quality per precision** (perplexity on a fixed English text, lower is better; "
                      "memory of the weights; measured by `make bench` on {model})",
     "quality_none": "No quality figures for this model yet: `make bench` measures them.",
@@ -248,10 +257,16 @@ SAY_EN: dict[str, str] = {
                    "finish or cancel it from the page that started it.",
     "tuning_taken_hint": "tick “Replace an adapter (or earlier run) of this name”, or pick another name.",
     "tuning_nothing_to_cancel": "No training from this page is running.",
+    # chat list rows (ui/chat_list.py)
+    "row_rename": "Rename “{title}”", "row_delete": "Delete “{title}”", "row_title": "New title",
+    "when_now": "just now", "when_min": "{n} min ago", "when_hours": "{n} h ago", "when_yesterday": "yesterday",
+    "when_days": "{n} days ago", "when_date": "{mon} {day}", "when_date_year": "{mon} {day}, {year}",
 }
 
 SAY_KO: dict[str, str] = {
     "empty": "메시지가 비어 있습니다. 먼저 내용을 입력하세요.",
+    "too_few_values": "{endpoint} 엔드포인트는 값 {needed}개({names})를 받습니다. 이 호출은 {got}개를 보냈습니다. "
+                      "모든 값을 순서대로 보내세요(gradio_client는 기본값을 채워 줍니다).",
     "too_long": "메시지가 {n}자입니다. 최대 {limit}자까지 받습니다.",
     "no_session": "이 대화가 더 이상 없습니다 (다른 탭에서 삭제?). 다른 대화를 고르거나 새로 시작하세요.",
     "stale": "이 대화가 다른 탭이나 창에서 바뀌었습니다. 페이지를 새로 고친 뒤 다시 해 보세요. 덮어쓴 내용은 없습니다.",
@@ -323,12 +338,20 @@ SAY_KO: dict[str, str] = {
                    "시작한 페이지에서 취소하세요.",
     "tuning_taken_hint": "“같은 이름의 어댑터(또는 이전 실행)를 덮어쓰기”를 켜거나 다른 이름을 쓰세요.",
     "tuning_nothing_to_cancel": "이 페이지에서 진행 중인 학습이 없습니다.",
+    "row_rename": "“{title}” 이름 바꾸기", "row_delete": "“{title}” 삭제", "row_title": "새 제목",
+    "when_now": "방금", "when_min": "{n}분 전", "when_hours": "{n}시간 전", "when_yesterday": "어제",
+    "when_days": "{n}일 전", "when_date": "{month}월 {day}일", "when_date_year": "{year}. {month}. {day}.",
     "offline_banner": "ℹ️ **설정한 모델이 아니라 작은 오프라인 모델(SmolLM2-135M-Instruct, 실제 가중치)입니다.** "
                       "답이 짧고 자주 틀립니다. 설정한 모델을 쓰려면 config.json의 engine.model에 허브 id(인터넷 연결 "
                       "필요), 로컬 모델 폴더 또는 .gguf 파일을 넣고 --demo 없이 앱을 시작하세요.",
     "media_random": "여기의 이미지·음성 모델은 무작위 가중치의 작은 데모 모델이라 결과가 의미 없습니다. "
                     "config.json(engine.vision_model, engine.stt_model 등)에서 실제 모델을 설정하세요.",
     "prompt_path": "프롬프트 형식: {path}",
+    # engine.max_concurrent as resolved (issue 14)
+    "concurrency_auto": "동시에 생성하는 대화: **{slots}**개, 메모리에 맞춰 자동 결정(auto): KV 캐시 {budget:.1f} GB, "
+                        "토큰당 {per_token:g} KiB, 대화마다 문맥 {context} 토큰",
+    "concurrency_remote": "동시에 보내는 대화: **{slots}**개 (auto; 원격 서버가 직접 배치 처리)",
+    "concurrency_fixed": "동시에 생성하는 대화: **{slots}**개 (engine.max_concurrent 설정)",
     "quality_title": "**정밀도별 품질** (고정된 영어 글의 perplexity, 낮을수록 좋음; 가중치 메모리; "
                      "{model}에서 `make bench`로 측정)",
     "quality_none": "이 모델의 품질 수치가 아직 없습니다: `make bench`가 측정합니다.",

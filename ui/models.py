@@ -27,8 +27,18 @@ def _gib(n: Any) -> str:
     return f"{n / GiB:.2f} GiB" if isinstance(n, (int, float)) else "—"
 
 
-def report_markdown(report: Any, lang: str) -> str:
-    """The chat model's LoadReport: model, rung, device, why, the attempts down the ladder."""
+def concurrency_line(concurrency: Any, lang: str) -> str:
+    """engine.max_concurrent as resolved at load: the number and, for auto, what it was sized from."""
+    if not concurrency.auto:
+        return say(lang, "concurrency_fixed", slots=concurrency.slots)
+    if not concurrency.kv_bytes_per_token:
+        return say(lang, "concurrency_remote", slots=concurrency.slots)
+    return say(lang, "concurrency_auto", slots=concurrency.slots, budget=concurrency.kv_budget_bytes / 1e9,
+               per_token=concurrency.kv_bytes_per_token / 1024, context=concurrency.context_tokens)
+
+
+def report_markdown(report: Any, lang: str, concurrency: Any = None) -> str:
+    """The chat model's LoadReport: model, rung, device, why, the attempts down the ladder, how many at once."""
     ko = lang == "ko"
     blocks = []
     if report.demo:
@@ -41,7 +51,8 @@ def report_markdown(report: Any, lang: str) -> str:
         f"- {'이유' if ko else 'Why'}: {report.reason}",
         f"- {'메모리' if ko else 'Memory'}: GPU {_gib(report.gpu_bytes)}, CPU {_gib(report.cpu_bytes)} · "
         f"{'불러온 시간' if ko else 'loaded in'} {report.seconds:.1f} s",
-    ] + ([f"- ℹ️ {report.notice}"] if report.notice else [])))
+    ] + ([f"- {concurrency_line(concurrency, lang)}"] if concurrency is not None else [])
+      + ([f"- ℹ️ {report.notice}"] if report.notice else [])))
     if report.attempts:
         rows = ["| # | rung | " + ("결과" if ko else "outcome") + " | s |", "|---|---|---|---|"]
         rows += [f"| {i} | {a.rung} | {a.outcome} | {a.seconds:.1f} |" for i, a in enumerate(report.attempts, 1)]
@@ -210,7 +221,7 @@ class ModelsHandlers:
             states = services.model_states()
             budget = manager.budget() if manager is not None else None
             events = manager.events() if manager is not None else None
-        return (report_markdown(services.engine.report, lang),
+        return (report_markdown(services.engine.report, lang, services.engine.concurrency),
                 states_markdown(states, lang, manager is not None, budget, events),
                 adapters_markdown(services, lang))
 
