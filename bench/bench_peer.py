@@ -105,7 +105,7 @@ def servers(folder: Path) -> list[Server]:
     peer = [cli, "serve", str(folder), "--host", "127.0.0.1", "--port", "{port}", "--device", "cpu",
             "--dtype", "bfloat16"]
     return [
-        Server("ours", "app.py --demo, default config (engine.max_concurrent, server.max_wait_s as shipped)",
+        Server("ours", "app.py --demo, default config (engine.max_concurrent \"auto\", server.max_wait_s as shipped)",
                [sys.executable, str(ROOT / "app.py"), "--demo", "--config", "config.json", "--port", "{port}"],
                "local-chat", "/health", env={"APP_API_KEY": ""}),
         Server("transformers serve CB", f"--continuous-batching --cb-block-size {CB_PAGE} --cb-num-blocks "
@@ -196,6 +196,8 @@ def measure() -> tuple[list[Server], list[str]]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the servers did not all answer within 600 s")
             time.sleep(1)
+        ours = httpx.get(peers[0].url + "/health", timeout=10).json().get("concurrency") or {}
+        peers[0].settings += f"; engine.max_concurrent resolved to {ours.get('why', '?')}"
         time.sleep(3)
         for s, cores in zip(peers, idle_cores(peers)):     # idle first: no client has connected yet
             s.results["idle"] = cores

@@ -106,25 +106,32 @@ class _Server:
 
 
 HTTP_CLIENT = r"""
-import sys, time
+import sys, threading, time
 from openai import OpenAI
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, k = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="local", max_retries=0)
 client.models.list()  # connect before the clock starts
+text = "Explain in a few sentences why the sky is blue. 하늘은 왜 파란가요?"
+tokens = [0] * k
+def one(i):
+    content = text if k == 1 else f"{text} ({i})"   # the same prompts as the in-process clients
+    for chunk in client.chat.completions.create(model="local-chat", max_tokens=n, temperature=0.7, top_p=0.95,
+            messages=[{"role": "user", "content": content}], stream=True, stream_options={"include_usage": True}):
+        if chunk.usage is not None:
+            tokens[i] = chunk.usage.completion_tokens
+threads = [threading.Thread(target=one, args=(i,)) for i in range(k)]
 t0 = time.perf_counter()
-tokens = 0
-for chunk in client.chat.completions.create(model="local-chat", max_tokens=n, temperature=0.7, top_p=0.95,
-        messages=[{"role": "user",
-                   "content": "Explain in a few sentences why the sky is blue. 하늘은 왜 파란가요?"}],
-        stream=True, stream_options={"include_usage": True}):
-    if chunk.usage is not None:
-        tokens = chunk.usage.completion_tokens
-print(tokens / (time.perf_counter() - t0))
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(sum(tokens) / (time.perf_counter() - t0))
 """
 
 
 def measure_http(dtype: str = "bfloat16") -> dict:
-    """One client, same prompt and length, alternating in-process engine.stream and openai over HTTP."""
+    """One client, then CLIENTS at once, same prompts and length, alternating in-process engine.stream and
+    openai over HTTP; default engine config (max_concurrent "auto")."""
     from api import build_api
     from engine.chat import ChatEngine
     from engine.config import AppConfig, EngineConfig
@@ -141,9 +148,9 @@ def measure_http(dtype: str = "bfloat16") -> dict:
             pass
         return stream.stats.completion_tokens / (time.perf_counter() - t0)
 
-    def over_http() -> float:
+    def over_http(clients: int = 1) -> float:
         # The client runs in its own process, as a real one would (not contending for this GIL).
-        out = subprocess.run([sys.executable, "-c", HTTP_CLIENT, str(server.port), str(HTTP_TOKENS)],
+        out = subprocess.run([sys.executable, "-c", HTTP_CLIENT, str(server.port), str(HTTP_TOKENS), str(clients)],
                              capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise RuntimeError(f"the HTTP client failed: {out.stderr[-2000:]}")
@@ -156,11 +163,18 @@ def measure_http(dtype: str = "bfloat16") -> dict:
         for _ in range(HTTP_REPEATS):
             engine_tps.append(in_process())
             http_tps.append(over_http())
+        engine_many, http_many = [], []
+        for _ in range(HTTP_REPEATS):
+            engine_many.append(_clients(engine, CLIENTS, HTTP_TOKENS)[0])
+            http_many.append(over_http(CLIENTS))
+        slots = engine.concurrency.why
     finally:
         server.stop()
         engine.close()
     e, h = statistics.median(engine_tps), statistics.median(http_tps)
-    return {"dtype": dtype, "path": engine.load_stats().path, "engine": e, "http": h, "ratio": h / e}
+    em, hm = statistics.median(engine_many), statistics.median(http_many)
+    return {"dtype": dtype, "path": engine.load_stats().path, "engine": e, "http": h, "ratio": h / e,
+            "engine_many": em, "http_many": hm, "ratio_many": hm / em, "slots": slots}
 
 
 def run() -> str:
@@ -199,6 +213,15 @@ def run() -> str:
         "|---|---|---|---|---|",
         f"| {http['dtype']} | {http['path']} | {http['engine']:.1f} | {http['http']:.1f} | "
         f"**{http['ratio']:.3f}** {'✅' if http['ratio'] >= 0.95 else '❌'} |",
+        "",
+        f"{CLIENTS} clients at once, {HTTP_TOKENS} tokens each, aggregate tokens/s, median of {HTTP_REPEATS} "
+        f"alternating runs: {CLIENTS} threads calling `engine.stream` in-process against {CLIENTS} `openai` streams "
+        f"(threads of one client process) over HTTP; engine.max_concurrent {http['slots']}.",
+        "",
+        f"| dtype | path | {CLIENTS} × engine.stream tok/s | {CLIENTS} × openai over HTTP tok/s | ratio (goal >= 0.8) |",
+        "|---|---|---|---|---|",
+        f"| {http['dtype']} | {http['path']} | {http['engine_many']:.1f} | {http['http_many']:.1f} | "
+        f"**{http['ratio_many']:.3f}** {'✅' if http['ratio_many'] >= 0.8 else '❌'} |",
         "",
         "Reproduce: `.venv/bin/python -m bench serving` (or `make bench BENCH_ARGS=serving`).",
     ]

@@ -1,11 +1,14 @@
 """Load test: Debian `hey` against /v1/chat/completions of an app it starts with the demo model.
 
-    python -m bench.load [--rounds 5] [--requests 1000] [--concurrency 50] [--max-tokens 8]   (make load)
+    python -m bench.load [--rounds 5] [--requests 1000] [--concurrency 50] [--max-tokens 8] [--size bench]
+                         [--timeout 20]   (make load)
 
-Each round is `hey -n 1000 -c 50 -m POST ...`. Passes when every answer is 200 (or a documented
-busy answer, 429/503 with Retry-After), the server still answers /health after the last round, and its
-resident memory after round 5 is within 10 % of round 2 (round 1 warms caches up). Prints a Markdown
-section, writes it to bench/results/load.md, and returns it from run().
+Each round is `hey -n 1000 -c 50 -t 20 -m POST ...` (20 s is hey's own default wait) against the app with its
+default config (admission by expected wait on: server.max_wait_s). Passes when every request is answered
+within hey's wait, 200 or a documented busy answer (429/503 with Retry-After), with 0 client timeouts, the
+server still answers /health after the last round, and its resident memory after the last round is within
+10 % of round 2 (round 1 warms caches up). Prints a Markdown section, writes it to bench/results/load.md, and
+returns it from run().
 """
 from __future__ import annotations
 
@@ -42,6 +45,12 @@ class Round:
     rss_mib: float
     alive: bool
     busy_checked: str = ""             # how a 429/503, if any, was checked for Retry-After
+
+    @property
+    def timeouts(self) -> int:
+        """Requests hey gave up on (no answer within its -t seconds)."""
+        return sum(int(m.group(1)) for e in self.errors
+                   if (m := re.match(r"\[(\d+)\]", e)) and ("Timeout" in e or "deadline" in e))
 
     @property
     def failures(self) -> int:
@@ -153,27 +162,33 @@ def markdown(s: Summary) -> str:
     a = s.settings
     ms = lambda v: f"{v * 1000:.0f}" if v is not None else "-"  # noqa: E731
     rows = [f"| {r.number} | {r.seconds:.1f} | {r.rps or 0:.1f} | {ms(r.p50)} | {ms(r.p95)} | "
-            f"{', '.join(f'{k}: {v}' for k, v in sorted(r.statuses.items())) or '-'} | {r.failures} | {r.rss_mib:.0f} |"
-            for r in s.rounds]
+            f"{', '.join(f'{k}: {v}' for k, v in sorted(r.statuses.items())) or '-'} | {r.timeouts} | {r.failures} | "
+            f"{r.rss_mib:.0f} |" for r in s.rounds]
     last, second = s.rounds[-1], s.rounds[min(1, len(s.rounds) - 1)]
     growth = (last.rss_mib - second.rss_mib) / second.rss_mib
     failures = sum(r.failures for r in s.rounds)
     busy = [f"round {r.number}: {r.busy_checked}" for r in s.rounds if r.busy_checked]
     ok_fail, ok_mem, ok_alive = failures == 0, abs(growth) <= 0.10, all(r.alive for r in s.rounds)
+    timeouts = sum(r.timeouts for r in s.rounds)
+    answered = sum(n for r in s.rounds for code, n in r.statuses.items() if code == "200" or code in BUSY)
+    asked = a["requests"] * len(s.rounds)
     total = sum(r.seconds for r in s.rounds)
     mark = lambda ok: "✅" if ok else "❌"  # noqa: E731
     return "\n".join([
         "## Load test (`hey` against /v1/chat/completions, demo model)",
         "",
-        f"`hey -n {a['requests']} -c {a['concurrency']} -m POST -H 'Content-Type: application/json' -d "
-        f"'{a['body']}' .../v1/chat/completions`, {len(s.rounds)} rounds against one app started with "
-        f"`python app.py --demo` ({a['model']}, {a['serving']} path, {a['slots']} slots, queue {a['queue']}); "
-        f"startup {s.startup:.0f} s, all rounds {total:.0f} s.",
+        f"`hey -n {a['requests']} -c {a['concurrency']} -t {a['timeout']} -m POST -H 'Content-Type: application/json' "
+        f"-d '{a['body']}' .../v1/chat/completions`, {len(s.rounds)} rounds against one app started with "
+        f"`python app.py --demo` ({a['model']}, {a['serving']} path, {a['slots']} slots ({a['why']}), queue "
+        f"{a['queue']}, server.max_wait_s {a['max_wait_s']}); startup {s.startup:.0f} s, all rounds {total:.0f} s; "
+        f"load average {a['loadavg']} before the first round.",
         "",
-        "| round | seconds | requests/s | p50 ms | p95 ms | statuses | failures | server RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| round | seconds | requests/s | p50 ms | p95 ms | statuses | client timeouts | failures | server RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
+        f"- answered (200, or 503/429 busy) within hey's {a['timeout']} s: **{answered} / {asked}**, client "
+        f"timeouts **{timeouts}** {mark(answered == asked and timeouts == 0)}",
         f"- failures other than 429/503 busy answers: **{failures}** {mark(ok_fail)}"
         + (f" ({'; '.join(busy)})" if busy else ""),
         f"- server alive after every round: {mark(ok_alive)}",
@@ -185,7 +200,7 @@ def markdown(s: Summary) -> str:
 
 
 def run(rounds: int = 5, requests: int = 1000, concurrency: int = 50, max_tokens: int = 8,
-        timeout: int = 120) -> str:
+        timeout: int = 20, size: str = "bench") -> str:
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed: `make system-packages` (Debian package hey)")
     args = argparse.Namespace(rounds=rounds, requests=requests, concurrency=concurrency, timeout=timeout)
@@ -193,15 +208,18 @@ def run(rounds: int = 5, requests: int = 1000, concurrency: int = 50, max_tokens
                        "messages": [{"role": "user", "content": "Say hello. 안녕하세요?"}]}, ensure_ascii=False)
     folder = Path(tempfile.mkdtemp(prefix="load-"))
     app = DemoApp(folder, {"sessions": {"path": str(folder / "sessions")},
-                           # the tiny random model, as before the offline model became the default demo
-                           "engine": {"adapters_dir": str(folder / "adapters"), "demo_size": "tiny"}})
+                           # bench: the random model with a realistic decode speed (tiny answers too fast to queue)
+                           "engine": {"adapters_dir": str(folder / "adapters"), "demo_size": size}})
     summary = Summary()
     try:
         summary.startup = app.wait_ready()
         health = httpx.get(app.url + "/health", timeout=10).json()
         summary.settings = {"requests": requests, "concurrency": concurrency, "body": body, "model": health["model"],
                             "serving": health["serving"], "slots": health["queue"]["slots"],
-                            "queue": health["queue"]["max_waiting"]}
+                            "queue": health["queue"]["max_waiting"], "timeout": timeout,
+                            "why": (health.get("concurrency") or {}).get("why", "set"),
+                            "max_wait_s": health["queue"].get("max_wait_s"),
+                            "loadavg": " / ".join(f"{x:.1f}" for x in os.getloadavg())}
         for n in range(1, rounds + 1):
             summary.rounds.append(run_round(n, app, body, args))
     finally:
@@ -219,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--max-tokens", type=int, default=8)
-    p.add_argument("--timeout", type=int, default=120, help="seconds hey waits for one answer")
+    p.add_argument("--timeout", type=int, default=20, help="seconds hey waits for one answer (hey's default: 20)")
+    p.add_argument("--size", default="bench", choices=("tiny", "bench"), help="demo model size")
     a = p.parse_args(argv)
     started = time.perf_counter()
-    text = run(a.rounds, a.requests, a.concurrency, a.max_tokens, a.timeout)
+    text = run(a.rounds, a.requests, a.concurrency, a.max_tokens, a.timeout, a.size)
     print(text)
     print(f"[load] wrote {OUT.relative_to(ROOT)}")
     from bench.__main__ import stamp, write_report
