@@ -258,7 +258,8 @@ SAY_EN: dict[str, str] = {
     "tuning_taken_hint": "tick “Replace an adapter (or earlier run) of this name”, or pick another name.",
     "tuning_nothing_to_cancel": "No training from this page is running.",
     # chat list rows (ui/chat_list.py)
-    "row_rename": "Rename “{title}”", "row_delete": "Delete “{title}”", "row_title": "New title",
+    "row_rename": "Rename “{title}”", "row_delete": "Delete “{title}”",
+    "delete_ask": "Delete **“{title}”**? This cannot be undone.",
     "when_now": "just now", "when_min": "{n} min ago", "when_hours": "{n} h ago", "when_yesterday": "yesterday",
     "when_days": "{n} days ago", "when_date": "{mon} {day}", "when_date_year": "{mon} {day}, {year}",
 }
@@ -338,7 +339,8 @@ SAY_KO: dict[str, str] = {
                    "시작한 페이지에서 취소하세요.",
     "tuning_taken_hint": "“같은 이름의 어댑터(또는 이전 실행)를 덮어쓰기”를 켜거나 다른 이름을 쓰세요.",
     "tuning_nothing_to_cancel": "이 페이지에서 진행 중인 학습이 없습니다.",
-    "row_rename": "“{title}” 이름 바꾸기", "row_delete": "“{title}” 삭제", "row_title": "새 제목",
+    "row_rename": "“{title}” 이름 바꾸기", "row_delete": "“{title}” 삭제",
+    "delete_ask": "**“{title}”** 대화를 삭제할까요? 되돌릴 수 없습니다.",
     "when_now": "방금", "when_min": "{n}분 전", "when_hours": "{n}시간 전", "when_yesterday": "어제",
     "when_days": "{n}일 전", "when_date": "{month}월 {day}일", "when_date_year": "{year}. {month}. {day}.",
     "offline_banner": "ℹ️ **설정한 모델이 아니라 작은 오프라인 모델(SmolLM2-135M-Instruct, 실제 가중치)입니다.** "

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from ui import chat, endpoints, image, models, sessions_panel, system, voice
+from ui.arity import Blocks
 from ui.conversation import Conversation
 from ui.errors import plain_detail
 from ui.i18n import lang_of, make_i18n, say, t
@@ -53,7 +54,7 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
     `notices`: ui/i18n keys shown under the model banner (e.g. a Space without persistent storage)."""
     shared = Shared(services, owners, Conversation(services), secret)
     tuning = _tuning_builder()
-    with gr.Blocks(title="Local Mistral Chat") as blocks:
+    with Blocks(title="Local Mistral Chat") as blocks:
         endpoints.register(shared)  # first, so the public names (chat, transcribe, ...) are theirs
         report = services.engine.report
         banner = gr.HTML(banner_html(report, "en"), elem_id="model-banner", padding=False)
