@@ -38,7 +38,7 @@ from typing import Any, Iterator, Sequence
 from engine.admission import WaitEstimator
 from engine.codec import TextCodec
 from engine.memory import release
-from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, trim_history
+from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, cancelled_stream
 from engine.prompt import encode_chat
 from engine.textstream import IncrementalDecoder, StopMatcher
 
@@ -358,8 +358,10 @@ class ContinuousBatcher:
         self.slots.check_room()
         max_new = min(params.max_new_tokens, self.max_context - 16)
         params = replace(params, max_new_tokens=max_new)
-        kept, dropped = trim_history(messages, self.generator.prompt_counter(),
-                                     max_turns=params.max_history_turns, max_prompt_tokens=self.max_context - max_new)
+        trimmed = self.generator.trim(messages, params, cancel)
+        if trimmed is None:
+            return cancelled_stream()
+        kept, dropped = trimmed
         stats = StreamStats(dropped_turns=dropped)
         if dropped:
             stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")

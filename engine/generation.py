@@ -6,6 +6,7 @@ out-of-memory error by retrying with a shorter context.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -29,6 +30,13 @@ class GenerationError(RuntimeError):
 
 class PromptTooLong(PromptError):
     """Even the last message alone does not fit the context."""
+
+
+class TrimCancelled(Exception):
+    """The request was cancelled (the client left, Stop) while its history was being trimmed."""
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,12 +98,14 @@ class StreamStats:
         return (self.completion_tokens - 1) / decode if self.completion_tokens > 1 and decode > 0 else 0.0
 
 
-def trim_history(messages: Sequence[dict], count_tokens, *, max_turns: int, max_prompt_tokens: int):
+def trim_history(messages: Sequence[dict], count_tokens, *, max_turns: int, max_prompt_tokens: int,
+                 cancel: threading.Event | None = None):
     """Drop the oldest turns (a user message and its reply) until both limits hold; the system prompt stays.
 
     Walks from the newest turn back and stops at the first that does not fit, so turns older than the
     budget are never tokenized (with `Generator.prompt_counter` each kept message is tokenized once).
-    Returns (messages, dropped_turns). Raises PromptTooLong if the last user message alone is too long.
+    Returns (messages, dropped_turns). Raises PromptTooLong if the last user message alone is too long,
+    TrimCancelled as soon as `cancel` is set (checked before each turn is counted).
     """
     msgs = normalize_messages(messages)
     system = [m for m in msgs if m["role"] == "system"]
@@ -107,6 +117,8 @@ def trim_history(messages: Sequence[dict], count_tokens, *, max_turns: int, max_
 
     fits, n = None, 0
     for dropped in range(len(pairs) - 1, max(0, len(pairs) - max_turns) - 1, -1):
+        if cancel is not None and cancel.is_set():
+            raise TrimCancelled
         n = count_tokens(kept(dropped))
         if n > max_prompt_tokens:
             break
@@ -134,6 +146,23 @@ class _MemoCodec:
         if text not in self._memo:
             self._memo[text] = self._codec.encode(text)
         return self._memo[text]
+
+
+class PromptCounter:
+    """Prompt tokens of a conversation, each distinct message text tokenized once per trimming pass."""
+
+    def __init__(self, codec: TextCodec):
+        self._codec = _MemoCodec(codec)
+        self.calls = 0               # conversations counted so far (one per turn the trim walked back over)
+
+    def __call__(self, messages: Sequence[dict]) -> int:
+        self.calls += 1
+        return len(encode_chat(self._codec, messages))
+
+
+def cancelled_stream() -> "ChatStream":
+    """The stream of a request cancelled before it started: no text, finish_reason "cancelled"."""
+    return ChatStream((piece for piece in ()), StreamStats(finish_reason="cancelled"))
 
 
 def _tool_reply(pieces: Iterator[str], stats: StreamStats, forced: bool, tool_calls_id: int | None) -> Iterator[str]:
@@ -215,10 +244,21 @@ class Generator:
     def count_prompt_tokens(self, messages: Sequence[dict]) -> int:
         return len(encode_chat(self.codec, messages))
 
-    def prompt_counter(self) -> Callable[[Sequence[dict]], int]:
+    def prompt_counter(self) -> "PromptCounter":
         """count_prompt_tokens for one trimming pass: a message counted again is not tokenized again."""
-        codec = _MemoCodec(self.codec)
-        return lambda messages: len(encode_chat(codec, messages))
+        return PromptCounter(self.codec)
+
+    def trim(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event | None):
+        """trim_history for a reply of params.max_new_tokens; None when `cancel` was set meanwhile (logged
+        with how many of the messages had been tokenized, so an abandoned trim is seen to stop early)."""
+        counter = self.prompt_counter()
+        try:
+            return trim_history(messages, counter, max_turns=params.max_history_turns,
+                                max_prompt_tokens=self.max_context - params.max_new_tokens, cancel=cancel)
+        except TrimCancelled:
+            log.warning("history trim cancelled (the client left or pressed Stop) after counting %d of %d turns",
+                        counter.calls, (len(messages) + 1) // 2)
+            return None
 
     def stream(self, messages: Sequence[dict], params: GenerationParams,
                cancel: threading.Event | None = None) -> ChatStream:
@@ -228,8 +268,10 @@ class Generator:
         self.check_constraint(params)
         if params.tools is not None:
             return self._stream_tools(messages, params, cancel or threading.Event())
-        kept, dropped = trim_history(messages, self.prompt_counter(), max_turns=params.max_history_turns,
-                                     max_prompt_tokens=self.max_context - max_new)
+        trimmed = self.trim(messages, params, cancel)
+        if trimmed is None:
+            return cancelled_stream()
+        kept, dropped = trimmed
         stats = StreamStats(dropped_turns=dropped)
         if dropped:
             stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")
