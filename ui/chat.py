@@ -116,8 +116,8 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
                                          elem_id="compare-adapter")
     session_id = gr.BrowserState("", storage_key="localchat.session", secret=shared.secret)
     version = gr.State(None)
-    view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, bar.title,
-                    system_prompt, temperature, max_new_tokens, top_p, history_turns)
+    view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, system_prompt, temperature,
+                    max_new_tokens, top_p, history_turns)
     return view, ChatControls(box, stop, retry, edit, cancel_edit, editing, adapter, compare, compare_base,
                               compare_adapter, typing)
 
@@ -382,6 +382,9 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
     view.system_prompt.blur(h.save_settings, [owner_token, view.session_id, *settings], view.version, **QUIET)
     # The Adapter choice follows the chat shown (opened, switched, replied to) and re-reads the adapters
     # when opened; picking one saves it in the chat.
+    # Another chat shown (opened, new, deleted): an edit begun in the chat before ends there.
+    view.session_id.change(lambda: (False, gr.Button(visible=False)), None, [c.editing, c.cancel_edit], queue=False,
+                           **QUIET)
     for trigger in (view.session_id.change, view.version.change):
         trigger(h.adapter_view, [owner_token, view.session_id], c.adapter, queue=False,
                 trigger_mode="always_last", **QUIET)

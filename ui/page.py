@@ -9,6 +9,7 @@ import gradio as gr
 
 from ui.conversation import Conversation
 from ui.chat_format import display_messages
+from ui.chat_list import render, rows_from_summaries
 from ui.i18n import lang_of, say
 from ui.owners import Owners
 from ui.services import Services
@@ -32,9 +33,8 @@ class ChatView:
     chatbot: gr.Chatbot
     session_id: gr.BrowserState
     version: gr.State
-    session_list: gr.Radio
+    session_list: gr.HTML
     search: gr.Textbox
-    title: gr.Textbox
     system_prompt: gr.Textbox
     temperature: gr.Slider
     max_new_tokens: gr.Slider
@@ -42,8 +42,8 @@ class ChatView:
     history_turns: gr.Slider
 
     def outputs(self) -> list[Any]:
-        return [self.chatbot, self.session_id, self.version, self.session_list, self.search, self.title,
-                self.system_prompt, self.temperature, self.max_new_tokens, self.top_p, self.history_turns]
+        return [self.chatbot, self.session_id, self.version, self.session_list, self.search, self.system_prompt,
+                self.temperature, self.max_new_tokens, self.top_p, self.history_turns]
 
     def settings_inputs(self) -> list[Any]:
         return [self.system_prompt, self.temperature, self.max_new_tokens, self.top_p, self.history_turns]
@@ -62,8 +62,9 @@ def chat_display(shared: Shared, owner: str, session: dict | None, lang: str) ->
                             partial(say, lang))
 
 
-def session_choices(shared: Shared, owner: str) -> list[tuple[str, str]]:
-    return [(s["title"], s["id"]) for s in shared.services.store.list(owner, limit=200)]
+def list_html(shared: Shared, owner: str, current: str, lang: str) -> str:
+    """The owner's chats, newest first, as the sidebar's rows (ui/chat_list.py)."""
+    return render(rows_from_summaries(shared.services.store.list(owner, limit=200)), current, lang)
 
 
 def view_values(shared: Shared, owner: str, session: dict | None, request: gr.Request) -> tuple:
@@ -72,6 +73,5 @@ def view_values(shared: Shared, owner: str, session: dict | None, request: gr.Re
     settings = shared.convo.settings(session)
     sid = session["id"] if session else ""
     return (chat_display(shared, owner, session, lang), sid, session["version"] if session else None,
-            gr.Radio(choices=session_choices(shared, owner), value=sid or None), "",
-            session["title"] if session else "", settings["system_prompt"], settings["temperature"],
+            list_html(shared, owner, sid, lang), "", settings["system_prompt"], settings["temperature"],
             settings["max_new_tokens"], settings["top_p"], settings["history_turns"])

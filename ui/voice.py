@@ -142,7 +142,7 @@ def build_and_wire(shared: Shared) -> None:
             transcript = gr.Textbox(label=t("voice.transcript"), lines=3, elem_id="voice-transcript")
             with gr.Row():
                 reply = gr.Button(t("voice.reply"), variant="primary", elem_id="voice-reply")
-                language = gr.Radio(choices=[("auto", "auto"), ("한국어", "ko"), ("English", "en")], value="auto",
+                language = gr.Radio(choices=[(t("voice.lang_auto"), "auto"), ("한국어", "ko"), ("English", "en")], value="auto",
                                     label=t("voice.language"), elem_id="voice-language")
         with gr.Column():
             gr.Markdown(t("voice.answer"), elem_id="voice-answer-title", elem_classes=["answer-title"])  # Markdown shows no label

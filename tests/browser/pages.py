@@ -80,7 +80,33 @@ def set_max_tokens(page, n: int) -> None:
 
 
 def session_labels(page) -> list[str]:
-    return [t.strip() for t in page.locator("#session-list label").all_inner_texts()]
+    """The titles in the chat list, top to bottom."""
+    return [t.strip() for t in page.locator("#session-list .chat-title").all_inner_texts()]
+
+
+def chat_row(page, title: str):
+    """The list row whose title contains `title`."""
+    return page.locator("#session-list .chat-row").filter(has=page.locator(".chat-title", has_text=title))
+
+
+def open_chat(page, title: str) -> None:
+    chat_row(page, title).locator(".chat-open").click()
+
+
+def rename_chat(page, title: str, new_title: str) -> None:
+    """Hover the row, press its ✎, type the new title, Enter (as a person does)."""
+    row = chat_row(page, title)
+    row.hover()
+    row.locator("[data-act=rename]").click()
+    page.fill("#session-list input.chat-rename", new_title)
+    page.keyboard.press("Enter")
+
+
+def ask_delete(page, title: str) -> None:
+    row = chat_row(page, title)
+    row.hover()
+    row.locator("[data-act=delete]").click()
+    page.wait_for_selector("#delete-confirm", state="visible")
 
 
 def wait_session_labels(page, predicate, timeout: float = 30.0) -> list[str]:

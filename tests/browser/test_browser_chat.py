@@ -140,13 +140,16 @@ def test_sessions_new_rename_switch_search_delete_reload_restart(server, new_con
     pages.set_max_tokens(page, SHORT)
     pages.send(page, "Bananas are yellow")                # session B
     pages.wait_replies_done(page, 1)
-    page.fill("#session-title input", "Fruit notes")
-    page.click("#rename-chat")
+    pages.rename_chat(page, "Bananas", "Fruit notes")         # ✎ on the row's hover
     pages.wait_session_labels(page, lambda labels: "Fruit notes" in labels)
-    page.click("#new-chat")                               # session C, deleted below
+    page.click("#new-chat")                               # session C (stored with its first message), deleted below
+    page.wait_for_function(f"() => document.querySelectorAll('{pages.USER}').length === 0")
+    pages.set_max_tokens(page, SHORT)
+    pages.send(page, "Cherries")
+    pages.wait_replies_done(page, 1)
     pages.wait_session_labels(page, lambda labels: len(labels) == 3)
     # switch to A
-    page.locator("#session-list label").filter(has_text="사과").click()
+    pages.open_chat(page, "사과")
     page.wait_for_function(f"() => (document.querySelector('{pages.USER}')?.innerText || '').includes('사과')")
     # search (Korean) narrows the list
     page.fill("#session-search input", "사과")
@@ -155,19 +158,17 @@ def test_sessions_new_rename_switch_search_delete_reload_restart(server, new_con
     page.fill("#session-search input", "")
     page.keyboard.press("Enter")
     pages.wait_session_labels(page, lambda labels: len(labels) == 3)
-    # delete C with confirmation: Cancel first, then Yes
-    page.locator("#session-list label").filter(has_text="New chat").click()
-    page.wait_for_function(f"() => document.querySelectorAll('{pages.USER}').length === 0")
-    page.click("#delete-chat")
-    page.wait_for_selector("#delete-confirm", state="visible")
+    # delete C with confirmation: Cancel first, then Yes; A stays open
+    pages.ask_delete(page, "Cherries")
     page.click("#delete-no")
     page.wait_for_selector("#delete-confirm", state="hidden")
     assert len(pages.session_labels(page)) == 3
-    page.click("#delete-chat")
+    pages.ask_delete(page, "Cherries")
     page.click("#delete-yes")
-    pages.wait_session_labels(page, lambda labels: len(labels) == 2 and "New chat" not in labels)
+    pages.wait_session_labels(page, lambda labels: len(labels) == 2 and "Cherries" not in labels)
+    assert "사과" in pages.user_texts(page)[0]
     # open B, then reload: B is still the open chat
-    page.locator("#session-list label").filter(has_text="Fruit notes").click()
+    pages.open_chat(page, "Fruit notes")
     page.wait_for_function(f"() => (document.querySelector('{pages.USER}')?.innerText || '').includes('Bananas')")
     pages.reload(page)
     assert pages.user_texts(page) == ["Bananas are yellow"]
