@@ -202,3 +202,51 @@ def test_missing_optional_models_say_so_in_both_languages(engine, tmp_path):
     text = message_for(caught.value, "en")
     assert "model is not available" in text and "모델을 사용할 수 없습니다" in text
     assert "모델을 사용할 수 없습니다" in message_for(caught.value, "ko")
+
+
+def test_history_turns_with_an_image_turn_are_counted_and_sent(engine, tmp_path):
+    """A turn with an image (the Chat tab's upload) goes to the image model under the chat's history-turn
+    setting: the turns kept are what the image model gets, and what the reply records (and shows)."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from engine.manager import ModelManager, register_media_models
+    from sessions import SessionStore
+
+    cfg = AppConfig()
+    cfg = replace(cfg, generation=replace(cfg.generation, max_new_tokens=4))
+    manager = ModelManager.from_config(cfg.engine)
+    manager.register_loaded("chat", engine)
+    register_media_models(manager, cfg.engine, demo=True)
+    convo = Conversation(Services(cfg, engine, SessionStore(tmp_path / "s"), manager))
+    owner = "anon:" + "f" * 32
+    picture = tmp_path / "shapes.png"
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(picture)
+    settings = {**convo.services.default_settings(), "history_turns": 2}
+
+    def turn(session_id, text, image=None) -> dict:
+        session = convo.add_user(owner, session_id, text, image_path=image, settings=settings)
+        job = convo.start_reply(owner, session["id"], threading.Event())
+        list(job)
+        return job.save()
+
+    session = turn(None, "first question")
+    session = turn(session["id"], "second question")
+    session = turn(session["id"], "what is in this picture?", str(picture))
+    reply = session["messages"][-1]
+    assert reply["status"] == "complete" and reply["provenance"]["model"] != "demo:tiny"     # the image model
+    assert reply["provenance"]["history_turns"] == 2 and reply["provenance"]["dropped_turns"] == 1
+    # what the image model was given: the prompt of the last two turns, not of all three
+    *past, last = chat_format.engine_messages(session["messages"][:-1])
+    with manager.use("vision") as vision:
+        kept = vision.prepare(str(picture), last["content"], past, max_new_tokens=4, max_history_turns=2)
+        every = vision.prepare(str(picture), last["content"], past, max_new_tokens=4, max_history_turns=3)
+    assert reply["provenance"]["prompt_tokens"] == kept.prompt_tokens < every.prompt_tokens
+    # shown under the reply as the page shows it
+    shown = chat_format.display_messages(session["messages"], lambda ref: None, lambda key, **v: i18n.say("en", key, **v))
+    assert "turns sent: 2" in str(shown[-1]["content"])
+    # a text turn after it: the image turn is one of the turns, and the chat model answers
+    session = turn(session["id"], "and then?")
+    reply = session["messages"][-1]["provenance"]
+    assert reply["model"] == "demo:tiny" and reply["history_turns"] == 2 and reply["dropped_turns"] == 2

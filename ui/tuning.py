@@ -33,6 +33,7 @@ MAX_STEPS = 100_000
 METHODS = [("LoRA", "lora"), ("QLoRA (4-bit)", "qlora")]
 PRIVATE = {"api_visibility": "private"}
 PLOT_COLUMNS = ["step", "loss", "series"]
+SERIES_COLORS = {"train": "#2563eb", "eval": "#ea580c"}     # the loss plot's series, in legend order
 STATE_ICON = {"starting": "⏳", "loading": "⏳", "training": "🏋️", "saving": "💾", "done": "💾",
               "succeeded": "✅", "failed": "❌", "cancelled": "⏹"}
 
@@ -132,7 +133,21 @@ def plot_frame(rows: list[dict]) -> Any:
                 points.append({"step": int(step), "loss": float(value), "series": series})
     if not points:   # None, not an empty table: the plot then draws its first points properly (Gradio 6.31)
         return None
+    # Every series is named from the first frame on, a series without losses yet by one empty point (drawn
+    # as nothing): Gradio 6.31 takes the legend's series from the data when it first draws the chart and
+    # later only swaps the data, so eval losses that came after the first train losses had no legend entry
+    # (tests/browser/test_browser_tuning_plot.py).
+    first = min(p["step"] for p in points)
+    for series in SERIES_COLORS:
+        if all(p["series"] != series for p in points):
+            points.append({"step": first, "loss": None, "series": series})
     return pd.DataFrame(points, columns=PLOT_COLUMNS)
+
+
+def loss_plot(value: Any = None) -> gr.LinePlot:
+    """The loss plot, filled by `plot_frame` on each tick of the tab's timer."""
+    return gr.LinePlot(value, x="step", y="loss", color="series", title=t("tuning.plot"), color_map=SERIES_COLORS,
+                       x_title="step", y_title="loss", height=320, elem_id="tuning-plot")
 
 
 def status_markdown(name: str, st: JobStatus, rows: list[dict], lang: str, seconds: float | None = None) -> str:
@@ -340,10 +355,7 @@ def build_tab(shared: Shared) -> TuningHandlers:
                 cancel = gr.Button(t("tuning.cancel"), variant="stop", elem_id="tuning-cancel", interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown(t("tuning.idle"), elem_id="tuning-status")
-            # a fixed color map: the legend then names both series from the first point on (it showed only "eval")
-            plot = gr.LinePlot(None, x="step", y="loss", color="series", title=t("tuning.plot"),
-                               color_map={"train": "#2563eb", "eval": "#ea580c"},
-                               x_title="step", y_title="loss", height=320, elem_id="tuning-plot")
+            plot = loss_plot()
             with gr.Accordion(t("tuning.log"), open=False):
                 log = gr.Textbox(show_label=False, lines=10, max_lines=15, interactive=False, elem_id="tuning-log")
     job = gr.State(None)
@@ -365,4 +377,4 @@ def build_tab(shared: Shared) -> TuningHandlers:
 
 
 __all__ = ["Plan", "TrainingSlot", "TuningHandlers", "build_tab", "check_text", "dataset_path", "plan_for",
-           "plot_frame", "status_markdown", "suggest_name"]
+           "loss_plot", "plot_frame", "status_markdown", "suggest_name"]
