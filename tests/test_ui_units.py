@@ -250,3 +250,19 @@ def test_history_turns_with_an_image_turn_are_counted_and_sent(engine, tmp_path)
     session = turn(session["id"], "and then?")
     reply = session["messages"][-1]["provenance"]
     assert reply["model"] == "demo:tiny" and reply["history_turns"] == 2 and reply["dropped_turns"] == 2
+
+
+def test_chat_list_rows_say_when_in_both_languages_and_escape_titles():
+    import time
+
+    from ui.chat_list import ChatRow, render, when
+
+    now = time.mktime((2026, 11, 30, 15, 0, 0, 0, 0, -1))
+    ago = {5: ("just now", "방금"), 300: ("5 min ago", "5분 전"), 7200: ("2 h ago", "2시간 전"),
+           86400: ("yesterday", "어제"), 3 * 86400: ("3 days ago", "3일 전"), 20 * 86400: ("Nov 10", "11월 10일"),
+           400 * 86400: ("Oct 26, 2025", "2025. 10. 26.")}
+    for seconds, (en, ko) in ago.items():
+        assert (when(now - seconds, now, "en"), when(now - seconds, now, "ko")) == (en, ko), seconds
+    html = render([ChatRow("a" * 32, "<img src=x onerror=alert(1)>", now - 30)], "a" * 32, "en", now=now)
+    assert "<img" not in html and "&lt;img" in html and 'aria-current="true"' in html
+    assert render([], "", "ko", "“x” 와 맞는 대화가 없습니다.").count("chat-empty") == 1
