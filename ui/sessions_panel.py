@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from ui.errors import shown_to_user
-from ui.chat_list import render, rows_from_hits, rows_from_summaries
+from ui.chat_list import render, rows_from_hits
 from ui.i18n import lang_of, say, t
 from ui.owners import new_token, valid_token
 from ui.page import ChatView, Shared, list_html, view_values
