@@ -119,8 +119,7 @@ class MistralToolPrompt:
         from engine.prompt import PromptError
 
         if getattr(self.codec, "path", "mistral") != "mistral":
-            raise ToolsUnsupported("tool calling is implemented in Mistral's format; this model builds its prompts "
-                                   "with a chat template, whose tool calls this server does not read yet")
+            raise ToolsUnsupported(chat_template_refusal(self.codec.tokenizer))
         if not self.supported:
             raise ToolsUnsupported("this Mistral tokenizer has no [TOOL_CALLS]/[AVAILABLE_TOOLS] control tokens")
         tools = [{"type": "function", "function": f} for f in spec.functions()] if spec.choice != "none" else None
@@ -130,6 +129,31 @@ class MistralToolPrompt:
         except (MistralCommonException, ValidationError, ValueError, TypeError) as exc:
             raise PromptError(f"the conversation with tools is not valid: {_first_line(exc)}") from None
         return ids + [self.tool_calls_id] if spec.forced else ids
+
+
+def renders_tools(template: str | dict | None) -> bool:
+    """Whether a chat template (or any of a tokenizer's named templates) reads the `tools` variable."""
+    import jinja2
+    from jinja2 import meta
+
+    sources = template.values() if isinstance(template, dict) else [template]
+    for source in sources:
+        if not isinstance(source, str):
+            continue
+        try:
+            if "tools" in meta.find_undeclared_variables(jinja2.Environment().parse(source)):
+                return True
+        except jinja2.TemplateSyntaxError:
+            continue
+    return False
+
+
+def chat_template_refusal(tokenizer: Any) -> str:
+    """Why a chat-template model refuses `tools`: its template has no tool format, or we cannot read its calls."""
+    if not renders_tools(getattr(tokenizer, "chat_template", None)):
+        return "this model's chat template has no tool format (it does not render `tools`)"
+    return ("this model's chat template has a tool format, but this server reads tool calls only in Mistral's "
+            "format so far")
 
 
 def _first_line(exc: BaseException) -> str:
