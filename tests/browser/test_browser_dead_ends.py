@@ -234,12 +234,22 @@ def test_phone_width_and_dark_mode(server, browser, locale):
 @pytest.mark.parametrize("locale", ["en-US", "ko-KR"])
 def test_desktop_screenshots(server, new_context, locale):
     page = pages.open_app(new_context(locale=locale), server.url)
+    ko = locale == "ko-KR"
+    pages.set_max_tokens(page, SHORT)
+    pages.send(page, "제주도 맛집 추천" if ko else "Restaurants in Jeju")        # a second chat in the list
+    pages.wait_replies_done(page, 1)
+    page.click("#new-chat")
     pages.set_max_tokens(page, SHORT)
     page.click("#chat-settings button")
-    pages.send(page, "부산에서 하루 여행 계획을 짜 주세요" if locale == "ko-KR" else "Plan a day trip in Busan")
+    pages.send(page, "부산에서 하루 여행 계획을 짜 주세요" if ko else "Plan a day trip in Busan")
     pages.wait_replies_done(page, 1)
+    pages.wait_session_labels(page, lambda labels: len(labels) == 2)
+    page.wait_for_selector("#chat-input .submit-button")                      # idle again: Send is back
     assert "turns sent: 1" in pages.bot_texts(page)[0] or "보낸 대화: 1턴" in pages.bot_texts(page)[0]
     page.evaluate("window.scrollTo(0, 0)")
+    other = pages.chat_row(page, "제주도" if ko else "Jeju")
+    other.hover()                                                              # its rename / delete actions
+    assert other.locator("[data-act=delete]").is_visible()
     pages.screenshot(page, f"chat-desktop-{locale[:2]}.png")
 
 
