@@ -21,7 +21,7 @@ from engine.prompt import PromptError, encode_chat, normalize_messages
 from engine.constrained import ConstrainedLogits, GrammarTokenizer, JsonConstraint
 from engine.logprobs import LogprobRecorder, TokenLogprob, describe
 from engine.textstream import IncrementalDecoder, StopMatcher
-from engine.tools import MistralToolPrompt, ToolCall, ToolSpec, parse_calls
+from engine.tools import ToolCall, ToolSpec, tool_prompt
 
 
 class GenerationError(RuntimeError):
@@ -165,22 +165,29 @@ def cancelled_stream() -> "ChatStream":
     return ChatStream((piece for piece in ()), StreamStats(finish_reason="cancelled"))
 
 
-def _tool_reply(pieces: Iterator[str], stats: StreamStats, forced: bool, tool_calls_id: int | None) -> Iterator[str]:
-    """Text as usual, unless the reply starts with [TOOL_CALLS]: then it is held and parsed into
-    stats.tool_calls (given out as text after all if it is not a list of calls)."""
-    calling, held = forced, []
+def _tool_reply(pieces: Iterator[str], stats: StreamStats, forced: bool,
+                is_call: Callable[[list[int], str], bool | None],
+                parse: Callable[[str], list[ToolCall] | None]) -> Iterator[str]:
+    """Text as usual, unless the reply opens as a tool call (`is_call`: True, False, or None while the
+    first pieces could still be one): then it is held and parsed into stats.tool_calls (given out as text
+    after all if it is not a list of calls)."""
+    calling: bool | None = True if forced else None
+    held: list[str] = []
     try:
         for piece in pieces:
-            calling = calling or stats.token_ids[:1] == [tool_calls_id]
-            if calling:
-                held.append(piece)
-            else:
-                yield piece
+            held.append(piece)
+            if calling is None:
+                calling = is_call(stats.token_ids, "".join(held))
+            if calling is False:
+                yield "".join(held)
+                held = []
+        text = "".join(held)
         if calling:
-            text = "".join(held)
-            stats.tool_calls = parse_calls(text)
+            stats.tool_calls = parse(text)
             if stats.tool_calls is None and text:
                 yield text
+        elif text:
+            yield text
     finally:
         pieces.close()
 
@@ -239,7 +246,7 @@ class Generator:
         self._slots = threading.BoundedSemaphore(slots)
         self._device = next(model.parameters()).device
         self.grammar = GrammarTokenizer(codec.tokenizer)   # built on the first constrained request
-        self.tool_prompt = MistralToolPrompt(codec)
+        self.tool_prompt = tool_prompt(codec, model)   # Mistral's control tokens, or the chat template's format
 
     def count_prompt_tokens(self, messages: Sequence[dict]) -> int:
         return len(encode_chat(self.codec, messages))
@@ -290,18 +297,19 @@ class Generator:
             self.grammar.matcher(params.constraint)
 
     def _stream_tools(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event) -> ChatStream:
-        """A conversation with tools: mistral-common's prompt (not trimmed), the reply parsed for calls."""
+        """A conversation with tools: the model's tool prompt (not trimmed), the reply parsed for calls."""
         spec = params.tools
         prompt = self.tool_prompt.encode(messages, spec)
         if len(prompt) > self.max_context - params.max_new_tokens:
             raise PromptTooLong(f"the conversation with its tools is {len(prompt)} tokens; at most "
                                 f"{self.max_context - params.max_new_tokens} fit with a reply of this length")
         if spec.forced:
-            params = replace(params, constraint=spec.calls_constraint())
+            params = replace(params, constraint=self.tool_prompt.constraint(spec))
         stats = StreamStats()
         pieces = self._run(self._text_inputs(prompt), len(prompt), params, cancel, stats, None)
-        calls_id = self.tool_prompt.tool_calls_id if spec.choice != "none" else None  # "none": never a call
-        return ChatStream(_tool_reply(pieces, stats, spec.forced, calls_id), stats)
+        reader = self.tool_prompt
+        return ChatStream(_tool_reply(pieces, stats, spec.forced, lambda ids, text: reader.is_call(ids, text, spec),
+                                      lambda text: reader.parse(text, spec, prompt)), stats)
 
     def stream_inputs(self, model_inputs: dict, prompt_tokens: int, params: GenerationParams,
                       cancel: threading.Event | None = None) -> ChatStream:

@@ -20,8 +20,10 @@ def special_texts(tokenizer: Any) -> tuple[str, ...]:
     return tuple(t for t in texts if t)
 
 
-def render_ids(codec: Any, messages: Sequence[dict], *, generation_prompt: bool) -> list[int]:
-    """Ids of `messages` (already normalised) as the template lays them out. PromptError on a refusal."""
+def render_ids(codec: Any, messages: Sequence[dict], *, generation_prompt: bool,
+               tools: list[dict] | None = None) -> list[int]:
+    """Ids of `messages` (already normalised) as the template lays them out. PromptError on a refusal.
+    `tools` (OpenAI tool objects) go to the template, which lists them in its own tool format."""
     from engine.prompt import PromptError
 
     tok = codec.tokenizer
@@ -29,7 +31,8 @@ def render_ids(codec: Any, messages: Sequence[dict], *, generation_prompt: bool)
     unsafe = any(s in m["content"] for m in messages for s in specials)
     shown = [m | {"content": PLACEHOLDER.format(i)} for i, m in enumerate(messages)] if unsafe else list(messages)
     try:
-        text = tok.apply_chat_template(shown, tokenize=False, add_generation_prompt=generation_prompt)
+        text = tok.apply_chat_template(shown, tokenize=False, add_generation_prompt=generation_prompt,
+                                       **({"tools": tools} if tools else {}))
     except Exception as exc:  # noqa: BLE001 - jinja2 TemplateError (raise_exception) and template bugs alike
         said = str(exc).strip() or type(exc).__name__
         if messages and messages[0]["role"] == "system":

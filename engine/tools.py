@@ -5,7 +5,12 @@ prompts), from the model folder's SentencePiece file. The reply is a tool call w
 [TOOL_CALLS] control token; the JSON list after it is parsed into OpenAI's tool_calls. When the caller
 requires a call (tool_choice "required" or a named function), [TOOL_CALLS] is placed by us and the JSON
 is constrained (engine/constrained.py) to calls of the offered functions with their parameter schemas.
-Models on the chat-template path, or Mistral tokenizers without these control tokens, refuse tools.
+
+Chat-template models (TemplateToolPrompt) whose template renders `tools` and for which transformers has a
+response parser (the tokenizer's `response_template`, or the built-in one for its model_type: Qwen2/Qwen3,
+Qwen3.5, Gemma 4) get the tools through their template and their replies parsed by `parse_response`. A
+forced call there needs the Hermes/Qwen form (`<tool_call>` + JSON): we place the opening tag and constrain
+the JSON. Other templates, and Mistral tokenizers without the control tokens, refuse tools.
 """
 from __future__ import annotations
 
@@ -47,14 +52,17 @@ class ToolSpec:
     def forced(self) -> bool:
         return self.choice not in ("auto", "none")
 
-    def calls_constraint(self) -> JsonConstraint:
-        """The JSON list of calls a forced reply must be: offered names, arguments matching each schema."""
+    def calls_constraint(self, single: bool = False) -> JsonConstraint:
+        """The JSON list of calls a forced reply must be: offered names, arguments matching each schema.
+        `single`: one call object instead of a list (formats that wrap each call in its own tags)."""
         def call(f: dict) -> dict:
             return {"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
                     "properties": {"name": {"const": f["name"]},
                                    "arguments": f.get("parameters") or {"type": "object"}}}
 
         wanted = [f for f in self.functions() if self.choice == "required" or f["name"] == self.choice]
+        if single:
+            return JsonConstraint.from_schema({"anyOf": [call(f) for f in wanted]})
         schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": [call(f) for f in wanted]}}
         if not self.parallel:
             schema["maxItems"] = 1
@@ -130,6 +138,141 @@ class MistralToolPrompt:
             raise PromptError(f"the conversation with tools is not valid: {_first_line(exc)}") from None
         return ids + [self.tool_calls_id] if spec.forced else ids
 
+    def constraint(self, spec: ToolSpec) -> JsonConstraint:
+        return spec.calls_constraint()
+
+    def is_call(self, token_ids: list[int], text: str, spec: ToolSpec) -> bool | None:
+        """A reply is a call when its first token is [TOOL_CALLS] (never with tool_choice "none")."""
+        return spec.choice != "none" and token_ids[:1] == [self.tool_calls_id]
+
+    def parse(self, text: str, spec: ToolSpec, prompt: list[int]) -> list[ToolCall] | None:
+        return parse_calls(text)
+
+
+HERMES_OPEN = "<tool_call>"
+HERMES_CALLS = r"\s*<tool_call>"   # transformers' Qwen2/Qwen3 response template opens a call with this
+
+
+def response_schema(tokenizer: Any, model: Any) -> dict | None:
+    """transformers' response parser for this model: the tokenizer's response_template, else its built-in one
+    by model_type (imported only here: transformers' serving module also loads fastapi)."""
+    if getattr(tokenizer, "response_template", None) is not None:
+        return tokenizer.response_template
+    from transformers.cli.serving.utils import get_response_template
+
+    return get_response_template(tokenizer, model)
+
+
+class TemplateToolPrompt:
+    """Tools through a model's own chat template; calls read back by transformers' response parser."""
+
+    def __init__(self, codec: Any, model: Any):
+        self.codec, self.model = codec, model
+        self._schema: dict | None = None
+        self._checked = False
+        self._lock = threading.Lock()
+
+    def schema(self) -> dict | None:
+        with self._lock:
+            if not self._checked:
+                self._schema, self._checked = response_schema(self.codec.tokenizer, self.model), True
+            return self._schema
+
+    def _hermes(self) -> bool:
+        calls = ((self.schema() or {}).get("fields") or {}).get("tool_calls") or {}
+        return calls.get("open_pattern") == HERMES_CALLS and calls.get("content") == "json"
+
+    def encode(self, messages: Sequence[dict], spec: ToolSpec) -> list[int]:
+        """ids ending where the reply starts (the opening <tool_call> tag included when a call is forced).
+        ToolsUnsupported when the template has no tool format or no parser; PromptError on a bad history."""
+        from engine.template_prompt import render_ids
+
+        tokenizer = self.codec.tokenizer
+        if not renders_tools(getattr(tokenizer, "chat_template", None)) or self.schema() is None:
+            raise ToolsUnsupported(chat_template_refusal(tokenizer, getattr(self.model.config, "model_type", None)))
+        if spec.forced and not self._hermes():
+            raise ToolsUnsupported(f"tool_choice {spec.choice!r} forces a call, which this server does only for "
+                                   "the <tool_call>{json}</tool_call> format (Qwen2/Qwen3 and Hermes templates); "
+                                   "use tool_choice auto with this model")
+        tools = [{"type": "function", "function": f} for f in spec.functions()] if spec.choice != "none" else None
+        ids = render_ids(self.codec, _template_messages(messages), generation_prompt=True, tools=tools)
+        return ids + self.codec.encode(HERMES_OPEN + "\n") if spec.forced else ids
+
+    def constraint(self, spec: ToolSpec) -> JsonConstraint:
+        return spec.calls_constraint(single=True)
+
+    def is_call(self, token_ids: list[int], text: str, spec: ToolSpec) -> bool | None:
+        """True once the reply opens with the call tag, False once it cannot, None while it still may."""
+        if spec.choice == "none":
+            return False
+        if not self._hermes():   # other call formats: the whole reply is held and parsed at its end
+            return True
+        start = text.lstrip()
+        if start.startswith(HERMES_OPEN):
+            return True
+        return None if HERMES_OPEN.startswith(start) else False
+
+    def parse(self, text: str, spec: ToolSpec, prompt: list[int]) -> list[ToolCall] | None:
+        """A forced reply is the JSON of one call; a free one goes through transformers' parser."""
+        if spec.forced:
+            return parse_calls(text)
+        tokenizer = self.codec.tokenizer
+        try:
+            message = tokenizer.parse_response(text, self.schema(), prefix=tokenizer.decode(prompt),
+                                               tools=[{"type": "function", "function": f} for f in spec.functions()])
+        except (ValueError, TypeError, KeyError):   # not a well-formed call: the text goes out as text
+            return None
+        calls = [c.get("function") or {} for c in message.get("tool_calls") or []]
+        if not calls or any(not isinstance(c.get("name"), str) for c in calls):
+            return None
+        return [ToolCall(uuid.uuid4().hex[:9], c["name"], c["arguments"] if isinstance(c.get("arguments"), str)
+                         else json.dumps(c.get("arguments") or {}, ensure_ascii=False)) for c in calls]
+
+
+def tool_prompt(codec: Any, model: Any) -> "MistralToolPrompt | TemplateToolPrompt":
+    """The tool format of this model's prompt path."""
+    return MistralToolPrompt(codec) if getattr(codec, "path", "mistral") == "mistral" else TemplateToolPrompt(codec, model)
+
+
+def _template_messages(messages: Sequence[dict]) -> list[dict]:
+    """OpenAI messages -> what chat templates read (transformers' convention: arguments as a dict).
+    PromptError names a message a template could not take."""
+    from engine.prompt import PromptError
+
+    out = []
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content") or ""
+        if role not in ("system", "user", "assistant", "tool"):
+            raise PromptError(f"message {i}: role {role!r} is not one of system, user, assistant, tool")
+        if not isinstance(content, str):
+            raise PromptError(f"message {i}: content must be text")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PromptError(f"message {i}: the text holds a character that cannot be encoded as UTF-8 "
+                              f"(U+{ord(content[exc.start]):04X}, a lone surrogate)") from None
+        message: dict[str, Any] = {"role": role, "content": content}
+        if role == "assistant" and m.get("tool_calls"):
+            message["tool_calls"] = [{"id": c.get("id"), "type": "function",
+                                      "function": {"name": c["function"]["name"],
+                                                   "arguments": _arguments(c["function"]["arguments"])}}
+                                     for c in m["tool_calls"]]
+        if role == "tool":
+            message["tool_call_id"] = m.get("tool_call_id")
+            if m.get("name"):
+                message["name"] = m["name"]
+        out.append(message)
+    if not out or out[-1]["role"] not in ("user", "tool"):
+        raise PromptError("the conversation must end with a user message or a tool result")
+    return out
+
+
+def _arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return text
+
 
 def renders_tools(template: str | dict | None) -> bool:
     """Whether a chat template (or any of a tokenizer's named templates) reads the `tools` variable."""
@@ -148,12 +291,12 @@ def renders_tools(template: str | dict | None) -> bool:
     return False
 
 
-def chat_template_refusal(tokenizer: Any) -> str:
+def chat_template_refusal(tokenizer: Any, model_type: str | None = None) -> str:
     """Why a chat-template model refuses `tools`: its template has no tool format, or we cannot read its calls."""
     if not renders_tools(getattr(tokenizer, "chat_template", None)):
         return "this model's chat template has no tool format (it does not render `tools`)"
-    return ("this model's chat template has a tool format, but this server reads tool calls only in Mistral's "
-            "format so far")
+    return (f"this model's chat template has a tool format, but transformers has no parser for its tool calls "
+            f"(no response_template in the tokenizer, and none built in for model type {model_type or 'unknown'!r})")
 
 
 def _first_line(exc: BaseException) -> str:

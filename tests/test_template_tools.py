@@ -1,24 +1,62 @@
-"""`tools` on a chat-template model: the 400's reason says whether the template has a tool format at all."""
+"""`tools` on a chat-template model: which templates take them (a tool format and a parser for its calls),
+the 400's reason for those that do not, and calls read back by transformers' parser (tool_choice auto)."""
 from __future__ import annotations
 
+import json
+
 import pytest
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from engine.codec import TextCodec
+from engine.demo.tool_template import tool_template_model
 from engine.sources import resolve_source
-from engine.tools import MistralToolPrompt, ToolSpec, ToolsUnsupported, renders_tools
+from engine.tools import TemplateToolPrompt, ToolSpec, ToolsUnsupported, renders_tools
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                              "parameters": {"type": "object", "properties": {
-                                                 "city": {"type": "string"}}, "required": ["city"]}}}]
+                                                 "city": {"type": "string"}, "days": {"type": "integer"}},
+                                                 "required": ["city"]}}}]
+ASK = [{"role": "user", "content": "Weather in Seoul?"}]
+
+
+def template_prompt(folder, model_type: str) -> TemplateToolPrompt:
+    """The tool prompt of a real tokenizer folder for a tiny real model of `model_type` (only its type is read)."""
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if model_type == "qwen2":
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, num_key_value_heads=1))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, num_key_value_heads=1))
+    return TemplateToolPrompt(TextCodec.load(folder, tokenizer), model)
 
 
 def test_template_without_tools_is_refused_naming_that():
-    folder = resolve_source("demo:smollm2").folder   # SmolLM2-135M-Instruct: a ChatML template without tools
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    prompt = MistralToolPrompt(TextCodec.load(folder, tokenizer))
+    prompt = template_prompt(resolve_source("demo:smollm2").folder, "llama")   # SmolLM2: ChatML without tools
     with pytest.raises(ToolsUnsupported, match=r"this model's chat template has no tool format"):
-        prompt.encode([{"role": "user", "content": "Weather in Seoul?"}], ToolSpec.of(WEATHER))
+        prompt.encode(ASK, ToolSpec.of(WEATHER))
+
+
+def test_template_with_tools_but_no_parser_is_refused_naming_that():
+    prompt = template_prompt(tool_template_model(), "llama")   # our tool template on a model type without a parser
+    with pytest.raises(ToolsUnsupported, match=r"has a tool format, but transformers has no parser .* 'llama'"):
+        prompt.encode(ASK, ToolSpec.of(WEATHER))
+
+
+def test_a_call_the_model_wrote_is_read_back_with_typed_arguments():
+    prompt = template_prompt(tool_template_model(), "qwen2")
+    spec = ToolSpec.of(WEATHER, "auto")
+    ids = prompt.encode(ASK, spec)
+    assert "<tools>" in prompt.codec.tokenizer.decode(ids)
+    text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "서울", "days": "2"}}\n</tool_call>'
+    [call] = prompt.parse(text, spec, ids)
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "서울", "days": 2}
+    assert prompt.parse("It is sunny.", spec, ids) is None
+    assert prompt.parse('<tool_call>\n{"name": broken\n</tool_call>', spec, ids) is None
+    assert prompt.is_call([], "\n<tool", spec) is None and prompt.is_call([], "\n<tool_call>", spec) is True
+    assert prompt.is_call([], "Sunny", spec) is False
+    assert prompt.is_call([], "<tool_call>", ToolSpec.of(WEATHER, "none")) is False
 
 
 def test_tool_formats_are_told_apart_on_real_templates():
