@@ -260,6 +260,7 @@ SAY_EN: dict[str, str] = {
     # chat list rows (ui/chat_list.py)
     "row_rename": "Rename “{title}”", "row_delete": "Delete “{title}”",
     "delete_ask": "Delete **“{title}”**? This cannot be undone.",
+    "switch_running": "A reply is still being written in this chat: press Stop (Esc) or wait for it, then switch.",
     "when_now": "just now", "when_min": "{n} min ago", "when_hours": "{n} h ago", "when_yesterday": "yesterday",
     "when_days": "{n} days ago", "when_date": "{mon} {day}", "when_date_year": "{mon} {day}, {year}",
 }
@@ -341,6 +342,7 @@ SAY_KO: dict[str, str] = {
     "tuning_nothing_to_cancel": "이 페이지에서 진행 중인 학습이 없습니다.",
     "row_rename": "“{title}” 이름 바꾸기", "row_delete": "“{title}” 삭제",
     "delete_ask": "**“{title}”** 대화를 삭제할까요? 되돌릴 수 없습니다.",
+    "switch_running": "이 대화에서 아직 답변을 쓰는 중입니다. 중지(Esc)를 누르거나 끝날 때까지 기다린 뒤 바꾸세요.",
     "when_now": "방금", "when_min": "{n}분 전", "when_hours": "{n}시간 전", "when_yesterday": "어제",
     "when_days": "{n}일 전", "when_date": "{month}월 {day}일", "when_date_year": "{year}. {month}. {day}.",
     "offline_banner": "ℹ️ **설정한 모델이 아니라 작은 오프라인 모델(SmolLM2-135M-Instruct, 실제 가중치)입니다.** "

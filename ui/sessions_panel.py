@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from ui.errors import shown_to_user
+from ui.errors import Refusal, shown_to_user
 from ui.chat_list import render, rows_from_hits
 from ui.i18n import lang_of, say, t
 from ui.owners import new_token, valid_token
@@ -62,9 +62,11 @@ def build(show_owner_key: bool) -> Sidebar:
 def new_chat_js(defaults: dict) -> str:
     """New chat happens in the browser, at once: the empty chat is shown before the click returns, so a
     message typed right after it can only go there (the chat is stored with its first message). A server
-    round trip here let a quick message land in the chat shown before."""
+    round trip here let a quick message land in the chat shown before. While a reply is written (Stop in
+    place of Send) nothing changes: the reply would go on drawing into the new chat; `busy_note` says why."""
     values = [defaults[k] for k in ("system_prompt", "temperature", "max_new_tokens", "top_p", "history_turns")]
-    return ("() => { document.querySelectorAll('#session-list .chat-row.current').forEach((r) => {"
+    return ("(...shown) => { if (document.querySelector('#chat-input .stop-button')) return shown;"
+            " document.querySelectorAll('#session-list .chat-row.current').forEach((r) => {"
             " r.classList.remove('current'); r.querySelector('.chat-open')?.removeAttribute('aria-current'); });"
             f" return [[], '', '', ...{json.dumps(values)}]; }}")
 
@@ -94,6 +96,15 @@ class SessionHandlers:
             return (token, token if not self.shared.owners.auth else "", "ready",
                     *view_values(self.shared, owner, session, request))
 
+    def _busy(self, request: gr.Request) -> bool:
+        """A reply of this page is being written: it draws into the chat shown, so that chat must stay."""
+        return self.shared.convo.cancels.running(request.session_hash or "")
+
+    def busy_note(self, request: gr.Request) -> None:
+        """After New chat: say why nothing changed while a reply is written (see new_chat_js)."""
+        if self._busy(request):
+            gr.Warning(say(lang_of(request), "switch_running"))
+
     def row_action(self, token: Any, current: Any, evt: gr.EventData, request: gr.Request) -> tuple:
         """A click in the list (ui/assets/chat_list.js): open a chat, or ask before deleting one."""
         data = evt._data if isinstance(getattr(evt, "_data", None), dict) else {}
@@ -103,6 +114,9 @@ class SessionHandlers:
         if not isinstance(session_id, str) or action not in ("open", "delete"):
             return (*hidden, *[gr.skip()] * self.n_outputs)
         with shown_to_user(lang):
+            leaving = session_id != current if action == "open" else session_id == current
+            if leaving and self._busy(request):
+                raise Refusal("switch_running")
             owner = self._owner(request, token)
             session = self.shared.services.store.get(owner, session_id)   # SessionNotFound: a toast
             if action == "open":
@@ -137,6 +151,8 @@ class SessionHandlers:
         lang = lang_of(request)
         with shown_to_user(lang):
             owner = self._owner(request, token)
+            if session_id and session_id == current and self._busy(request):
+                raise Refusal("switch_running")
             if session_id:
                 self.shared.services.store.delete(owner, session_id)
             gr.Info(say(lang, "deleted"))
@@ -154,7 +170,8 @@ def wire(shared: Shared, bar: Sidebar, view: ChatView, owner_token: gr.BrowserSt
     defaults = shared.services.default_settings()
     fresh = [view.chatbot, view.session_id, view.search, *view.settings_inputs()]
     for trigger in (bar.new.click, view.chatbot.clear):   # the old chat stays in the list
-        trigger(None, None, fresh, js=new_chat_js(defaults), queue=False, **QUIET)
+        trigger(None, fresh, fresh, js=new_chat_js(defaults), queue=False, **QUIET)
+        trigger(h.busy_note, None, None, **QUIET)       # queued: a toast needs the queue
     bar.session_list.click(h.row_action, [owner_token, view.session_id],
                            [bar.confirm, bar.confirm_text, bar.to_delete, *view.outputs()], **QUIET)
     bar.session_list.submit(h.rename, [owner_token, view.session_id], view.outputs(), **QUIET)

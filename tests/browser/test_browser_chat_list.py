@@ -103,3 +103,33 @@ def test_korean_chat_list_and_voice_language(server, new_context):
     pages.click_tab(page, "음성")
     labels = [t.strip() for t in page.locator("#voice-language label").all_inner_texts()]
     assert labels == ["자동 감지", "한국어", "English"]
+
+
+def test_the_chat_shown_stays_while_its_reply_is_written(server, new_context):
+    """The reply draws into the chat shown: New chat and opening another chat wait for it (a toast says so),
+    then work; nothing is drawn into the other chat."""
+    toasts = "[data-testid=toast-body]"
+    page = pages.open_app(new_context(), server.url)
+    pages.send(page, "First chat")
+    pages.wait_replies_done(page, 1)
+    page.click("#new-chat")
+    pages.set_max_tokens(page, 4000)
+    pages.send(page, "Tell me a long story")
+    page.wait_for_selector("#chat-input .stop-button")
+    page.wait_for_function(f"() => (document.querySelector('{pages.BOT}')?.innerText || '').length > 20")
+    page.click("#new-chat")
+    page.wait_for_function("(sel) => [...document.querySelectorAll(sel)].some(e => e.innerText.includes("
+                           "'still being written in this chat'))", arg=toasts)
+    pages.open_chat(page, "First chat")
+    page.wait_for_function("(sel) => [...document.querySelectorAll(sel)].filter(e => e.innerText.includes("
+                           "'still being written in this chat')).length >= 2", arg=toasts)
+    assert pages.user_texts(page) == ["Tell me a long story"]
+    page.keyboard.press("Escape")
+    assert "stopped" in pages.wait_replies_done(page, 1, timeout=20_000)[0]
+    page.wait_for_selector("#chat-input .submit-button")
+    pages.open_chat(page, "First chat")
+    page.wait_for_function(f"() => (document.querySelector('{pages.USER}')?.innerText || '').includes('First')")
+    chats = stored_chats(server, page)
+    assert [m["content"] for m in chats["First chat"]["messages"]][:1] == ["First chat"]
+    assert len(chats["First chat"]["messages"]) == 2
+    assert [m["status"] for m in chats["Tell me a long story"]["messages"]][1:] == ["stopped"]
