@@ -100,7 +100,7 @@ def open_stream(state: ApiState, parsed: ParsedChat, params: GenerationParams, c
     except ConstraintError as exc:
         raise bad_request(str(exc), "response_format", "invalid_json_schema") from None
     except ToolsUnsupported as exc:
-        raise bad_request(f"tools cannot be used with this model: {exc}", "tools", "unsupported_parameter") from None
+        raise bad_request(f"tools cannot be used with this model: {exc}", exc.param, "unsupported_parameter") from None
     except PromptTooLong as exc:
         raise bad_request(str(exc), "messages", "context_length_exceeded") from None
     except PromptError as exc:

@@ -30,7 +30,11 @@ VERSION_FILE = re.compile(r"tokenizer\.model\.(v\d+)$")
 
 
 class ToolsUnsupported(ValueError):
-    """This model has no tool-call format we can encode (the API answers 400 naming `tools`)."""
+    """This model has no tool-call format we can encode (the API answers 400 naming `param`)."""
+
+    def __init__(self, message: str, param: str = "tools"):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,7 @@ class TemplateToolPrompt:
         if spec.forced and not self._hermes():
             raise ToolsUnsupported(f"tool_choice {spec.choice!r} forces a call, which this server does only for "
                                    "the <tool_call>{json}</tool_call> format (Qwen2/Qwen3 and Hermes templates); "
-                                   "use tool_choice auto with this model")
+                                   "use tool_choice auto with this model", "tool_choice")
         tools = [{"type": "function", "function": f} for f in spec.functions()] if spec.choice != "none" else None
         ids = render_ids(self.codec, _template_messages(messages), generation_prompt=True, tools=tools)
         return ids + self.codec.encode(HERMES_OPEN + "\n") if spec.forced else ids

@@ -67,3 +67,17 @@ def test_tool_formats_are_told_apart_on_real_templates():
     assert renders_tools({"default": "{{ messages }}", "tool_use": llama4})
     assert not renders_tools(AutoTokenizer.from_pretrained(str(folder)).chat_template)
     assert not renders_tools("{% if %}")   # a template that does not parse renders nothing
+
+
+def test_a_forced_call_in_another_call_format_is_refused_naming_tool_choice():
+    """A parser whose calls are not <tool_call> JSON: auto holds the reply for the parser, forcing is refused."""
+    prompt = template_prompt(tool_template_model(), "llama")
+    prompt.codec.tokenizer.response_template = {"fields": {"tool_calls": {
+        "open_pattern": r"<\|call\|>(?P<name>\w+)", "close": "<|/call|>", "repeats": True, "content": "json",
+        "transform": {"type": "function", "function": {"name": "{name}", "arguments": "{content}"}}},
+        "content": {"content": "text"}}}
+    assert prompt.is_call([], "Sunny", ToolSpec.of(WEATHER, "auto")) is True
+    prompt.encode(ASK, ToolSpec.of(WEATHER, "auto"))
+    with pytest.raises(ToolsUnsupported, match=r"tool_choice 'required' forces a call") as err:
+        prompt.encode(ASK, ToolSpec.of(WEATHER, "required"))
+    assert err.value.param == "tool_choice"
