@@ -162,8 +162,10 @@ def response_schema(tokenizer: Any, model: Any) -> dict | None:
     by model_type (imported only here: transformers' serving module also loads fastapi)."""
     if getattr(tokenizer, "response_template", None) is not None:
         return tokenizer.response_template
-    from transformers.cli.serving.utils import get_response_template
-
+    try:
+        from transformers.cli.serving.utils import get_response_template
+    except ImportError:   # transformers' serving extras (fastapi) missing: no built-in parsers, tools refused
+        return None
     return get_response_template(tokenizer, model)
 
 

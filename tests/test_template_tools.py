@@ -81,3 +81,27 @@ def test_a_forced_call_in_another_call_format_is_refused_naming_tool_choice():
     with pytest.raises(ToolsUnsupported, match=r"tool_choice 'required' forces a call") as err:
         prompt.encode(ASK, ToolSpec.of(WEATHER, "required"))
     assert err.value.param == "tool_choice"
+
+
+def test_a_streamed_reply_is_held_only_while_it_may_be_a_call():
+    """The stream wrapper the engine uses: a reply opening with <tool_call> gives no text and becomes calls;
+    one that starts like the tag but is not a call comes out whole, and plain text flows piece by piece."""
+    from engine.generation import StreamStats, _tool_reply
+
+    prompt = template_prompt(tool_template_model(), "qwen2")
+    spec = ToolSpec.of(WEATHER, "auto")
+    ids = prompt.encode(ASK, spec)
+
+    def run(pieces: list[str]) -> tuple[list[str], StreamStats]:
+        stats = StreamStats()
+        out = list(_tool_reply((p for p in pieces), stats, False, lambda t, text: prompt.is_call(t, text, spec),
+                               lambda text: prompt.parse(text, spec, ids)))
+        return out, stats
+
+    out, stats = run(["\n<tool", '_call>\n{"name": "get_weather", ', '"arguments": {"city": "Seoul"}}\n</tool_call>'])
+    assert out == [] and [(c.name, json.loads(c.arguments)) for c in stats.tool_calls] == [("get_weather",
+                                                                                            {"city": "Seoul"})]
+    out, stats = run(["<to", "day", " it rains"])
+    assert out == ["<today", " it rains"] and stats.tool_calls is None
+    out, stats = run(["Sun", "ny"])
+    assert out == ["Sun", "ny"] and stats.tool_calls is None
