@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,28 +132,42 @@ class DemoApp:
         self._log.close()
 
 
-def check_busy_answer(url: str, body: str) -> str:
-    """When a round saw 429/503, confirm such answers carry Retry-After (hey does not show headers)."""
-    for _ in range(200):
-        r = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=60)
-        if r.status_code in (429, 503):
-            return f"{r.status_code} with Retry-After: {r.headers.get('Retry-After')}"
-    return "no busy answer reproduced afterwards"
+class BusyProbe(threading.Thread):
+    """One extra client posting while hey runs, until it gets a 429/503: hey does not show headers, so this
+    checks that busy answers carry Retry-After. (After hey ends, one client alone is never refused.)"""
+
+    def __init__(self, url: str, body: str):
+        super().__init__(daemon=True)
+        self.url, self.body, self.done, self.result = url, body, threading.Event(), "no busy answer seen by the probe"
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                r = httpx.post(self.url, content=self.body, headers={"Content-Type": "application/json"}, timeout=60)
+            except httpx.HTTPError:
+                continue
+            if r.status_code in (429, 503):
+                self.result = f"{r.status_code} with Retry-After: {r.headers.get('Retry-After')}"
+                return
 
 
 def run_round(n: int, app: DemoApp, body: str, args: argparse.Namespace) -> Round:
     url = app.url + "/v1/chat/completions"
     cmd = ["hey", "-n", str(args.requests), "-c", str(args.concurrency), "-t", str(args.timeout), "-m", "POST",
            "-H", "Content-Type: application/json", "-d", body, url]
+    probe = BusyProbe(url, body)
     started = time.perf_counter()
+    probe.start()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - started
+    probe.done.set()
+    probe.join(70)
     if out.returncode != 0:
         raise RuntimeError(f"hey failed ({out.returncode}): {out.stderr[-2000:]}")
     statuses, errors, p50, p95, rps = parse_hey(out.stdout)
     rnd = Round(n, seconds, statuses, errors, p50, p95, rps, app.rss_mib(), app.alive())
     if any(code in statuses for code in BUSY):
-        rnd.busy_checked = check_busy_answer(url, body)
+        rnd.busy_checked = probe.result
     print(f"[load] round {n}: {seconds:.1f}s statuses={statuses} errors={errors} p50={p50} p95={p95} "
           f"rss={rnd.rss_mib:.0f} MiB alive={rnd.alive}", flush=True)
     return rnd
@@ -164,7 +179,8 @@ def markdown(s: Summary) -> str:
     rows = [f"| {r.number} | {r.seconds:.1f} | {r.rps or 0:.1f} | {ms(r.p50)} | {ms(r.p95)} | "
             f"{', '.join(f'{k}: {v}' for k, v in sorted(r.statuses.items())) or '-'} | {r.timeouts} | {r.failures} | "
             f"{r.rss_mib:.0f} |" for r in s.rounds]
-    last, second = s.rounds[-1], s.rounds[min(1, len(s.rounds) - 1)]
+    # round 1 warms caches up: compare the last round with round 2 (with two rounds, with round 1)
+    last, second = s.rounds[-1], s.rounds[min(1, len(s.rounds) - 2)] if len(s.rounds) > 1 else s.rounds[0]
     growth = (last.rss_mib - second.rss_mib) / second.rss_mib
     failures = sum(r.failures for r in s.rounds)
     busy = [f"round {r.number}: {r.busy_checked}" for r in s.rounds if r.busy_checked]
