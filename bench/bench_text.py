@@ -97,7 +97,7 @@ def big_chat(short_last: bool) -> list[dict]:
 
 
 def measure_trimming() -> dict:
-    """In process: engine trimming of the 8 MB chat (short last question), new walk vs the old loop."""
+    """In process: engine trimming of the 8 MB chat (short last question), galloping trim vs the old loop."""
     from transformers import AutoModelForCausalLM
 
     from engine.demo.chat import demo_chat_model
@@ -114,6 +114,30 @@ def measure_trimming() -> dict:
     old_dropped = _old_trim(messages, generator.count_prompt_tokens, max_turns=TURNS, max_prompt_tokens=3584)
     old = time.perf_counter() - t0
     return {"new": new, "old": old, "dropped": dropped, "same": dropped == old_dropped}
+
+
+def measure_template_trimming(turns: int = 999) -> dict:
+    """In process: SmolLM2's chat template (each count renders it), `turns` short turns, galloping vs the old loop."""
+    from transformers import AutoTokenizer
+
+    from engine.codec import TextCodec
+    from engine.generation import PromptCounter, trim_history
+    from engine.sources import resolve_source
+
+    folder = resolve_source("demo:smollm2").folder
+    codec = TextCodec.load(folder, AutoTokenizer.from_pretrained(str(folder)))
+    messages = [m for i in range(turns - 1) for m in ({"role": "user", "content": f"question {i}"},
+                                                      {"role": "assistant", "content": f"answer {i}"})]
+    messages.append({"role": "user", "content": "and the last question?"})
+    counter = PromptCounter(codec)
+    t0 = time.perf_counter()
+    _, dropped = trim_history(messages, counter, max_turns=10 ** 6, max_prompt_tokens=8128)
+    new = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    old_dropped = _old_trim(messages, PromptCounter(codec), max_turns=10 ** 6, max_prompt_tokens=8128)
+    old = time.perf_counter() - t0
+    return {"turns": turns, "new": new, "old": old, "counts": counter.calls, "dropped": dropped,
+            "same": dropped == old_dropped}
 
 
 def _old_trim(messages, count_tokens, *, max_turns, max_prompt_tokens) -> int:
@@ -168,6 +192,7 @@ def measure_request() -> list[dict]:
 def run() -> str:
     d = measure_decoding()
     t = measure_trimming()
+    tt = measure_template_trimming()
     requests = measure_request()
     ratio, old_ratio = d["ratio"], d["old_late"] / d["old_early"]
     lines = ["## Text paths (CPU, real Mistral v3 tokenizer)", "",
@@ -179,8 +204,12 @@ def run() -> str:
              f"{'✅' if ratio <= GOAL_RATIO else '❌'} |",
              f"| whole reply (before) | {d['old_early'] * 1e6:.1f} | {d['old_late'] * 1e6:.1f} | {old_ratio:.1f} |", "",
              f"History trimming in process, 8 MB chat of {TURNS} turns with a short last question, 4,096-token "
-             f"context: newest-first walk {t['new']:.3f} s, the old drop-one-and-recount loop {t['old']:.1f} s "
+             f"context: galloping trim {t['new']:.3f} s, the old drop-one-and-recount loop {t['old']:.1f} s "
              f"(both dropped {t['dropped']} turns: {'same' if t['same'] else 'DIFFERENT'} result).", "",
+             f"History trimming on a chat template (SmolLM2's, every count renders it), {tt['turns']} short turns, "
+             f"8,128-token budget: galloping from the newest then bisecting {tt['new']:.3f} s in {tt['counts']} counts, "
+             f"the old loop {tt['old']:.2f} s (both dropped {tt['dropped']}: "
+             f"{'same' if tt['same'] else 'DIFFERENT'} result).", "",
              f"The 8 MB, {TURNS}-turn request over HTTP (`python app.py --demo` with engine.demo_size tiny: Mistral "
              "prompt path; temperature 0, so the plain generate path; max_tokens 2; after one small warm-up "
              f"request; goal: answered or refused in under {GOAL_SECONDS:.0f} s):", "",
