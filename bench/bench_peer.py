@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
+
+from bench.process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = os.environ.get("BENCH_PEER_QUICK") == "1"
@@ -43,14 +44,6 @@ CB_PAGE, CB_BLOCKS, CB_BATCH_TOKENS = 256, 64, 512      # the peer's continuous-
 PROMPT = [{"role": "user", "content": "Explain in a few sentences why the sky is blue. 하늘은 왜 파란가요?"}]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Server:
     name: str
@@ -60,8 +53,7 @@ class Server:
     health: str
     env: dict = field(default_factory=dict)
     port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-    log: Path | None = None
+    process: ServerProcess | None = None
     results: dict = field(default_factory=dict)
 
     @property
@@ -69,35 +61,22 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, folder: Path) -> None:
-        self.log = folder / f"{self.name.replace(' ', '_')}.log"
         argv = [a.replace("{port}", str(self.port)) for a in self.argv]
-        self.proc = subprocess.Popen(argv, cwd=folder, env=os.environ | {"PYTHONPATH": str(ROOT)} | self.env,
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.process = ServerProcess(self.name, argv, cwd=folder, env=os.environ | {"PYTHONPATH": str(ROOT)} | self.env,
+                                     log=folder / f"{self.name.replace(' ', '_')}.log")
 
     def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
-        try:
-            return httpx.get(self.url + self.health, timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self.process.answers(self.url + self.health)
 
     def rss_mib(self) -> float:
-        proc = psutil.Process(self.proc.pid)
-        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2 ** 20
+        return self.process.rss_mib()
 
     def cpu_seconds(self) -> float:
-        t = psutil.Process(self.proc.pid).cpu_times()
-        return t.user + t.system
+        return self.process.cpu_seconds()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.process is not None:
+            self.process.stop()
 
 
 def servers(folder: Path) -> list[Server]:

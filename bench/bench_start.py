@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,16 +21,12 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.process import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 3
 READY_GOAL_S = 20.0
 STOP_GOAL_S = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_start(folder: Path) -> dict:

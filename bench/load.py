@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
+
+from bench.process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "load.md"
@@ -82,12 +82,6 @@ def parse_hey(text: str) -> tuple[dict[str, int], list[str], float | None, float
     return statuses, errors, pct("50"), pct("95"), float(rps.group(1)) if rps else None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class DemoApp:
     """`python app.py --demo` on a free port with its own config and data folder."""
 
@@ -95,41 +89,30 @@ class DemoApp:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (folder / "config.json").write_text(json.dumps(config))
-        self.log_path = folder / "server.log"
-        self._log = open(self.log_path, "ab")
         env = os.environ | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "APP_API_KEY": ""}
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--demo", "--config",
-                                      str(folder / "config.json"), "--port", str(self.port)],
-                                     cwd=folder, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.server = ServerProcess("the app", [sys.executable, str(ROOT / "app.py"), "--demo", "--config",
+                                                str(folder / "config.json"), "--port", str(self.port)],
+                                    cwd=folder, env=env, log=folder / "server.log")
 
     def wait_ready(self, timeout: float = 180) -> float:
         started = time.time()
         while time.time() - started < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
-            if self.alive():
+            if self.server.answers(self.url + "/health", timeout=10):
                 return time.time() - started
             time.sleep(0.5)
         raise RuntimeError(f"the app did not answer /health within {timeout:.0f}s")
 
     def alive(self) -> bool:
         try:
-            return httpx.get(self.url + "/health", timeout=10).status_code == 200
-        except httpx.HTTPError:
+            return self.server.answers(self.url + "/health", timeout=10)
+        except RuntimeError:
             return False
 
     def rss_mib(self) -> float:
-        return psutil.Process(self.proc.pid).memory_info().rss / 2 ** 20
+        return self.server.rss_mib()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.server.stop()
 
 
 class BusyProbe(threading.Thread):
