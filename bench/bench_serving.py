@@ -31,7 +31,7 @@ def _params(n: int):
     return GenerationParams(max_new_tokens=n, min_new_tokens=n, temperature=0.7, top_p=0.95)
 
 
-def _clients(scheduler: Any, n: int, tokens: int) -> tuple[float, int]:
+def stream_clients(scheduler: Any, n: int, tokens: int) -> tuple[float, int]:
     """(aggregate tokens/s, tokens) of n threads each streaming `tokens` tokens at once."""
     counts = [0] * n
     errors: list[BaseException] = []
@@ -70,10 +70,10 @@ def measure_concurrency(dtype: str) -> list[dict]:
         scheduler, why = build_scheduler(engine.model, engine.codec, engine.generator, slots=CLIENTS,
                                          headroom=cfg.kv_headroom, path=path)
         try:
-            _clients(scheduler, 2, 8)  # warm-up
-            one, _ = _clients(scheduler, 1, NEW_TOKENS)
-            many, tokens = _clients(scheduler, CLIENTS, NEW_TOKENS)
-            one_again, _ = _clients(scheduler, 1, NEW_TOKENS)  # the machine may have changed meanwhile
+            stream_clients(scheduler, 2, 8)  # warm-up
+            one, _ = stream_clients(scheduler, 1, NEW_TOKENS)
+            many, tokens = stream_clients(scheduler, CLIENTS, NEW_TOKENS)
+            one_again, _ = stream_clients(scheduler, 1, NEW_TOKENS)  # the machine may have changed meanwhile
         finally:
             scheduler.close()
         single = (one + one_again) / 2
@@ -165,7 +165,7 @@ def measure_http(dtype: str = "bfloat16") -> dict:
             http_tps.append(over_http())
         engine_many, http_many = [], []
         for _ in range(HTTP_REPEATS):
-            engine_many.append(_clients(engine, CLIENTS, HTTP_TOKENS)[0])
+            engine_many.append(stream_clients(engine, CLIENTS, HTTP_TOKENS)[0])
             http_many.append(over_http(CLIENTS))
         slots = engine.concurrency.why
     finally:

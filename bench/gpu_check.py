@@ -216,29 +216,9 @@ def load_engine(folder: Path, model_id: str, precision: str, *, budget: int | No
 
 def streams(engine: Any, clients: int, tokens: int) -> float:
     """Aggregate tokens/s of `clients` threads each streaming exactly `tokens` tokens through the scheduler."""
-    from engine.generation import GenerationParams
+    from bench.bench_serving import stream_clients
 
-    params = GenerationParams(max_new_tokens=tokens, min_new_tokens=tokens, temperature=0.7, top_p=0.95)
-    counts, errors = [0] * clients, []
-
-    def client(i: int) -> None:
-        try:
-            s = engine.scheduler.stream([{"role": "user", "content": f"Why is the sky blue? ({i})"}], params)
-            for _ in s:
-                pass
-            counts[i] = s.stats.completion_tokens
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return sum(counts) / (time.perf_counter() - t0)
+    return stream_clients(engine.scheduler, clients, tokens)[0]
 
 
 def unload(engine: Any) -> None:
