@@ -39,7 +39,6 @@ from engine.admission import WaitEstimator
 from engine.codec import TextCodec
 from engine.memory import release
 from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, cancelled_stream
-from engine.prompt import encode_chat
 from engine.textstream import IncrementalDecoder, StopMatcher
 
 POLL_SECONDS = 0.05          # how often a waiting request looks at its cancel event
@@ -358,14 +357,10 @@ class ContinuousBatcher:
         self.slots.check_room()
         max_new = min(params.max_new_tokens, self.max_context - 16)
         params = replace(params, max_new_tokens=max_new)
-        trimmed = self.generator.trim(messages, params, cancel)
-        if trimmed is None:
+        prepared = self.generator.prepare(messages, params, cancel)
+        if prepared is None:
             return cancelled_stream()
-        kept, dropped = trimmed
-        stats = StreamStats(dropped_turns=dropped)
-        if dropped:
-            stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")
-        prompt = encode_chat(self.codec, kept)
+        kept, prompt, stats = prepared
         return ChatStream(self._run(kept, prompt, params, cancel or threading.Event(), stats), stats)
 
     @staticmethod

@@ -280,6 +280,19 @@ class Generator:
                         counter.calls, (len(messages) + 1) // 2)
             return None
 
+    def prepare(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event | None
+                ) -> tuple[list[dict], list[int], StreamStats] | None:
+        """The trimmed history, its prompt ids and the stats that report what was left out (shared by the
+        plain and the batched path); None when `cancel` was set during the trim."""
+        trimmed = self.trim(messages, params, cancel)
+        if trimmed is None:
+            return None
+        kept, dropped = trimmed
+        stats = StreamStats(dropped_turns=dropped)
+        if dropped:
+            stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")
+        return kept, encode_chat(self.codec, kept), stats
+
     def stream(self, messages: Sequence[dict], params: GenerationParams,
                cancel: threading.Event | None = None) -> ChatStream:
         """Validate and trim now (errors raise here, before any text); generate lazily while iterated."""
@@ -288,14 +301,10 @@ class Generator:
         self.check_constraint(params)
         if params.tools is not None:
             return self._stream_tools(messages, params, cancel or threading.Event())
-        trimmed = self.trim(messages, params, cancel)
-        if trimmed is None:
+        prepared = self.prepare(messages, params, cancel)
+        if prepared is None:
             return cancelled_stream()
-        kept, dropped = trimmed
-        stats = StreamStats(dropped_turns=dropped)
-        if dropped:
-            stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")
-        prompt = encode_chat(self.codec, kept)
+        kept, prompt, stats = prepared
 
         def shorter() -> tuple[Callable[[list[int]], dict], int]:
             ids, extra = self._shorter_prompt(kept)
