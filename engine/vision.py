@@ -209,6 +209,8 @@ class VisionEngine:
         inside spaces.GPU on ZeroGPU (engine/zerogpu.py), where a cancel event cannot follow."""
         checked = self.check(image)
         stream = self._stream(checked, question, params, history, cancel)
+        if not zerogpu.enabled():
+            return stream   # its stats fill as it runs, so a reader that stops early still has them
         stream.close()  # validated here; it never started
         return zerogpu.relay(self._gpu_pieces(checked, question, params, list(history),
                                               None if zerogpu.enabled() else cancel), stream.stats)
