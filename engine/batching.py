@@ -38,6 +38,7 @@ from typing import Any, Iterator, Sequence
 from engine.admission import WaitEstimator
 from engine.codec import TextCodec
 from engine.memory import release
+from engine.sampling import batch_sampler
 from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, cancelled_stream
 from engine.textstream import IncrementalDecoder, StopMatcher
 
@@ -314,6 +315,30 @@ class _DirectLoop:
         callback(*args)
 
 
+def one_forward_at_a_time(model: Any) -> None:
+    """Let only one forward pass run on `model` at a time (installed once per model).
+
+    transformers' forward wrapper sets `config.is_causal` for the length of a call and puts it back after
+    (utils/generic.py): the batching thread passes is_causal=False, so a plain `generate` overlapping it
+    read False, built a non-causal prefill mask and, restoring in the wrong order, left False in the config
+    for good: every later plain reply came from a model that attends to the future (tests/test_batching.py).
+    The plain path (greedy, seeded, tools, logprobs) and the batch share the model, so their forwards take
+    turns; on one CPU or GPU they compete for the same cores anyway."""
+    if getattr(model, "_one_forward_lock", None) is not None:
+        return
+    lock = threading.RLock()
+    model._one_forward_lock = lock
+
+    def take_turn(*_) -> None:        # a pre-hook that returns something would replace the inputs
+        lock.acquire()
+
+    def give_turn(*_) -> None:
+        lock.release()
+
+    model.register_forward_pre_hook(take_turn)
+    model.register_forward_hook(give_turn, always_call=True)   # also when forward raises
+
+
 class ContinuousBatcher:
     """Requests share one model through transformers' continuous batching; see the module docstring."""
 
@@ -324,18 +349,19 @@ class ContinuousBatcher:
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         self.model, self.codec, self.generator, self.sizing, self.slots = model, codec, generator, sizing, slots
+        one_forward_at_a_time(model)
         self.max_context = generator.max_context
         self.fallback = QueuedGenerator(generator, slots)  # seeds and repetition penalties
-        # Processors exist only for values set here (temperature != 1, top_p < 1); per request we then pass
-        # temperature and top_p. No top-k: a request with top_k takes the plain path.
-        gen = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.95, top_k=0,
-                               eos_token_id=codec.eos, pad_token_id=codec.eos, max_new_tokens=512)
+        # The batch's argmax reads the token engine/sampling.py drew (temperature and top_p per request,
+        # temperature 0 = greedy). No top-k: a request with top_k takes the plain path.
+        gen = GenerationConfig(do_sample=False, eos_token_id=codec.eos, pad_token_id=codec.eos, max_new_tokens=512)
         cb = ContinuousBatchingConfig(
             page_size=sizing.page_size, num_blocks=sizing.num_blocks, max_batch_tokens=sizing.max_batch_tokens,
             max_requests_per_batch=sizing.max_requests, per_request_processors=True,
             auto_switch_to_flash=False,          # keep the model usable by plain generate (fallback, vision)
             allow_block_sharing=False, max_memory_percent=0.9, cpu_offload_space=0.0)
         self._manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
+        self._manager.logit_processor = batch_sampler()   # read by the batch processor when the thread starts
         self._manager._wake_up_loop = _IdleWake(self._manager)  # idle means idle: no 10 Hz polling
         self._start_lock = threading.Lock()
         self._ensure_running()
@@ -365,8 +391,11 @@ class ContinuousBatcher:
 
     @staticmethod
     def needs_plain_path(params: GenerationParams) -> bool:
-        """What the batch does not do per request: a seed, a repetition penalty, top-k, greedy decoding
-        (argmax, exactly equal to plain `generate`), logprobs, a JSON constraint (per-request processors) or tools."""
+        """What the batch does not do per request: a seed, a repetition penalty, top-k, logprobs, a JSON
+        constraint (per-request processors) or tools; and greedy requests (temperature 0), which stay exact
+        there: forced into the batch (its sampler takes a temperature-0 row's argmax), identical greedy
+        requests sent together got different replies on the tiny bf16 model, since the batch's rounding
+        depends on what else is in each step."""
         return (params.seed is not None or params.repetition_penalty != 1.0 or params.temperature <= 0
                 or params.top_k > 0 or params.logprobs is not None or params.constraint is not None
                 or params.tools is not None)

@@ -139,6 +139,23 @@ def test_stop_strings_cut_the_batched_stream(tiny_engine, batcher):
     assert stream.stats.finish_reason == "stop" and stream.stats.completion_tokens < 60
 
 
+def test_a_plain_reply_beside_the_batch_stays_causal(tiny_engine, batcher):
+    """A greedy (plain path) reply while batched requests run, and after them, is the reply it was before:
+    the batch's forward once left config.is_causal False for every later plain call."""
+    greedy = SAMPLED.with_overrides(temperature=0.0)
+    before = tiny_engine.stream(HI, greedy).text()
+    long = SAMPLED.with_overrides(max_new_tokens=150, min_new_tokens=150)
+    threads = [threading.Thread(target=lambda: tiny_engine.stream(HI, long).text()) for _ in range(3)]
+    for t in threads:
+        t.start()
+    during = [tiny_engine.stream(HI, greedy).text() for _ in range(3)]
+    for t in threads:
+        t.join(120)
+    assert during == [before] * 3
+    assert tiny_engine.stream(HI, greedy).text() == before
+    assert getattr(tiny_engine.model.config, "is_causal", None) is None
+
+
 def test_exact_requests_take_the_plain_path(tiny_engine, batcher):
     seeded = SAMPLED.with_overrides(seed=7)
     assert batcher.needs_plain_path(seeded) and batcher.needs_plain_path(SAMPLED.with_overrides(temperature=0.0))

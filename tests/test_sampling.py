@@ -1,0 +1,62 @@
+"""The continuous batch's sampler (engine/sampling.py) against transformers' own warpers and the laws of chance."""
+import torch
+from transformers.generation.logits_process import TopPLogitsWarper
+
+from engine.sampling import NucleusDraw, TemperatureOrGreedy, batch_sampler, draw, nucleus_threshold
+
+
+def _arg(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(dtype=torch.int32)
+
+
+def test_the_nucleus_is_the_one_transformers_keeps():
+    torch.manual_seed(0)
+    for top_p in (0.1, 0.5, 0.9, 0.95, 0.999):
+        for spread in (0.3, 1.0, 4.0):          # near-uniform rows (random weights) to peaked ones (trained)
+            scores = torch.randn(16, 5000) * spread
+            theirs = TopPLogitsWarper(top_p)(None, scores.clone()) != float("-inf")
+            probs = scores.softmax(-1)
+            ours = probs >= nucleus_threshold(probs, torch.full((16, 1), top_p))
+            assert torch.equal(ours, theirs), (top_p, spread, (ours != theirs).sum().item())
+
+
+def test_top_p_one_keeps_every_token():
+    probs = torch.randn(4, 100).softmax(-1)
+    assert bool((probs >= nucleus_threshold(probs, torch.ones(4, 1))).all())
+
+
+def test_draws_follow_the_probabilities():
+    torch.manual_seed(1)
+    weights = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.0, 0.05]).repeat(200_000, 1)
+    picks = draw(weights).squeeze(-1)
+    freq = torch.bincount(picks, minlength=6).double() / picks.numel()
+    assert freq[1] == 0 and freq[4] == 0           # a token with no weight is never drawn
+    assert torch.allclose(freq, weights[0].double(), atol=0.004), freq
+
+
+def test_a_draw_never_lands_past_the_last_kept_token():
+    weights = torch.zeros(3, 10)
+    weights[:, 2] = 1.0                              # the whole mass on one token, zeros after it
+    assert draw(weights).squeeze(-1).tolist() == [2, 2, 2]
+
+
+def test_greedy_rows_take_the_argmax_beside_sampled_rows():
+    torch.manual_seed(2)
+    scores = torch.randn(4, 300)
+    temperature, top_p = _arg([0.0, 1.0, 0.0, 0.7]), _arg([0.95, 0.95, 1.0, 0.5])
+    for _ in range(20):
+        out = NucleusDraw()(TemperatureOrGreedy()(scores.clone(), temperature), top_p)
+        chosen = out.argmax(-1)
+        assert bool((out.isfinite().sum(-1) == 1).all())                    # one finite score per row
+        assert chosen[0] == scores[0].argmax() and chosen[2] == scores[2].argmax()
+        kept = TopPLogitsWarper(0.5)(None, scores[3:4] / 0.7) != float("-inf")
+        assert bool(kept[0, chosen[3]])                                      # drawn inside its own nucleus
+
+
+def test_the_processor_list_takes_temperature_and_top_p_per_request():
+    processors = batch_sampler()
+    assert processors.tensors_required == 2 and processors.do_processing
+    processors.check_kwargs({"temperature": 0.0, "top_p": 0.9})          # accepted, not refused
+    defaults = torch.zeros((2, 1), dtype=torch.int32)
+    processors.fill_defaults(defaults)
+    assert defaults.view(dtype=torch.float32).flatten().tolist() == [1.0, 1.0]
