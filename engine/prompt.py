@@ -20,6 +20,24 @@ class PromptError(ValueError):
     """A conversation the model cannot take (wrong roles or order, empty text)."""
 
 
+def check_message(i: int, message: dict, roles: Sequence[str], content_default: str | None = None) -> tuple[str, str]:
+    """(role, content) of message i, or PromptError naming it: a known role, text content that UTF-8 can encode.
+    `content_default` stands in for a missing content (a tool-calling assistant turn has none)."""
+    role, content = message.get("role"), message.get("content")
+    if content is None:
+        content = content_default
+    if role not in roles:
+        raise PromptError(f"message {i}: role {role!r} is not one of {', '.join(roles)}")
+    if not isinstance(content, str):
+        raise PromptError(f"message {i}: content must be text")
+    try:
+        content.encode("utf-8")  # a lone surrogate (\ud800) would fail deep in the tokenizer instead
+    except UnicodeEncodeError as exc:
+        raise PromptError(f"message {i}: the text holds a character that cannot be encoded as UTF-8 "
+                          f"(U+{ord(content[exc.start]):04X}, a lone surrogate)") from None
+    return role, content
+
+
 def normalize_messages(messages: Sequence[dict]) -> list[dict]:
     """Check roles and order; return [{"role", "content"}] with system messages first.
 
@@ -29,16 +47,7 @@ def normalize_messages(messages: Sequence[dict]) -> list[dict]:
         raise PromptError("the conversation is empty")
     system, turns = [], []
     for i, m in enumerate(messages):
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES:
-            raise PromptError(f"message {i}: role {role!r} is not one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise PromptError(f"message {i}: content must be text")
-        try:
-            content.encode("utf-8")  # a lone surrogate (\ud800) would fail deep in the tokenizer instead
-        except UnicodeEncodeError as exc:
-            raise PromptError(f"message {i}: the text holds a character that cannot be encoded as UTF-8 "
-                              f"(U+{ord(content[exc.start]):04X}, a lone surrogate)") from None
+        role, content = check_message(i, m, ROLES)
         if role == "system":
             if turns:
                 raise PromptError(f"message {i}: a system message must come before the conversation")

@@ -14,6 +14,7 @@ the JSON. Other templates, and Mistral tokenizers without the control tokens, re
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -174,18 +175,14 @@ class TemplateToolPrompt:
 
     def __init__(self, codec: Any, model: Any):
         self.codec, self.model = codec, model
-        self._schema: dict | None = None
-        self._checked = False
-        self._lock = threading.Lock()
 
+    @functools.cached_property
     def schema(self) -> dict | None:
-        with self._lock:
-            if not self._checked:
-                self._schema, self._checked = response_schema(self.codec.tokenizer, self.model), True
-            return self._schema
+        """Looked up once; two threads racing to the first look compute the same value."""
+        return response_schema(self.codec.tokenizer, self.model)
 
     def _hermes(self) -> bool:
-        calls = ((self.schema() or {}).get("fields") or {}).get("tool_calls") or {}
+        calls = ((self.schema or {}).get("fields") or {}).get("tool_calls") or {}
         return calls.get("open_pattern") == HERMES_CALLS and calls.get("content") == "json"
 
     def encode(self, messages: Sequence[dict], spec: ToolSpec) -> list[int]:
@@ -194,7 +191,7 @@ class TemplateToolPrompt:
         from engine.template_prompt import render_ids
 
         tokenizer = self.codec.tokenizer
-        if not renders_tools(getattr(tokenizer, "chat_template", None)) or self.schema() is None:
+        if not renders_tools(getattr(tokenizer, "chat_template", None)) or self.schema is None:
             raise ToolsUnsupported(chat_template_refusal(tokenizer, getattr(self.model.config, "model_type", None)))
         if spec.forced and not self._hermes():
             raise ToolsUnsupported(f"tool_choice {spec.choice!r} forces a call, which this server does only for "
@@ -224,7 +221,7 @@ class TemplateToolPrompt:
             return parse_calls(text)
         tokenizer = self.codec.tokenizer
         try:
-            message = tokenizer.parse_response(text, self.schema(), prefix=tokenizer.decode(prompt),
+            message = tokenizer.parse_response(text, self.schema, prefix=tokenizer.decode(prompt),
                                                tools=[{"type": "function", "function": f} for f in spec.functions()])
         except (ValueError, TypeError, KeyError):   # not a well-formed call: the text goes out as text
             return None
@@ -240,23 +237,17 @@ def tool_prompt(codec: Any, model: Any) -> "MistralToolPrompt | TemplateToolProm
     return MistralToolPrompt(codec) if getattr(codec, "path", "mistral") == "mistral" else TemplateToolPrompt(codec, model)
 
 
+TEMPLATE_ROLES = ("system", "user", "assistant", "tool")
+
+
 def _template_messages(messages: Sequence[dict]) -> list[dict]:
     """OpenAI messages -> what chat templates read (transformers' convention: arguments as a dict).
     PromptError names a message a template could not take."""
-    from engine.prompt import PromptError
+    from engine.prompt import PromptError, check_message
 
     out = []
     for i, m in enumerate(messages):
-        role, content = m.get("role"), m.get("content") or ""
-        if role not in ("system", "user", "assistant", "tool"):
-            raise PromptError(f"message {i}: role {role!r} is not one of system, user, assistant, tool")
-        if not isinstance(content, str):
-            raise PromptError(f"message {i}: content must be text")
-        try:
-            content.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise PromptError(f"message {i}: the text holds a character that cannot be encoded as UTF-8 "
-                              f"(U+{ord(content[exc.start]):04X}, a lone surrogate)") from None
+        role, content = check_message(i, m, TEMPLATE_ROLES, content_default="")
         message: dict[str, Any] = {"role": role, "content": content}
         if role == "assistant" and m.get("tool_calls"):
             message["tool_calls"] = [{"id": c.get("id"), "type": "function",
