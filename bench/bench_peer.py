@@ -3,14 +3,18 @@
     python -m bench peer            (about 8-10 minutes on a quiet 2-core machine, estimated; writes docs/benchmarks.md)
     BENCH_PEER_QUICK=1 python -m bench.bench_peer   (tiny model, small counts: checks the bench itself runs)
 
-Three servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
+Four servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
 default config), Hugging Face's `transformers serve FOLDER --continuous-batching` with its cache sized
-explicitly (its default takes a share of system RAM), and `transformers serve FOLDER` without continuous
-batching. Every round visits the servers in turn (interleaved), with the same streaming client (httpx, SSE,
-usage from `stream_options.include_usage`). Figures: idle CPU (psutil cpu_times over IDLE_SECONDS with no
-client), one client's decode tokens/s, aggregate tokens/s and first-token p50 for 8 and 32 clients, `hey`
-overload (answered within hey's 20 s, by status), and resident memory after the runs. Load average is
-printed with each round: on a shared machine, compare within a round.
+explicitly (its default takes a share of system RAM) twice, and `transformers serve FOLDER` without
+continuous batching. The peer samples only when the folder's generation_config.json says do_sample (it
+ignores a request's temperature otherwise, and its continuous batching keeps the first request's sampling
+settings for all), so it serves a copy of the folder with do_sample true for the sampled rows (temperature
+0.7, top_p 0.95, what the app's clients send by default) and the original folder (greedy) for the greedy
+rows (temperature 0). Every round visits the servers in turn (interleaved), with the same streaming client
+(httpx, SSE, usage from `stream_options.include_usage`). Figures: idle CPU (psutil cpu_times over
+IDLE_SECONDS with no client), one client's decode tokens/s, aggregate tokens/s and first-token p50 for 8
+and 32 clients, `hey` overload (answered within hey's 20 s, by status), and resident memory after the
+runs. Load average is printed with each round: on a shared machine, compare within a round.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ ROUNDS = 1 if QUICK else 2
 IDLE_SECONDS = 5 if QUICK else 20
 SINGLE_TOKENS = 16 if QUICK else 64
 LOADS = [(4, 8)] if QUICK else [(8, 64), (32, 32)]      # (clients, tokens each)
+SAMPLED, GREEDY = "sampled", "greedy"
+TEMPERATURE = {SAMPLED: 0.7, GREEDY: 0.0}
 HEY = (20, 10) if QUICK else (200, 50)                   # (-n, -c)
 HEY_TOKENS = 8
 CB_PAGE, CB_BLOCKS, CB_BATCH_TOKENS = 256, 64, 512      # the peer's continuous-batching cache, explicit
@@ -51,6 +57,7 @@ class Server:
     argv: list[str]
     model: str
     health: str
+    modes: tuple[str, ...] = (SAMPLED,)
     env: dict = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: ServerProcess | None = None
@@ -79,25 +86,44 @@ class Server:
             self.process.stop()
 
 
-def servers(folder: Path) -> list[Server]:
+def sampling_copy(folder: Path, work: Path) -> Path:
+    """The model folder with do_sample true in generation_config.json (files linked, not copied)."""
+    copy = work / "model-do-sample"
+    copy.mkdir()
+    for f in folder.iterdir():
+        if f.name != "generation_config.json":
+            (copy / f.name).symlink_to(f.resolve())
+    config = json.loads((folder / "generation_config.json").read_text())
+    (copy / "generation_config.json").write_text(json.dumps(config | {"do_sample": True}))
+    return copy
+
+
+def servers(folder: Path, sampling_folder: Path) -> list[Server]:
     cli = str(Path(sys.executable).parent / "transformers")
-    peer = [cli, "serve", str(folder), "--host", "127.0.0.1", "--port", "{port}", "--device", "cpu",
-            "--dtype", "bfloat16"]
+
+    def peer(where: Path, *extra: str) -> list[str]:
+        return [cli, "serve", str(where), "--host", "127.0.0.1", "--port", "{port}", "--device", "cpu",
+                "--dtype", "bfloat16", *extra]
+
+    cb = ("--continuous-batching", "--cb-block-size", str(CB_PAGE), "--cb-num-blocks", str(CB_BLOCKS),
+          "--cb-max-batch-tokens", str(CB_BATCH_TOKENS))
+    cb_settings = " ".join(cb) + ", bf16"
     return [
         Server("ours", "app.py --demo, default config (engine.max_concurrent \"auto\", server.max_wait_s as shipped)",
                [sys.executable, str(ROOT / "app.py"), "--demo", "--config", "config.json", "--port", "{port}"],
-               "local-chat", "/health", env={"APP_API_KEY": ""}),
-        Server("transformers serve CB", f"--continuous-batching --cb-block-size {CB_PAGE} --cb-num-blocks "
-               f"{CB_BLOCKS} --cb-max-batch-tokens {CB_BATCH_TOKENS}, bf16",
-               peer + ["--continuous-batching", "--cb-block-size", str(CB_PAGE), "--cb-num-blocks", str(CB_BLOCKS),
-                       "--cb-max-batch-tokens", str(CB_BATCH_TOKENS)], str(folder), "/health"),
-        Server("transformers serve plain", "no continuous batching, bf16", peer, str(folder), "/health"),
+               "local-chat", "/health", (SAMPLED, GREEDY), env={"APP_API_KEY": ""}),
+        Server("transformers serve CB", f"{cb_settings}, folder with do_sample true",
+               peer(sampling_folder, *cb), str(sampling_folder), "/health", (SAMPLED,)),
+        Server("transformers serve CB, greedy folder", f"{cb_settings}, the folder as built (do_sample false)",
+               peer(folder, *cb), str(folder), "/health", (GREEDY,)),
+        Server("transformers serve plain", "no continuous batching, bf16, folder with do_sample true",
+               peer(sampling_folder), str(sampling_folder), "/health", (SAMPLED,)),
     ]
 
 
-async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int) -> dict:
+async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int, mode: str) -> dict:
     """One streaming request: first-token seconds, tokens (from usage), seconds, status."""
-    body = {"model": server.model, "messages": PROMPT, "max_tokens": tokens, "temperature": 0.7, "top_p": 0.95,
+    body = {"model": server.model, "messages": PROMPT, "max_tokens": tokens, "temperature": TEMPERATURE[mode], "top_p": 0.95,
             "stream": True, "stream_options": {"include_usage": True}}
     started, first, used, chunks = time.perf_counter(), None, None, 0
     async with http.stream("POST", server.url + "/v1/chat/completions", json=body) as r:
@@ -118,11 +144,11 @@ async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int) -> di
             "seconds": time.perf_counter() - started}
 
 
-async def load(server: Server, clients: int, tokens: int) -> dict:
+async def load(server: Server, clients: int, tokens: int, mode: str = SAMPLED) -> dict:
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
         started = time.perf_counter()
-        outs = await asyncio.gather(*(one_stream(http, server, tokens) for _ in range(clients)),
+        outs = await asyncio.gather(*(one_stream(http, server, tokens, mode) for _ in range(clients)),
                                     return_exceptions=True)
         wall = time.perf_counter() - started
     ok = [o for o in outs if isinstance(o, dict) and o["status"] == 200]
@@ -166,7 +192,7 @@ def measure() -> tuple[list[Server], list[str]]:
     work = Path(tempfile.mkdtemp(prefix="bench-peer-"))
     (work / "config.json").write_text(json.dumps({"engine": {"demo_size": SIZE},
                                                   "sessions": {"path": str(work / "sessions")}}))
-    peers, notes = servers(folder), []
+    peers, notes = servers(folder, sampling_copy(folder, work)), []
     try:
         for s in peers:
             s.start(work)
@@ -181,14 +207,16 @@ def measure() -> tuple[list[Server], list[str]]:
         for s, cores in zip(peers, idle_cores(peers)):     # idle first: no client has connected yet
             s.results["idle"] = cores
         for s in peers:                                    # warm-up (first request compiles, allocates)
-            asyncio.run(load(s, 1, 8))
+            asyncio.run(load(s, 1, 8, s.modes[0]))
         for rnd in range(1, ROUNDS + 1):
             notes.append(f"round {rnd}: load average {loadavg()} at start")
-            for s in peers:                                # interleaved: every figure of a round, server by server
-                single = asyncio.run(load(s, 1, SINGLE_TOKENS))
-                s.results.setdefault("single", []).append(single["single_tps"] or 0.0)
-                for clients, tokens in LOADS:
-                    s.results.setdefault((clients, tokens), []).append(asyncio.run(load(s, clients, tokens)))
+            for mode in (SAMPLED, GREEDY):
+                for s in (s for s in peers if mode in s.modes):   # interleaved, server by server
+                    single = asyncio.run(load(s, 1, SINGLE_TOKENS, mode))
+                    s.results.setdefault((mode, "single"), []).append(single["single_tps"] or 0.0)
+                    for clients, tokens in LOADS:
+                        s.results.setdefault((mode, clients, tokens), []).append(
+                            asyncio.run(load(s, clients, tokens, mode)))
         notes.append(f"hey rounds: load average {loadavg()} at start")
         for s in peers:
             s.results["hey"] = hey(s)
@@ -203,17 +231,24 @@ def measure() -> tuple[list[Server], list[str]]:
 def markdown(peers: list[Server], notes: list[str]) -> str:
     names = [s.name for s in peers]
     rows = [("CPU used while idle (no client ever connected)",
-             [f"{s.results['idle']:.3f} core ({IDLE_SECONDS} s)" for s in peers]),
-            ("1 client, decode tokens/s", [" / ".join(f"{v:.1f}" for v in s.results["single"]) for s in peers])]
-    for clients, tokens in LOADS:
-        cells = []
-        for s in peers:
-            runs = s.results[(clients, tokens)]
-            cell = " / ".join(f"{r['tps']:.1f} ({r['ttft_p50']:.1f} s)" if r["ttft_p50"] is not None else "failed"
-                              for r in runs)
-            errors = sum(r["errors"] for r in runs)
-            cells.append(cell + (f", {errors} errors" if errors else ""))
-        rows.append((f"{clients} clients × {tokens} tokens: aggregate tok/s (TTFT p50)", cells))
+             [f"{s.results['idle']:.3f} core ({IDLE_SECONDS} s)" for s in peers])]
+    for mode in (SAMPLED, GREEDY):
+        label = f"temperature {TEMPERATURE[mode]:g}" + (", top_p 0.95" if mode == SAMPLED else "")
+        rows.append((f"{mode} ({label}): 1 client, decode tokens/s",
+                     [" / ".join(f"{v:.1f}" for v in s.results[(mode, "single")]) if mode in s.modes else "-"
+                      for s in peers]))
+        for clients, tokens in LOADS:
+            cells = []
+            for s in peers:
+                if mode not in s.modes:
+                    cells.append("-")
+                    continue
+                runs = s.results[(mode, clients, tokens)]
+                cell = " / ".join(f"{r['tps']:.1f} ({r['ttft_p50']:.1f} s)" if r["ttft_p50"] is not None
+                                  else "failed" for r in runs)
+                errors = sum(r["errors"] for r in runs)
+                cells.append(cell + (f", {errors} errors" if errors else ""))
+            rows.append((f"{mode}: {clients} clients × {tokens} tokens, aggregate tok/s (TTFT p50)", cells))
     rows.append((f"`hey -n {HEY[0]} -c {HEY[1]}`, {HEY_TOKENS} tokens", [s.results["hey"] for s in peers]))
     rows.append(("server RSS after the runs", [f"{s.results['rss']:.0f} MiB" for s in peers]))
     lines = ["## Side by side with `transformers serve`", "",

@@ -5,10 +5,10 @@ Two schedulers with the same `.stream(messages, params, cancel) -> ChatStream` a
 - ContinuousBatcher: transformers' continuous batching (`model.init_continuous_batching`). Every
   decode step runs all active requests as one batch over a paged KV cache, so 8 clients cost far less
   than 8 times one. The cache is sized EXPLICITLY (`size_cache`): transformers' default would take
-  60 % of system RAM on a CPU. Per request it honours temperature and top_p. Greedy requests
-  (temperature 0), a seed, top-k or a repetition penalty go to the plain path, which is exact (equal to
-  `generate`); torch's random generator is process-wide, so a seed repeats a reply exactly only while
-  nothing else samples at the same time. An out-of-memory error before the first token retries the
+  60 % of system RAM on a CPU. Per request it honours temperature and top_p (engine/sampling.py), and
+  greedy requests take their argmax there. A seed, top-k, a repetition penalty (and greedy requests when
+  engine.batch_greedy is false) go to the plain path, which is exact (equal to `generate`); torch's random generator is process-wide, so a seed
+  repeats a reply exactly only while nothing else samples at the same time. An out-of-memory error before the first token retries the
   request alone on the plain path (which shortens the context if needed); the batching thread restarts
   by itself after a fatal error.
 - QueuedGenerator: the plain Generator behind a strict first-come-first-served queue of `slots`.
@@ -344,11 +344,13 @@ class ContinuousBatcher:
 
     path = "continuous"
 
-    def __init__(self, model: Any, codec: TextCodec, generator: Generator, sizing: CacheSizing, slots: FifoSlots):
+    def __init__(self, model: Any, codec: TextCodec, generator: Generator, sizing: CacheSizing, slots: FifoSlots,
+                 batch_greedy: bool = True):
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         self.model, self.codec, self.generator, self.sizing, self.slots = model, codec, generator, sizing, slots
+        self.batch_greedy = batch_greedy      # engine.batch_greedy: greedy requests join the batch
         one_forward_at_a_time(model)
         self.max_context = generator.max_context
         self.fallback = QueuedGenerator(generator, slots)  # seeds and repetition penalties
@@ -389,14 +391,14 @@ class ContinuousBatcher:
         kept, prompt, stats = prepared
         return ChatStream(self._run(kept, prompt, params, cancel or threading.Event(), stats), stats)
 
-    @staticmethod
-    def needs_plain_path(params: GenerationParams) -> bool:
+    def needs_plain_path(self, params: GenerationParams) -> bool:
         """What the batch does not do per request: a seed, a repetition penalty, top-k, logprobs, a JSON
-        constraint (per-request processors) or tools; and greedy requests (temperature 0), which stay exact
-        there: forced into the batch (its sampler takes a temperature-0 row's argmax), identical greedy
-        requests sent together got different replies on the tiny bf16 model, since the batch's rounding
-        depends on what else is in each step."""
-        return (params.seed is not None or params.repetition_penalty != 1.0 or params.temperature <= 0
+        constraint (per-request processors) or tools; and greedy requests when engine.batch_greedy is false,
+        which keeps them exact: in the batch (its sampler takes a temperature-0 row's argmax) identical
+        greedy requests sent together got different replies on the tiny bf16 model, since the batch's
+        rounding depends on what else is in each step."""
+        greedy_alone = params.temperature <= 0 and not self.batch_greedy
+        return (params.seed is not None or params.repetition_penalty != 1.0 or greedy_alone
                 or params.top_k > 0 or params.logprobs is not None or params.constraint is not None
                 or params.tools is not None)
 
@@ -516,7 +518,8 @@ class ContinuousBatcher:
 
 def build_scheduler(model: Any, codec: TextCodec, generator: Generator, *, slots: int, headroom: float,
                     budget_bytes: int | None = None, max_waiting: int = 64,
-                    path: str | None = None) -> tuple[ContinuousBatcher | QueuedGenerator, str]:
+                    path: str | None = None,
+                    batch_greedy: bool = True) -> tuple[ContinuousBatcher | QueuedGenerator, str]:
     """The scheduler for this model and why it was chosen (one line, shown in the load report)."""
     fifo = FifoSlots(slots, max_waiting)
     chosen, why = choose_path(model, path)
@@ -527,5 +530,7 @@ def build_scheduler(model: Any, codec: TextCodec, generator: Generator, *, slots
         if sizing is None:
             chosen, why = "queue", "not enough memory for a paged KV cache of one full-context request"
         else:
-            return ContinuousBatcher(model, codec, generator, sizing, fifo), f"{why}; {sizing.describe()}"
+            batcher = ContinuousBatcher(model, codec, generator, sizing, fifo, batch_greedy)
+            greedy = "greedy requests batched too" if batch_greedy else "greedy requests exact on the plain path"
+            return batcher, f"{why}; {sizing.describe()}; {greedy}"
     return QueuedGenerator(generator, fifo), f"fair FIFO queue of {slots} slot(s): {why}"

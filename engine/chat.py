@@ -144,7 +144,7 @@ class ChatEngine:
         else:
             scheduler, why = build_scheduler(model, codec, generator, slots=concurrency.slots,
                                              headroom=cfg.kv_headroom, budget_bytes=plan.budget_bytes,
-                                             path=batching or cfg.batching)
+                                             path=batching or cfg.batching, batch_greedy=cfg.batch_greedy)
         report.reason = f"{report.reason}; serving: {why}"
         adapters = AdapterRegistry(cfg.adapters_dir, source.folder, source.model_id)
         return cls(model, codec, report, generator, scheduler, context, adapters, zerogpu.GpuSeconds.from_config(cfg),

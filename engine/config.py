@@ -46,6 +46,10 @@ class EngineConfig:
                                        "shown on /health and the Models tab).", min=1, max=256, words=("auto",))
     batching: str = option("auto", "How concurrent chats share the model: auto picks continuous batching where it "
                            "runs (not quantized), else a fair queue.", choices=("auto", "continuous", "queue"))
+    batch_greedy: bool = option(True, "Greedy requests (temperature 0) share the continuous batch: many greedy "
+                                "clients get the batch's tokens/s. A lone greedy request repeats its reply; beside "
+                                "others it may differ, as the batch rounds differently with what else is in it. "
+                                "false: greedy replies equal generate's whatever the load.")
     backend: str = option("local", "local loads the model here; openai streams from an OpenAI-compatible server.",
                           choices=("local", "openai"))
     remote_base_url: str = option("", "Base URL of the OpenAI-compatible server when backend is openai.")

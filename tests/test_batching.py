@@ -142,7 +142,8 @@ def test_stop_strings_cut_the_batched_stream(tiny_engine, batcher):
 def test_a_plain_reply_beside_the_batch_stays_causal(tiny_engine, batcher):
     """A greedy (plain path) reply while batched requests run, and after them, is the reply it was before:
     the batch's forward once left config.is_causal False for every later plain call."""
-    greedy = SAMPLED.with_overrides(temperature=0.0)
+    greedy = SAMPLED.with_overrides(temperature=0.0, top_k=1)     # top-k: the plain path
+    assert batcher.needs_plain_path(greedy)
     before = tiny_engine.stream(HI, greedy).text()
     long = SAMPLED.with_overrides(max_new_tokens=150, min_new_tokens=150)
     threads = [threading.Thread(target=lambda: tiny_engine.stream(HI, long).text()) for _ in range(3)]
@@ -158,11 +159,26 @@ def test_a_plain_reply_beside_the_batch_stays_causal(tiny_engine, batcher):
 
 def test_exact_requests_take_the_plain_path(tiny_engine, batcher):
     seeded = SAMPLED.with_overrides(seed=7)
-    assert batcher.needs_plain_path(seeded) and batcher.needs_plain_path(SAMPLED.with_overrides(temperature=0.0))
+    assert batcher.needs_plain_path(seeded) and batcher.needs_plain_path(SAMPLED.with_overrides(top_k=5))
     assert not batcher.needs_plain_path(SAMPLED)
     # torch's RNG is process-wide: nothing else may sample meanwhile
     wait_for(batcher.idle, "the batcher to go idle", stall=30, poll=0.01)
     assert tiny_engine.stream(HI, seeded).text() == tiny_engine.stream(HI, seeded).text()
+
+
+def test_greedy_requests_share_the_batch_unless_told_to_stay_exact(tiny_engine, batcher):
+    greedy = SAMPLED.with_overrides(temperature=0.0)
+    assert not batcher.needs_plain_path(greedy)           # engine.batch_greedy defaults to true
+    wait_for(batcher.idle, "the batcher to go idle", stall=30, poll=0.01)
+    alone = [tiny_engine.stream(HI, greedy).text() for _ in range(2)]
+    assert alone[0] and alone[0] == alone[1]               # alone in the batch, each step takes the argmax
+    exact, why = build_scheduler(tiny_engine.model, tiny_engine.codec, tiny_engine.generator, slots=2,
+                                 headroom=0.05, path="continuous", batch_greedy=False)
+    try:
+        assert exact.needs_plain_path(greedy) and "greedy requests exact on the plain path" in why
+        assert exact.stream(HI, greedy).text() == tiny_engine.generator.stream(HI, greedy).text()
+    finally:
+        exact.close()
 
 
 def test_the_queue_path_serves_the_same_interface(tiny_engine):
