@@ -1,10 +1,9 @@
 """The next token for every row of a continuous batch: temperature, top-p and the draw in a few passes.
 
 transformers' continuous batching samples with a full sort of each row for top-p, a scatter back, a
-second softmax and torch.multinomial. On the 2-core CPU that was 17.4 ms a step for 8 rows of a
-32768-token vocabulary (a quarter of a bench-model step) and 73 ms for 32 rows. Here (bench/bench_serving.py,
-"sampling" row): the top-p threshold is found by bisection (24 masked sums, no sort) and the token is
-drawn by inverse CDF (one uniform number per row, a cumulative sum and a binary search), which is the
+second softmax and torch.multinomial: on the 2-core CPU, for 8 rows of a 32768-token vocabulary, about a
+quarter of a bench-model step (`python -m bench sampling` compares the two). Here the top-p threshold is
+found by bisection (24 masked sums, no sort) and the token is drawn by inverse CDF (one uniform number per row, a cumulative sum and a binary search), which is the
 same distribution as multinomial over the kept tokens. The kept set is transformers' (the smallest set of
 most likely tokens holding top_p of the mass) except that ties at the edge are all kept and the edge is
 found to a relative 1e-6.
@@ -23,30 +22,37 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
 BISECTION_STEPS = 24
 
 
-def _float_args(requests, key: str, default: float) -> torch.Tensor:
-    values = [float(r.state.logit_processor_kwargs.get(key, default)) for r in requests]
-    return torch.tensor(values, dtype=torch.float32).view(dtype=torch.int32)
-
-
 def _only(scores: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """-inf everywhere but `index` ([B, 1]) in each row."""
     return torch.full_like(scores, float("-inf")).scatter_(-1, index, 0.0)
 
 
-class TemperatureOrGreedy(ContinuousBatchingLogitsProcessor):
-    """Divides each row by its temperature; a row with temperature 0 keeps only its most likely token."""
+class _PerRequestFloat(ContinuousBatchingLogitsProcessor):
+    """One float per request (`key`, default 1.0), carried in transformers' int32 argument rows."""
 
-    supported_kwargs = {"temperature": float}
+    key = ""
     ignored_kwargs = ()
 
     def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
         int32_tensor.copy_(torch.ones_like(int32_tensor, dtype=torch.float32).view(dtype=torch.int32))
 
     def prepare_tensor_args(self, requests) -> torch.Tensor:
-        return _float_args(requests, "temperature", 1.0)
+        values = [float(r.state.logit_processor_kwargs.get(self.key, 1.0)) for r in requests]
+        return torch.tensor(values, dtype=torch.float32).view(dtype=torch.int32)
+
+    @staticmethod
+    def values(scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        """[B, 1] floats for the rows of `scores`."""
+        return tensor_arg[: scores.size(0)].view(dtype=torch.float32).unsqueeze(-1)
+
+
+class TemperatureOrGreedy(_PerRequestFloat):
+    """Divides each row by its temperature; a row with temperature 0 keeps only its most likely token."""
+
+    key, supported_kwargs = "temperature", {"temperature": float}
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
-        temperature = tensor_arg[: scores.size(0)].view(dtype=torch.float32).unsqueeze(-1)   # [B, 1]
+        temperature = self.values(scores, tensor_arg)
         greedy = temperature <= 0
         scaled = scores / torch.where(greedy, torch.ones_like(temperature), temperature)
         if not bool(greedy.any()):
@@ -54,20 +60,13 @@ class TemperatureOrGreedy(ContinuousBatchingLogitsProcessor):
         return torch.where(greedy, _only(scores, scores.argmax(-1, keepdim=True)), scaled)
 
 
-class NucleusDraw(ContinuousBatchingLogitsProcessor):
+class NucleusDraw(_PerRequestFloat):
     """Keeps each row's top_p nucleus and draws one token from it; the drawn token is the only finite score."""
 
-    supported_kwargs = {"top_p": float}
-    ignored_kwargs = ()
-
-    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.copy_(torch.ones_like(int32_tensor, dtype=torch.float32).view(dtype=torch.int32))
-
-    def prepare_tensor_args(self, requests) -> torch.Tensor:
-        return _float_args(requests, "top_p", 1.0)
+    key, supported_kwargs = "top_p", {"top_p": float}
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
-        top_p = tensor_arg[: scores.size(0)].view(dtype=torch.float32).unsqueeze(-1)         # [B, 1]
+        top_p = self.values(scores, tensor_arg)
         probs = scores.softmax(-1)
         top = probs.max(-1, keepdim=True)
         if bool((top.values >= top_p).all()):     # every row's nucleus is its one most likely token (greedy rows)
