@@ -419,6 +419,7 @@ class ContinuousBatcher:
         router = self._manager.output_router
         finished = False     # the manager is done with the request (nothing to cancel)
         ours_done = False    # we ended it: EOS after min_new_tokens
+        alone = False        # handed to the plain path, whose stats are the request's
         try:
             self._ensure_running()
             with router._lock:  # a per-request inbox instead of the shared, re-queued output queue
@@ -448,6 +449,7 @@ class ContinuousBatcher:
                         # The plain path retries once with a shorter context; we keep holding our slot.
                         release()
                         stats.notices.append("ran out of memory in the shared batch; generated alone instead")
+                        alone = True
                         yield from self._alone(kept, params, cancel, stats)
                         return
                     stats.finish_reason = "error"
@@ -463,6 +465,7 @@ class ContinuousBatcher:
                 if stats.first_token_seconds is None:
                     stats.first_token_seconds = time.perf_counter() - started
                 piece = stops.feed(decoder.push(new))
+                stats.completion_tokens = len(decoder.ids) - (decoder.ids[-1] in self.codec.stops)   # live count
                 if piece:
                     yield piece
                 if stops.stopped:
@@ -489,8 +492,9 @@ class ContinuousBatcher:
             if not finished:
                 self._manager.cancel_request(rid)  # frees its cache blocks at the next step
             self.slots.release()
-            stats.completion_tokens = len([i for i in decoder.ids if i not in self.codec.stops])
-            stats.seconds = time.perf_counter() - started
+            if not alone:
+                stats.completion_tokens = len([i for i in decoder.ids if i not in self.codec.stops])
+                stats.seconds = time.perf_counter() - started
 
     def _alone(self, kept: list[dict], params: GenerationParams, cancel: threading.Event,
                stats: StreamStats) -> Iterator[str]:

@@ -25,7 +25,8 @@ def reference_ids(engine, messages, n):
 
 
 def test_stream_yields_the_same_text_as_generate(tiny_engine):
-    stream = tiny_engine.stream(HELLO, GREEDY)
+    """The plain path (engine.batch_greedy false, or seeds / top-k) equals generate token for token."""
+    stream = tiny_engine.generator.stream(HELLO, GREEDY)
     pieces = list(stream)
     assert len(pieces) > 5  # it streamed, not one blob
     assert "".join(pieces) == tiny_engine.codec.decode(reference_ids(tiny_engine, HELLO, 40))
@@ -130,6 +131,20 @@ def _inject_oom_once(model, min_length):
     return model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+def test_out_of_memory_in_the_batch_generates_the_reply_alone(tiny_engine):
+    """The batch's forward fails with OOM before the first token: the request is generated alone on the plain
+    path, and its stats are that reply's (they once came back as 0 tokens)."""
+    messages = [{"role": "user", "content": "turn " * 80}]
+    handle = _inject_oom_once(tiny_engine.model, min_length=60)
+    try:
+        stream = tiny_engine.stream(messages, GREEDY)               # greedy requests share the batch
+        text = stream.text()
+    finally:
+        handle.remove()
+    assert text and stream.stats.completion_tokens == 40 and stream.stats.finish_reason == "length"
+    assert any("ran out of memory in the shared batch" in n for n in stream.stats.notices)
+
+
 def test_out_of_memory_during_generation_retries_with_shorter_context(tiny_engine):
     messages = []
     for i in range(6):
@@ -137,7 +152,7 @@ def test_out_of_memory_during_generation_retries_with_shorter_context(tiny_engin
     messages.append({"role": "user", "content": "and now?"})
     handle = _inject_oom_once(tiny_engine.model, min_length=60)
     try:
-        stream = tiny_engine.stream(messages, GREEDY)
+        stream = tiny_engine.generator.stream(messages, GREEDY)     # the plain path
         text = stream.text()
     finally:
         handle.remove()
@@ -145,7 +160,9 @@ def test_out_of_memory_during_generation_retries_with_shorter_context(tiny_engin
     assert any("ran out of memory" in n for n in stream.stats.notices)
     assert stream.stats.dropped_turns > 0
     # the model stays usable
-    assert tiny_engine.stream(HELLO, GREEDY).text() == tiny_engine.codec.decode(reference_ids(tiny_engine, HELLO, 40))
+    assert tiny_engine.generator.stream(HELLO, GREEDY).text() == tiny_engine.codec.decode(
+        reference_ids(tiny_engine, HELLO, 40))
+    assert tiny_engine.stream(HELLO, GREEDY).text()
 
 
 def test_out_of_memory_twice_is_a_clear_error_and_the_model_stays_usable(tiny_engine):
