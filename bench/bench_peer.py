@@ -1,12 +1,12 @@
 """Ours vs `transformers serve`, side by side on the same model folder (the bench-size demo model).
 
-    python -m bench peer            (about 8-10 minutes on a quiet 2-core machine, estimated; writes docs/benchmarks.md)
+    python -m bench peer            (about 8 minutes on a quiet 2-core machine; writes docs/benchmarks.md)
     BENCH_PEER_QUICK=1 python -m bench.bench_peer   (tiny model, small counts: checks the bench itself runs)
 
-Four servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
+Five servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
 default config), Hugging Face's `transformers serve FOLDER --continuous-batching` with its cache sized
-explicitly (its default takes a share of system RAM) twice, and `transformers serve FOLDER` without
-continuous batching. The peer samples only when the folder's generation_config.json says do_sample (it
+explicitly (twice, see below) and with its default cache (a share of system RAM: its resident memory is
+the figure to read there), and `transformers serve FOLDER` without continuous batching. The peer samples only when the folder's generation_config.json says do_sample (it
 ignores a request's temperature otherwise, and its continuous batching keeps the first request's sampling
 settings for all), so it serves a copy of the folder with do_sample true for the sampled rows (temperature
 0.7, top_p 0.95, what the app's clients send by default) and the original folder (greedy) for the greedy
@@ -116,6 +116,9 @@ def servers(folder: Path, sampling_folder: Path) -> list[Server]:
                peer(sampling_folder, *cb), str(sampling_folder), "/health", (SAMPLED,)),
         Server("transformers serve CB, greedy folder", f"{cb_settings}, the folder as built (do_sample false)",
                peer(folder, *cb), str(folder), "/health", (GREEDY,)),
+        Server("transformers serve CB, default cache", "--continuous-batching, bf16, folder with do_sample true, "
+               "cache sized by transformers (a share of system RAM)",
+               peer(sampling_folder, "--continuous-batching"), str(sampling_folder), "/health", (SAMPLED,)),
         Server("transformers serve plain", "no continuous batching, bf16, folder with do_sample true",
                peer(sampling_folder), str(sampling_folder), "/health", (SAMPLED,)),
     ]
@@ -257,7 +260,7 @@ def markdown(peers: list[Server], notes: list[str]) -> str:
              "| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
     lines += ["", "Settings: " + "; ".join(f"**{s.name}**: {s.settings}" for s in peers) + ".", "",
-              "Reproduce: `.venv/bin/python -m bench peer` (about 8-10 minutes on a quiet 2-core machine)."]
+              "Reproduce: `.venv/bin/python -m bench peer` (about 8 minutes on a quiet 2-core machine)."]
     return "\n".join(lines) + "\n"
 
 
