@@ -3,8 +3,8 @@ path (continuous batching vs the FIFO queue over plain generate), and the per-to
 through /v1/chat/completions with the `openai` client against the engine in-process.
 
 Bench-size demo model (MistralForCausalLM, hidden 768, 8 layers, real v3 vocab), CPU, sampling with
-the app's defaults (temperature 0.7, top_p 0.95; greedy and seeded requests take the plain path by
-design), exact reply lengths.
+the app's defaults (temperature 0.7, top_p 0.95; seeded requests take the plain path by design),
+exact reply lengths.
 Run: `.venv/bin/python -m bench serving`.
 """
 from __future__ import annotations

@@ -322,8 +322,8 @@ def one_forward_at_a_time(model: Any) -> None:
     (utils/generic.py): the batching thread passes is_causal=False, so a plain `generate` overlapping it
     read False, built a non-causal prefill mask and, restoring in the wrong order, left False in the config
     for good: every later plain reply came from a model that attends to the future (tests/test_batching.py).
-    The plain path (greedy, seeded, tools, logprobs) and the batch share the model, so their forwards take
-    turns; on one CPU or GPU they compete for the same cores anyway."""
+    The plain path (seeds, top-k, tools, logprobs; greedy when engine.batch_greedy is false) and the batch
+    share the model, so their forwards take turns; on one CPU or GPU they compete for the same cores anyway."""
     if getattr(model, "_one_forward_lock", None) is not None:
         return
     lock = threading.RLock()
