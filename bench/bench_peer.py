@@ -5,16 +5,17 @@
 
 Five servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
 default config), Hugging Face's `transformers serve FOLDER --continuous-batching` with its cache sized
-explicitly (twice, see below) and with its default cache (a share of system RAM: its resident memory is
-the figure to read there), and `transformers serve FOLDER` without continuous batching. The peer samples only when the folder's generation_config.json says do_sample (it
-ignores a request's temperature otherwise, and its continuous batching keeps the first request's sampling
-settings for all), so it serves a copy of the folder with do_sample true for the sampled rows (temperature
-0.7, top_p 0.95, what the app's clients send by default) and the original folder (greedy) for the greedy
-rows (temperature 0). Every round visits the servers in turn (interleaved), with the same streaming client
-(httpx, SSE, usage from `stream_options.include_usage`). Figures: idle CPU (psutil cpu_times over
-IDLE_SECONDS with no client), one client's decode tokens/s, aggregate tokens/s and first-token p50 for 8
-and 32 clients, `hey` overload (answered within hey's 20 s, by status), and resident memory after the
-runs. Load average is printed with each round: on a shared machine, compare within a round.
+explicitly (twice, see below) and with its default cache (a share of system RAM: its resident memory is the
+figure to read there), and `transformers serve FOLDER` without continuous batching. The peer samples only
+when the folder's generation_config.json says do_sample (it ignores a request's temperature otherwise, and
+its continuous batching keeps the first request's sampling settings for all), so it serves a copy of the
+folder with do_sample true for the sampled rows (temperature 0.7, top_p 0.95, what the app's clients send by
+default) and the original folder (greedy) for the greedy rows (temperature 0). Every round visits the
+servers in turn (interleaved), with the same streaming client (httpx, SSE, usage from
+`stream_options.include_usage`). Figures: idle CPU (psutil cpu_times over IDLE_SECONDS with no client), one
+client's decode tokens/s, aggregate tokens/s and first-token p50 for 8 and 32 clients, `hey` overload
+(answered within hey's 20 s, by status), and resident memory after the runs. Load average is printed with
+each round: on a shared machine, compare within a round.
 """
 from __future__ import annotations
 
@@ -126,8 +127,8 @@ def servers(folder: Path, sampling_folder: Path) -> list[Server]:
 
 async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int, mode: str) -> dict:
     """One streaming request: first-token seconds, tokens (from usage), seconds, status."""
-    body = {"model": server.model, "messages": PROMPT, "max_tokens": tokens, "temperature": TEMPERATURE[mode], "top_p": 0.95,
-            "stream": True, "stream_options": {"include_usage": True}}
+    body = {"model": server.model, "messages": PROMPT, "max_tokens": tokens, "temperature": TEMPERATURE[mode],
+            "top_p": 0.95, "stream": True, "stream_options": {"include_usage": True}}
     started, first, used, chunks = time.perf_counter(), None, None, 0
     async with http.stream("POST", server.url + "/v1/chat/completions", json=body) as r:
         if r.status_code != 200:

@@ -7,10 +7,10 @@ Two schedulers with the same `.stream(messages, params, cancel) -> ChatStream` a
   than 8 times one. The cache is sized EXPLICITLY (`size_cache`): transformers' default would take
   60 % of system RAM on a CPU. Per request it honours temperature and top_p (engine/sampling.py), and
   greedy requests take their argmax there. A seed, top-k, a repetition penalty (and greedy requests when
-  engine.batch_greedy is false) go to the plain path, which is exact (equal to `generate`); torch's random generator is process-wide, so a seed
-  repeats a reply exactly only while nothing else samples at the same time. An out-of-memory error before the first token retries the
-  request alone on the plain path (which shortens the context if needed); the batching thread restarts
-  by itself after a fatal error.
+  engine.batch_greedy is false) go to the plain path, which is exact (equal to `generate`); torch's
+  random generator is process-wide, so a seed repeats a reply exactly only while nothing else samples at
+  the same time. An out-of-memory error before the first token retries the request alone on the plain
+  path (which shortens the context if needed); the batching thread restarts by itself after a fatal error.
 - QueuedGenerator: the plain Generator behind a strict first-come-first-served queue of `slots`.
   Used where continuous batching cannot run or was measured wrong: quantized (bitsandbytes) models
   (it runs on them, but greedy replies differed from plain `generate`: QUANTIZED_CB), attention

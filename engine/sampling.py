@@ -1,12 +1,12 @@
 """The next token for every row of a continuous batch: temperature, top-p and the draw in a few passes.
 
-transformers' continuous batching samples with a full sort of each row for top-p, a scatter back, a
-second softmax and torch.multinomial: on the 2-core CPU, for 8 rows of a 32768-token vocabulary, about a
-quarter of a bench-model step (`python -m bench sampling` compares the two). Here the top-p threshold is
-found by bisection (24 masked sums, no sort) and the token is drawn by inverse CDF (one uniform number per row, a cumulative sum and a binary search), which is the
-same distribution as multinomial over the kept tokens. The kept set is transformers' (the smallest set of
-most likely tokens holding top_p of the mass) except that ties at the edge are all kept and the edge is
-found to a relative 1e-6.
+transformers' continuous batching samples with a full sort of each row for top-p, a scatter back, a second
+softmax and torch.multinomial: on the 2-core CPU, for 8 rows of a 32768-token vocabulary, about a quarter of
+a bench-model step (`python -m bench sampling` compares the two). Here the top-p threshold is found by
+bisection (24 masked sums, no sort) and the token is drawn by inverse CDF (one uniform number per row, a
+cumulative sum and a binary search), which is the same distribution as multinomial over the kept tokens. The
+kept set is transformers' (the smallest set of most likely tokens holding top_p of the mass) except that
+ties at the edge are all kept and the edge is found to a relative 1e-6.
 
 Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones.
 Both processors hand the chosen token on as the only finite score, and the batch's own argmax
@@ -71,17 +71,17 @@ class NucleusDraw(_PerRequestFloat):
         top = probs.max(-1, keepdim=True)
         if bool((top.values >= top_p).all()):     # every row's nucleus is its one most likely token (greedy rows)
             return _only(scores, top.indices)
-        kept = probs * (probs >= nucleus_threshold(probs, top_p))
+        kept = probs * (probs >= nucleus_threshold(probs, top_p, top.values))
         return _only(scores, draw(kept))
 
 
-def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
     """[B, 1]: the largest t with mass(probs >= t) >= top_p, found to a relative 1e-6 (24 geometric bisection
-    steps over at most V / (1 - top_p)); 0 where top_p >= 1."""
+    steps over at most V / (1 - top_p)); 0 where top_p >= 1. `top`: each row's largest probability, if known."""
     vocab = probs.size(-1)
     # Every token below (1 - p) / V is dropped: together they hold at most 1 - p.
     low = ((1 - top_p).clamp(min=0) / vocab).to(probs.dtype)
-    high = probs.amax(-1, keepdim=True)
+    high = probs.amax(-1, keepdim=True) if top is None else top
     if bool((top_p >= 1).all()):
         return torch.zeros_like(high)
     low = low.clamp(min=torch.finfo(probs.dtype).tiny)

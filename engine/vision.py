@@ -212,8 +212,7 @@ class VisionEngine:
         if not zerogpu.enabled():
             return stream   # its stats fill as it runs, so a reader that stops early still has them
         stream.close()  # validated here; it never started
-        return zerogpu.relay(self._gpu_pieces(checked, question, params, list(history),
-                                              None if zerogpu.enabled() else cancel), stream.stats)
+        return zerogpu.relay(self._gpu_pieces(checked, question, params, list(history), None), stream.stats)
 
     def _pieces(self, image: CheckedImage, question: str, params: GenerationParams, history: list[dict],
                 cancel: threading.Event | None):
