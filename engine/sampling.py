@@ -98,10 +98,10 @@ def draw(weights: torch.Tensor) -> torch.Tensor:
     """[B, 1] indices drawn in proportion to the non-negative `weights` ([B, V], each row with some mass)."""
     cumulative = weights.cumsum(-1)
     total = cumulative[:, -1:]
+    # rand < 1 by at least 2**-24, so the product stays below the total: the first sum above it is at a kept
+    # token (one with weight), never past the last.
     point = torch.rand_like(total) * total
-    index = torch.searchsorted(cumulative, point, right=True)
-    # A rounding up to the total would land past the last kept token: cap at it (the first maximum).
-    return torch.minimum(index, cumulative.argmax(-1, keepdim=True))
+    return torch.searchsorted(cumulative, point, right=True)
 
 
 def batch_sampler() -> ContinuousBatchingLogitsProcessorList:

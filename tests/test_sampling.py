@@ -34,12 +34,6 @@ def test_draws_follow_the_probabilities():
     assert torch.allclose(freq, weights[0].double(), atol=0.004), freq
 
 
-def test_a_draw_never_lands_past_the_last_kept_token():
-    weights = torch.zeros(3, 10)
-    weights[:, 2] = 1.0                              # the whole mass on one token, zeros after it
-    assert draw(weights).squeeze(-1).tolist() == [2, 2, 2]
-
-
 def test_greedy_rows_take_the_argmax_beside_sampled_rows():
     torch.manual_seed(2)
     scores = torch.randn(4, 300)
