@@ -48,11 +48,16 @@ def request_params(body: ChatCompletionRequest, base: GenerationParams, max_cont
         param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         raise bad_request(f"{param} is {max_tokens}, but this model takes at most {max_context} tokens of context "
                           "(prompt and reply together)", param)
+    longest = max_tokens if max_tokens is not None else base.max_new_tokens
+    if body.min_tokens is not None and body.min_tokens > longest:
+        raise bad_request(f"min_tokens is {body.min_tokens}, more than the {longest} tokens the reply may have "
+                          "(max_tokens)", "min_tokens")
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stop) > MAX_STOP:
         raise bad_request(f"stop takes at most {MAX_STOP} sequences, got {len(stop)}", "stop")
-    return base.with_overrides(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                               seed=body.seed, stop=[s for s in stop if s] if body.stop is not None else None)
+    return base.with_overrides(max_new_tokens=max_tokens, min_new_tokens=body.min_tokens,
+                               temperature=body.temperature, top_p=body.top_p, seed=body.seed,
+                               stop=[s for s in stop if s] if body.stop is not None else None)
 
 
 def check_lengths(parsed: ParsedChat, limit: int) -> None:
@@ -155,8 +160,13 @@ class Completion:
                     "choices": [], "usage": choices.usage(all_stats)})
 
 
+# Line breaks to Python's str.splitlines (and so httpx's iter_lines) but not to JSON or SSE: escaped, so a
+# reply holding one cannot cut an event in two for a client that splits lines that way.
+LINE_SAFE = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def sse(obj: dict) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+    return f"data: {json.dumps(obj, ensure_ascii=False).translate(LINE_SAFE)}\n\n"
 
 
 async def event_stream(pumps: list[StreamPump], c: Completion, include_usage: bool, state: ApiState,

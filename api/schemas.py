@@ -128,6 +128,8 @@ class ChatCompletionRequest(BaseModel):
     top_p: Number | None = Field(None, gt=0.0, le=1.0)
     max_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
     max_completion_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
+    min_tokens: StrictInt | None = Field(None, ge=0, lt=INT64,   # vLLM's name
+                                         description="no end of reply before this many tokens")
     stop: Text | list[Text] | None = None
     seed: StrictInt | None = Field(None, ge=-INT64, lt=INT64, description="a 64-bit integer, as OpenAI takes")
     stream: StrictBool = False

@@ -125,6 +125,18 @@ def servers(folder: Path, sampling_folder: Path) -> list[Server]:
     ]
 
 
+async def sse_data(r: httpx.Response):
+    """Each event's data. Lines split at "\n" only, as SSE does: httpx's aiter_lines also splits at U+2028,
+    which a reply may hold raw (the peer's JSON leaves it so)."""
+    buffer = ""
+    async for text in r.aiter_text():
+        *lines, buffer = (buffer + text).split("\n")
+        for line in lines:
+            line = line.rstrip("\r")
+            if line.startswith("data: ") and line != "data: [DONE]":
+                yield line[6:]
+
+
 async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int, mode: str) -> dict:
     """One streaming request: first-token seconds, tokens (from usage), seconds, status."""
     body = {"model": server.model, "messages": PROMPT, "max_tokens": tokens, "temperature": TEMPERATURE[mode],
@@ -134,10 +146,8 @@ async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int, mode:
         if r.status_code != 200:
             await r.aread()
             return {"status": r.status_code, "ttft": None, "tokens": 0, "seconds": time.perf_counter() - started}
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            event = json.loads(line[6:])
+        async for data in sse_data(r):
+            event = json.loads(data)
             if event.get("usage"):
                 used = event["usage"].get("completion_tokens")
             for choice in event.get("choices") or []:

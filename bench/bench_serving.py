@@ -157,7 +157,7 @@ def measure_http(dtype: str = "bfloat16") -> dict:
         return float(out.stdout.strip().splitlines()[-1])
 
     try:
-        # HTTP replies may end early on EOS (the API has no min_new_tokens): tokens/s stays comparable.
+        # HTTP replies may end early on EOS (no min_tokens asked, as in earlier runs): tokens/s stays comparable.
         in_process(), over_http()  # warm-up
         engine_tps, http_tps = [], []
         for _ in range(HTTP_REPEATS):

@@ -363,7 +363,7 @@ class ContinuousBatcher:
             auto_switch_to_flash=False,          # keep the model usable by plain generate (fallback, vision)
             allow_block_sharing=False, max_memory_percent=0.9, cpu_offload_space=0.0)
         self._manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
-        self._manager.logit_processor = batch_sampler()   # read by the batch processor when the thread starts
+        self._manager.logit_processor = batch_sampler(codec.stops)   # read when the batching thread starts
         self._manager._wake_up_loop = _IdleWake(self._manager)  # idle means idle: no 10 Hz polling
         self._start_lock = threading.Lock()
         self._ensure_running()
@@ -404,12 +404,16 @@ class ContinuousBatcher:
 
     @staticmethod
     def _sampling(params: GenerationParams) -> dict:
-        return {"temperature": float(params.temperature), "top_p": float(params.top_p)}
+        kw = {"temperature": float(params.temperature), "top_p": float(params.top_p)}
+        if params.min_new_tokens:
+            kw["min_new_tokens"] = min(params.min_new_tokens, params.max_new_tokens)
+        return kw
 
     def _run(self, kept: list[dict], prompt: list[int], params: GenerationParams, cancel: threading.Event,
              stats: StreamStats) -> Iterator[str]:
         stats.prompt_tokens = len(prompt)
         decoder, stops = IncrementalDecoder(self.codec.decode), StopMatcher(params.stop)
+        stats.token_ids = decoder.ids
         if not self.slots.acquire(cancel):
             stats.finish_reason = "cancelled"
             return
@@ -418,16 +422,14 @@ class ContinuousBatcher:
         outputs: queue.Queue = queue.Queue()
         router = self._manager.output_router
         finished = False     # the manager is done with the request (nothing to cancel)
-        ours_done = False    # we ended it: EOS after min_new_tokens
         alone = False        # handed to the plain path, whose stats are the request's
         try:
             self._ensure_running()
             with router._lock:  # a per-request inbox instead of the shared, re-queued output queue
                 router.result_handlers[rid] = (outputs.put, _DirectLoop)
-            # EOS is ignored below min_new_tokens; we stop at it ourselves once the minimum is reached.
-            eos = -1 if params.min_new_tokens else self.codec.eos
             added = self._manager.add_request(prompt, request_id=rid, max_new_tokens=params.max_new_tokens,
-                                              streaming=True, eos_token_id=eos, **self._sampling(params))
+                                              streaming=True, eos_token_id=list(self.codec.stops),
+                                              **self._sampling(params))
             if added is None:
                 finished = True
                 stats.finish_reason = "error"
@@ -456,10 +458,6 @@ class ContinuousBatcher:
                     raise GenerationError(f"generation failed: {out.error}")
                 finished = out.is_finished()
                 new = out.generated_tokens[len(decoder.ids):]
-                if params.min_new_tokens and any(i in self.codec.stops for i in new):
-                    cut = next(n for n, i in enumerate(new) if i in self.codec.stops)
-                    if len(decoder.ids) + cut >= params.min_new_tokens:
-                        new, ours_done = new[:cut + 1], True
                 if not new:
                     continue
                 if stats.first_token_seconds is None:
@@ -470,8 +468,6 @@ class ContinuousBatcher:
                     yield piece
                 if stops.stopped:
                     stats.finish_reason = "stop"
-                    break
-                if ours_done:
                     break
                 if cancel.is_set():
                     stats.finish_reason = "cancelled"

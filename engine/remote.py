@@ -128,6 +128,8 @@ class RemoteChat:
             kw["stop"] = list(params.stop)
         if params.seed is not None:
             kw["seed"] = params.seed
+        if params.min_new_tokens:
+            kw["extra_body"] = {"min_tokens": params.min_new_tokens}   # vLLM's name; a server without it says so
         return kw
 
     def _run(self, messages: list[dict], params: GenerationParams, cancel: threading.Event,

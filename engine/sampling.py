@@ -8,8 +8,10 @@ cumulative sum and a binary search), which is the same distribution as multinomi
 kept set is transformers' (the smallest set of most likely tokens holding top_p of the mass) except that
 ties at the edge are all kept and the edge is found to a relative 1e-6.
 
-Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones.
-Both processors hand the chosen token on as the only finite score, and the batch's own argmax
+Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones. A request
+with min_new_tokens cannot end before it: its row's end tokens are masked (as MinNewTokensLogitsProcessor
+does for `generate`), so the reply is as long as asked and made of text, not of ignored end tokens.
+The temperature and top-p processors hand the chosen token on as the only finite score, and the batch's own argmax
 (`do_sample=False`) reads it back.
 """
 from __future__ import annotations
@@ -44,6 +46,37 @@ class _PerRequestFloat(ContinuousBatchingLogitsProcessor):
     def values(scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         """[B, 1] floats for the rows of `scores`."""
         return tensor_arg[: scores.size(0)].view(dtype=torch.float32).unsqueeze(-1)
+
+
+def tokens_generated(state) -> int:
+    """Reply tokens so far, counting those a soft reset moved into the prompt (transformers' requests.py)."""
+    moved = getattr(state, "_true_initial_tokens", 0)
+    return len(state.generated_tokens) + (len(state.initial_tokens) - moved if moved else 0)
+
+
+class HoldEnd(ContinuousBatchingLogitsProcessor):
+    """Masks the end tokens of each row whose request has fewer than its `min_new_tokens` reply tokens.
+
+    With asynchronous batching (CUDA graphs) a step is prepared before the previous token is counted, so
+    the hold may last one token longer; the reply is never shorter than asked."""
+
+    supported_kwargs, ignored_kwargs = {"min_new_tokens": int}, ()
+
+    def __init__(self, end_ids: tuple[int, ...]):
+        self.end_ids = torch.tensor(end_ids, dtype=torch.long)
+
+    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
+        int32_tensor.zero_()
+
+    def prepare_tensor_args(self, requests) -> torch.Tensor:
+        return torch.tensor([int(tokens_generated(r.state) < r.state.logit_processor_kwargs.get("min_new_tokens", 0))
+                             for r in requests], dtype=torch.int32)
+
+    def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        hold = tensor_arg[: scores.size(0)].bool().unsqueeze(-1)           # [B, 1]; no host sync
+        ends = self.end_ids.to(scores.device)
+        scores[:, ends] = torch.where(hold, float("-inf"), scores[:, ends])   # only the few end columns
+        return scores
 
 
 class TemperatureOrGreedy(_PerRequestFloat):
@@ -104,9 +137,10 @@ def draw(weights: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cumulative, point, right=True)
 
 
-def batch_sampler() -> ContinuousBatchingLogitsProcessorList:
+def batch_sampler(end_ids: tuple[int, ...]) -> ContinuousBatchingLogitsProcessorList:
     """The processor list for transformers' continuous batching (set as manager.logit_processor before it
-    starts); per request: temperature (0 = greedy) and top_p."""
-    processors = ContinuousBatchingLogitsProcessorList(LogitsProcessorList([TemperatureOrGreedy(), NucleusDraw()]))
-    processors.tensors_required = 2   # one argument row each; set by transformers only for its own converted ones
+    starts); per request: min_new_tokens (holding back `end_ids`), temperature (0 = greedy) and top_p."""
+    processors = ContinuousBatchingLogitsProcessorList(
+        LogitsProcessorList([HoldEnd(end_ids), TemperatureOrGreedy(), NucleusDraw()]))
+    processors.tensors_required = 3   # one argument row each; set by transformers only for its own converted ones
     return processors

@@ -48,7 +48,8 @@ class HeldStream:
 
     def __init__(self, url: str, http: httpx.Client):
         self._ctx = http.stream("POST", url + "/v1/chat/completions", json={
-            "model": "local-chat", "messages": HI, "max_tokens": 4000, "stream": True, "temperature": 1.0})
+            "model": "local-chat", "messages": HI, "max_tokens": 4000, "min_tokens": 4000, "stream": True,
+            "temperature": 1.0})   # min_tokens: an end token cannot finish it early (a random model does emit one)
         response = self._ctx.__enter__()
         assert response.status_code == 200
         self._lines = response.iter_lines()

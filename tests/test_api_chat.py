@@ -76,6 +76,20 @@ def test_openai_client_streaming_with_usage(client):
     assert all(c.choices for c in plain)
 
 
+def test_a_stream_event_stays_one_line_for_any_line_splitter():
+    """httpx's iter_lines splits like str.splitlines, also at U+2028, U+2029 and U+0085, which a model may
+    write and JSON may leave raw: the event is escaped so it is still one line there, and Korean stays text."""
+    import json
+
+    from api.chat import sse
+    content = "줄\u2028바꿈\u2029단락\x85끝"
+    event = sse({"choices": [{"delta": {"content": content}}]})
+    lines = event.splitlines()
+    assert len(lines) == 2 and lines[1] == "" and lines[0].startswith("data: "), lines
+    assert json.loads(lines[0][len("data: "):])["choices"][0]["delta"]["content"] == content
+    assert "줄" in event
+
+
 def test_a_seed_repeats_a_reply_and_parts_equal_a_string(client):
     # Best effort, as with OpenAI: torch's RNG is process-wide, so this holds while nothing else samples.
     parts = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
@@ -157,7 +171,8 @@ class LongStream:
 
     def __init__(self, server, http: httpx.Client):
         self._ctx = http.stream("POST", server.url + "/v1/chat/completions", json={
-            "model": "local-chat", "messages": HI, "max_tokens": 4000, "stream": True, "temperature": 1.0})
+            "model": "local-chat", "messages": HI, "max_tokens": 4000, "min_tokens": 4000, "stream": True,
+            "temperature": 1.0})   # min_tokens: an end token cannot finish it early (a random model does emit one)
         response = self._ctx.__enter__()
         assert response.status_code == 200
         # Keep the iterator: leaving a for-loop over it (or dropping it) makes httpx close the connection.

@@ -146,6 +146,9 @@ REFUSED = [
     ("schema that does not compile", {"response_format": {"type": "json_schema", "json_schema": {
         "name": "bad", "schema": {"type": "no-such-type"}}}}, "response_format"),
     ("unknown response_format", {"response_format": {"type": "yaml"}}, "response_format"),
+    ("min_tokens above max_tokens", {"min_tokens": 3}, "min_tokens"),
+    ("negative min_tokens", {"min_tokens": -1}, "min_tokens"),
+    ("min_tokens not a number", {"min_tokens": "5"}, "min_tokens"),
 ]
 
 

@@ -1,4 +1,5 @@
 """Many requests over one model: continuous batching on the tiny demo model, the fair FIFO queue, sizing."""
+import dataclasses
 import threading
 import time
 from types import SimpleNamespace
@@ -179,6 +180,47 @@ def test_greedy_requests_share_the_batch_unless_told_to_stay_exact(tiny_engine, 
         assert exact.stream(HI, greedy).text() == tiny_engine.generator.stream(HI, greedy).text()
     finally:
         exact.close()
+
+
+def test_every_end_token_of_the_folder_ends_a_batched_reply(tiny_engine, batcher):
+    """A folder's generation_config may list several end tokens (Llama 3 lists three); the batch stops at
+    each, as `generate` does. Here a token of the greedy reply is made an end token."""
+    greedy = GenerationParams(max_new_tokens=12, temperature=0.0)
+    wait_for(batcher.idle, "the batcher to go idle", stall=30, poll=0.01)
+    first = tiny_engine.stream(HI, greedy)
+    first.text()
+    ids = list(first.stats.token_ids)
+    k = next(k for k in range(2, len(ids)) if ids[k] not in ids[:k])
+    codec = dataclasses.replace(tiny_engine.codec, stop_ids=(tiny_engine.codec.eos, ids[k]))
+    two_ends, _ = build_scheduler(tiny_engine.model, codec, tiny_engine.generator, slots=2, headroom=0.05,
+                                  path="continuous")
+    try:
+        stream = two_ends.stream(HI, greedy)
+        stream.text()
+        assert stream.stats.token_ids == ids[:k + 1], (ids, k)
+        assert stream.stats.finish_reason == "stop" and stream.stats.completion_tokens == k
+    finally:
+        two_ends.close()
+
+
+def test_a_request_with_a_minimum_never_ends_before_it_in_the_batch(tiny_engine, batcher):
+    """min_new_tokens masks the end tokens (engine/sampling.HoldEnd): the reply is that long, all text."""
+    greedy = GenerationParams(max_new_tokens=12, temperature=0.0)
+    wait_for(batcher.idle, "the batcher to go idle", stall=30, poll=0.01)
+    first = tiny_engine.stream(HI, greedy)
+    first.text()
+    ids = list(first.stats.token_ids)
+    codec = dataclasses.replace(tiny_engine.codec, stop_ids=(tiny_engine.codec.eos, ids[1]))
+    held, _ = build_scheduler(tiny_engine.model, codec, tiny_engine.generator, slots=2, headroom=0.05,
+                              path="continuous")
+    try:
+        stream = held.stream(HI, greedy.with_overrides(min_new_tokens=6))
+        stream.text()
+        got = stream.stats.token_ids
+        assert got[:1] == ids[:1] and ids[1] not in got[:6], (ids, got)   # the end token was held back
+        assert stream.stats.completion_tokens >= 6
+    finally:
+        held.close()
 
 
 def test_the_queue_path_serves_the_same_interface(tiny_engine):

@@ -147,7 +147,8 @@ def test_a_client_that_leaves_while_waiting_is_never_served(server):
     served = health(server)["queue"]["served"]
     with httpx.Client(timeout=120) as http:
         with http.stream("POST", server.url + "/v1/chat/completions", json={
-                "model": "local-chat", "messages": HI, "max_tokens": 300, "stream": True, "temperature": 1.0}) as first:
+                "model": "local-chat", "messages": HI, "max_tokens": 300, "min_tokens": 300, "stream": True,
+                "temperature": 1.0}) as first:
             lines = first.iter_lines()
             next(line for line in lines if '"content"' in line and '"role"' not in line)
             with httpx.Client(timeout=httpx.Timeout(60, read=1.0)) as leaver:

@@ -40,6 +40,22 @@ def test_openai_client_gets_a_real_answer(server):
     assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
 
+def test_min_tokens_holds_the_reply_past_its_end_of_sequence(server):
+    """vLLM's min_tokens: the greedy answer ends on its own before 24 tokens; asked for at least 24, it goes on."""
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused-on-loopback", max_retries=0)
+    ask = {"model": "local-chat", "temperature": 0, "max_tokens": 24,
+           "messages": [{"role": "user", "content": QUESTION}]}
+    short = client.chat.completions.create(**ask)
+    assert short.choices[0].finish_reason == "stop" and short.usage.completion_tokens < 24
+    held = client.chat.completions.create(**ask, extra_body={"min_tokens": 24})
+    assert held.choices[0].finish_reason == "length" and held.usage.completion_tokens == 24
+    assert held.choices[0].message.content.startswith(short.choices[0].message.content.rstrip())
+    chunks = list(client.chat.completions.create(**ask, extra_body={"min_tokens": 24}, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].usage.completion_tokens == 24
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == held.choices[0].message.content
+
+
 def test_gradio_chat_endpoint_streams_a_real_answer(server):
     job = Client(server.url, verbose=False).submit(QUESTION, api_name="/chat")
     updates = list(job)

@@ -73,7 +73,7 @@ def test_the_back_refuses_without_its_key(back):
 def test_a_dropped_client_of_the_front_frees_both_sides(front, back):
     with httpx.Client(timeout=60) as http:
         with http.stream("POST", front.url + "/v1/chat/completions", json={
-                "model": "local-chat", "messages": HI, "max_tokens": 4000, "stream": True}) as r:
+                "model": "local-chat", "messages": HI, "max_tokens": 4000, "min_tokens": 4000, "stream": True}) as r:
             lines = r.iter_lines()  # kept, not looped over: leaving a for-loop closes the connection
             times = []
             while len(times) < 8:
@@ -182,6 +182,10 @@ def test_transformers_serve_behind_the_app_chat_stream_and_stop(hf_front, hf_ser
     cut = client.chat.completions.create(model="local-chat", messages=HI, max_tokens=6, temperature=0, stop=[stop])
     assert cut.choices[0].message.content == full[:full.index(stop)]
     assert cut.choices[0].finish_reason == "stop"
+    # min_tokens is passed on, not dropped: transformers serve does not take it and says so.
+    r = httpx.post(hf_front.url + "/v1/chat/completions", timeout=60,
+                   json={"model": "local-chat", "messages": HI, "max_tokens": 6, "min_tokens": 6})
+    assert r.status_code == 502 and "min_tokens" in r.json()["error"]["message"], r.text
 
 
 def test_transformers_serve_refusal_and_absence_are_named_gateway_errors(tmp_path, hf_serve):

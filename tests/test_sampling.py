@@ -1,8 +1,11 @@
 """The continuous batch's sampler (engine/sampling.py) against transformers' own warpers and the laws of chance."""
 import torch
+from transformers.generation.continuous_batching.requests import FutureRequestState, RequestState
 from transformers.generation.logits_process import TopPLogitsWarper
 
-from engine.sampling import NucleusDraw, TemperatureOrGreedy, batch_sampler, draw, nucleus_threshold
+from engine.sampling import HoldEnd, NucleusDraw, TemperatureOrGreedy, batch_sampler, draw, nucleus_threshold
+
+ENDS = (5, 7)
 
 
 def _arg(values) -> torch.Tensor:
@@ -47,10 +50,34 @@ def test_greedy_rows_take_the_argmax_beside_sampled_rows():
         assert bool(kept[0, chosen[3]])                                      # drawn inside its own nucleus
 
 
-def test_the_processor_list_takes_temperature_and_top_p_per_request():
-    processors = batch_sampler()
-    assert processors.tensors_required == 2 and processors.do_processing
-    processors.check_kwargs({"temperature": 0.0, "top_p": 0.9})          # accepted, not refused
-    defaults = torch.zeros((2, 1), dtype=torch.int32)
+def test_the_processor_list_takes_min_new_tokens_temperature_and_top_p_per_request():
+    processors = batch_sampler(ENDS)
+    assert processors.tensors_required == 3 and processors.do_processing
+    processors.check_kwargs({"min_new_tokens": 4, "temperature": 0.0, "top_p": 0.9})   # accepted, not refused
+    defaults = torch.ones((3, 1), dtype=torch.int32)
     processors.fill_defaults(defaults)
-    assert defaults.view(dtype=torch.float32).flatten().tolist() == [1.0, 1.0]
+    assert defaults[0].tolist() == [0]                                   # no hold unless asked
+    assert defaults[1:].view(dtype=torch.float32).flatten().tolist() == [1.0, 1.0]
+
+
+def _request(generated: int, **kwargs) -> RequestState:
+    state = RequestState("r", [1, 2, 3], max_new_tokens=50, eos_token_id=list(ENDS), logit_processor_kwargs=kwargs)
+    state.generated_tokens = [9] * generated
+    return state
+
+
+def test_a_row_below_its_minimum_cannot_end_and_the_others_can():
+    soft_reset = _request(2, min_new_tokens=4).create_equivalent_initial_request()   # 2 tokens moved into the prompt
+    soft_reset.generated_tokens = [9]
+    states = [_request(2, min_new_tokens=3), _request(3, min_new_tokens=3), _request(0), soft_reset,
+              _request(0, min_new_tokens=4)]
+    soft_reset_done = soft_reset.create_equivalent_initial_request()
+    soft_reset_done.generated_tokens = [9]                                           # 2 + 1 + 1 = 4: done
+    states.append(soft_reset_done)
+    hold = HoldEnd(ENDS)
+    arg = hold.prepare_tensor_args([FutureRequestState(s, True, {}, 1) for s in states])
+    assert arg.tolist() == [1, 0, 0, 1, 1, 0]
+    scores = torch.zeros(len(states), 10)
+    scores[:, 7], scores[:, 3] = 5.0, 1.0                                         # an end token is every row's best
+    chosen = TemperatureOrGreedy()(hold(scores, arg), _arg([0.0] * len(states))).argmax(-1)
+    assert chosen.tolist() == [3, 7, 7, 3, 3, 7]
