@@ -404,7 +404,8 @@ class ContinuousBatcher:
 
     @staticmethod
     def _sampling(params: GenerationParams) -> dict:
-        kw = {"temperature": float(params.temperature), "top_p": float(params.top_p)}
+        greedy = params.temperature <= 0    # top_p 0 too: a step of greedy rows only skips the sampler
+        kw = {"temperature": max(0.0, float(params.temperature)), "top_p": 0.0 if greedy else float(params.top_p)}
         if params.min_new_tokens:
             kw["min_new_tokens"] = min(params.min_new_tokens, params.max_new_tokens)
         return kw

@@ -8,7 +8,9 @@ cumulative sum and a binary search), which is the same distribution as multinomi
 kept set is transformers' (the smallest set of most likely tokens holding top_p of the mass) except that
 ties at the edge are all kept and the edge is found to a relative 1e-6.
 
-Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones. A request
+Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones; they come
+with top_p 0 (the nucleus shrunk to the most likely token), and a step whose rows are all greedy skips
+both processors, leaving the pick to the batch's own argmax. A request
 with min_new_tokens cannot end before it: its row's end tokens are masked (as MinNewTokensLogitsProcessor
 does for `generate`), so the reply is as long as asked and made of text, not of ignored end tokens.
 The temperature and top-p processors hand the chosen token on as the only finite score, and the batch's own argmax
@@ -87,8 +89,11 @@ class TemperatureOrGreedy(_PerRequestFloat):
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         temperature = self.values(scores, tensor_arg)
         greedy = temperature <= 0
+        how_many = int(greedy.sum())
+        if how_many == scores.size(0):      # all greedy: the batch's own argmax is every row's token
+            return scores
         scaled = scores / torch.where(greedy, torch.ones_like(temperature), temperature)
-        if not bool(greedy.any()):
+        if how_many == 0:
             return scaled
         return torch.where(greedy, _only(scores, scores.argmax(-1, keepdim=True)), scaled)
 
@@ -100,6 +105,8 @@ class NucleusDraw(_PerRequestFloat):
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
         top_p = self.values(scores, tensor_arg)
+        if bool((top_p <= 0).all()):       # greedy rows only (top_p 0): the argmax after this is the answer
+            return scores
         probs = scores.softmax(-1)
         top = probs.max(-1, keepdim=True)
         if bool((top.values >= top_p).all()):     # every row's nucleus is its one most likely token (greedy rows)

@@ -50,6 +50,23 @@ def test_greedy_rows_take_the_argmax_beside_sampled_rows():
         assert bool(kept[0, chosen[3]])                                      # drawn inside its own nucleus
 
 
+def test_a_step_of_greedy_rows_only_leaves_the_scores_to_the_batch_argmax():
+    """Greedy rows come with temperature 0 and top_p 0 (ContinuousBatcher._sampling): all greedy, the scores
+    pass untouched (no [B, V] work); beside a sampled row, each greedy row still takes its own argmax."""
+    from engine.batching import ContinuousBatcher
+    from engine.generation import GenerationParams
+
+    kw = ContinuousBatcher._sampling(GenerationParams(temperature=0.0, top_p=0.9))
+    assert kw == {"temperature": 0.0, "top_p": 0.0}
+    torch.manual_seed(3)
+    scores = torch.randn(3, 500)
+    alone = NucleusDraw()(TemperatureOrGreedy()(scores, _arg([0.0] * 3)), _arg([0.0] * 3))
+    assert alone is scores                                                    # untouched, not copied
+    mixed = NucleusDraw()(TemperatureOrGreedy()(scores.clone(), _arg([0.0, 0.0, 0.8])), _arg([0.0, 0.0, 0.9]))
+    assert torch.equal(mixed[:2].argmax(-1), scores[:2].argmax(-1))
+    assert bool((mixed[:2].isfinite().sum(-1) == 1).all())
+
+
 def test_the_processor_list_takes_min_new_tokens_temperature_and_top_p_per_request():
     processors = batch_sampler(ENDS)
     assert processors.tensors_required == 3 and processors.do_processing
