@@ -5,8 +5,9 @@ Two schedulers with the same `.stream(messages, params, cancel) -> ChatStream` a
 - ContinuousBatcher: transformers' continuous batching (`model.init_continuous_batching`). Every
   decode step runs all active requests as one batch over a paged KV cache, so 8 clients cost far less
   than 8 times one. The cache is sized EXPLICITLY (`size_cache`): transformers' default would take
-  60 % of system RAM on a CPU. Per request it honours temperature and top_p (engine/sampling.py), and
-  greedy requests take their argmax there. A seed, top-k, a repetition penalty (and greedy requests when
+  60 % of system RAM on a CPU. Per request it honours temperature, top_p and a minimum length
+  (engine/sampling.py), and greedy requests take their argmax there; every end token of the folder ends
+  a reply, as in `generate`. A seed, top-k, a repetition penalty (and greedy requests when
   engine.batch_greedy is false) go to the plain path, which is exact (equal to `generate`); torch's
   random generator is process-wide, so a seed repeats a reply exactly only while nothing else samples at
   the same time. An out-of-memory error before the first token retries the request alone on the plain

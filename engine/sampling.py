@@ -70,12 +70,18 @@ class HoldEnd(ContinuousBatchingLogitsProcessor):
     def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
         int32_tensor.zero_()
 
+    @staticmethod
+    def _holds(state) -> int:
+        minimum = state.logit_processor_kwargs.get("min_new_tokens", 0)
+        return int(minimum > 0 and tokens_generated(state) < minimum)
+
     def prepare_tensor_args(self, requests) -> torch.Tensor:
-        return torch.tensor([int(tokens_generated(r.state) < r.state.logit_processor_kwargs.get("min_new_tokens", 0))
-                             for r in requests], dtype=torch.int32)
+        return torch.tensor([self._holds(r.state) for r in requests], dtype=torch.int32)
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
-        hold = tensor_arg[: scores.size(0)].bool().unsqueeze(-1)           # [B, 1]; no host sync
+        hold = tensor_arg[: scores.size(0)].bool().unsqueeze(-1)           # [B, 1]
+        if not bool(hold.any()):          # the usual step: nobody asked for a minimum
+            return scores
         ends = self.end_ids.to(scores.device)
         scores[:, ends] = torch.where(hold, float("-inf"), scores[:, ends])   # only the few end columns
         return scores
