@@ -80,5 +80,10 @@ def request_features(body: ChatCompletionRequest, messages: list[dict]) -> Featu
     if body.top_logprobs is not None and not body.logprobs:
         raise bad_request("top_logprobs needs logprobs set to true", "top_logprobs")
     has_tool_messages = any(m["role"] == "tool" or m.get("tool_calls") for m in messages)
-    return Features(n=body.n, logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-                    constraint=_constraint(body), tools=_tools(body, has_tool_messages))
+    features = Features(n=body.n, logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+                        constraint=_constraint(body), tools=_tools(body, has_tool_messages))
+    if body.min_tokens and (features.constraint is not None or features.tools is not None):
+        # The grammar ends the reply where the format is complete; held past that, only garbage can follow.
+        raise bad_request("min_tokens cannot be combined with response_format or tools: the format decides "
+                          "where the reply ends", "min_tokens")
+    return features

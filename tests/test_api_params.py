@@ -149,6 +149,9 @@ REFUSED = [
     ("min_tokens above max_tokens", {"min_tokens": 3}, "min_tokens"),
     ("negative min_tokens", {"min_tokens": -1}, "min_tokens"),
     ("min_tokens not a number", {"min_tokens": "5"}, "min_tokens"),
+    # The format decides where the reply ends: held past it, JSON mode went on with " ⁇ ⁇ ⁇" after "{}".
+    ("min_tokens with JSON mode", {"min_tokens": 1, "response_format": {"type": "json_object"}}, "min_tokens"),
+    ("min_tokens with tools", {"min_tokens": 1, "tools": [WEATHER]}, "min_tokens"),
 ]
 
 
