@@ -465,7 +465,7 @@ class ContinuousBatcher:
                 if stats.first_token_seconds is None:
                     stats.first_token_seconds = time.perf_counter() - started
                 piece = stops.feed(decoder.push(new))
-                stats.completion_tokens = len(decoder.ids) - (decoder.ids[-1] in self.codec.stops)   # live count
+                stats.completion_tokens = self.codec.reply_tokens(decoder.ids)   # live count
                 if piece:
                     yield piece
                 if stops.stopped:
@@ -491,7 +491,7 @@ class ContinuousBatcher:
                 self._manager.cancel_request(rid)  # frees its cache blocks at the next step
             self.slots.release()
             if not alone:
-                stats.completion_tokens = len([i for i in decoder.ids if i not in self.codec.stops])
+                stats.completion_tokens = self.codec.reply_tokens(decoder.ids)
                 stats.seconds = time.perf_counter() - started
 
     def _alone(self, kept: list[dict], params: GenerationParams, cancel: threading.Event,

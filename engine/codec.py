@@ -62,6 +62,11 @@ class TextCodec:
     def stops(self) -> tuple[int, ...]:
         return self.stop_ids or (self.eos,)
 
+    def reply_tokens(self, ids: list[int]) -> int:
+        """How many of a reply's ids count as its tokens: an end token ends it (only the last id can be one:
+        generation stops there, and a minimum length masks them before) and is not counted."""
+        return len(ids) - (bool(ids) and ids[-1] in self.stops)
+
     def encode(self, text: str) -> list[int]:
         """Ids of plain text; strings such as "[INST]" or "<|im_end|>" inside it stay text, never control tokens."""
         if not text:

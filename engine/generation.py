@@ -414,7 +414,7 @@ class Generator:
             raise
         finally:
             self._slots.release()
-            stats.completion_tokens = len([i for i in decoder.ids if i not in self.codec.stops])
+            stats.completion_tokens = self.codec.reply_tokens(decoder.ids)
             stats.seconds = time.perf_counter() - started
 
     def _consume(self, sink: queue.Queue, decoder: IncrementalDecoder, stops: StopMatcher,
@@ -441,7 +441,7 @@ class Generator:
             if stats.first_token_seconds is None:
                 stats.first_token_seconds = time.perf_counter() - started
             piece = stops.feed(decoder.push(value))
-            stats.completion_tokens = len(decoder.ids) - (decoder.ids[-1] in self.codec.stops)
+            stats.completion_tokens = self.codec.reply_tokens(decoder.ids)
             if stops.stopped:
                 cancel.set()
                 stats.finish_reason = "stop"
