@@ -13,37 +13,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
 from typing import Any, Callable
 
 CLIENTS = 32
 TOKENS = 32
 ROUNDS = 3
-MESSAGE = "Explain in a few sentences why the sky is blue. 하늘은 왜 파란가요?"
 PEER_CACHE = {"page_size": 256, "num_blocks": 64, "max_batch_tokens": 512}
-
-
-def _messages(i: int) -> list[dict]:
-    return [{"role": "user", "content": f"{MESSAGE} ({i})"}]
-
-
-def _through_streams(scheduler: Any, params: Any) -> float:
-    counts = [0] * CLIENTS
-
-    def client(i: int) -> None:
-        stream = scheduler.stream(_messages(i), params)
-        for _ in stream:
-            pass
-        counts[i] = stream.stats.completion_tokens
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts) / (time.perf_counter() - started)
 
 
 def _direct(manager: Any, prompts: list[list[int]], kwargs: dict) -> float:
@@ -63,6 +39,7 @@ def run() -> str:
     from transformers import GenerationConfig
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
+    from bench.bench_serving import client_messages, stream_clients
     from engine.batching import _stop_manager, build_scheduler
     from engine.chat import ChatEngine
     from engine.config import EngineConfig
@@ -74,7 +51,7 @@ def run() -> str:
     engine = ChatEngine.from_source(resolve_source("demo:bench"), EngineConfig(max_concurrent=CLIENTS),
                                     batching="queue")
     greedy = GenerationParams(max_new_tokens=TOKENS, min_new_tokens=TOKENS, temperature=0.0)
-    prompts = [engine.generator.prepare(_messages(i), greedy, None)[1] for i in range(CLIENTS)]
+    prompts = [engine.generator.prepare(client_messages(i), greedy, None)[1] for i in range(CLIENTS)]
     scheduler, why = build_scheduler(engine.model, engine.codec, engine.generator, slots=CLIENTS, headroom=0.15,
                                      path="continuous")
     sizing = scheduler.sizing
@@ -98,7 +75,8 @@ def run() -> str:
     with_sampler = manager(ours_cache, batch_sampler(engine.codec.stops))
     plain, peer = manager(ours_cache, None), manager(PEER_CACHE, None)
     rows: dict[str, Callable[[], float]] = {
-        "ours: engine streams, a thread per request, our sampler": lambda: _through_streams(scheduler, greedy),
+        "ours: engine streams, a thread per request, our sampler":
+            lambda: stream_clients(scheduler, CLIENTS, TOKENS, greedy)[0],
         "direct: our cache, our sampler, one reader": lambda: _direct(with_sampler, prompts, ours_kwargs),
         "direct: our cache, no processors": lambda: _direct(plain, prompts, {}),
         "direct: the peer's cache (64 x 256), no processors": lambda: _direct(peer, prompts, {}),

@@ -31,14 +31,20 @@ def _params(n: int):
     return GenerationParams(max_new_tokens=n, min_new_tokens=n, temperature=0.7, top_p=0.95)
 
 
-def stream_clients(scheduler: Any, n: int, tokens: int) -> tuple[float, int]:
-    """(aggregate tokens/s, tokens) of n threads each streaming `tokens` tokens at once."""
+def client_messages(i: int) -> list[dict]:
+    return [{"role": "user", "content": f"{PROMPT[0]['content']} ({i})"}]
+
+
+def stream_clients(scheduler: Any, n: int, tokens: int, params: Any = None) -> tuple[float, int]:
+    """(aggregate tokens/s, tokens) of n threads each streaming `tokens` tokens at once (sampled with the
+    app's defaults unless `params` says otherwise)."""
+    params = params or _params(tokens)
     counts = [0] * n
     errors: list[BaseException] = []
 
     def client(i: int) -> None:
         try:
-            stream = scheduler.stream([{"role": "user", "content": f"{PROMPT[0]['content']} ({i})"}], _params(tokens))
+            stream = scheduler.stream(client_messages(i), params)
             for _ in stream:
                 pass
             counts[i] = stream.stats.completion_tokens
