@@ -10,10 +10,10 @@ ties at the edge are all kept and the edge is found to a relative 1e-6.
 
 Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones; they come
 with top_p 0 (the nucleus shrunk to the most likely token), and a step whose rows are all greedy skips
-both processors, leaving the pick to the batch's own argmax. A request
-with min_new_tokens cannot end before it: its row's end tokens are masked (as MinNewTokensLogitsProcessor
-does for `generate`), so the reply is as long as asked and made of text, not of ignored end tokens.
-The temperature and top-p processors hand the chosen token on as the only finite score, and the batch's own argmax
+both processors, leaving the pick to the batch's own argmax. A request with min_new_tokens cannot end
+before it: its row's end tokens are masked (as MinNewTokensLogitsProcessor does for `generate`), so the
+reply is as long as asked and made of text, not of ignored end tokens. The temperature and top-p
+processors hand the chosen token on as the only finite score, and the batch's own argmax
 (`do_sample=False`) reads it back.
 """
 from __future__ import annotations
