@@ -42,6 +42,7 @@ from engine.memory import release
 from engine.sampling import batch_sampler
 from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, cancelled_stream
 from engine.textstream import IncrementalDecoder, StopMatcher
+from engine.zeroed import give_back_zero_pages
 
 POLL_SECONDS = 0.05          # how often a waiting request looks at its cancel event
 PATHS = ("continuous", "queue")
@@ -316,6 +317,16 @@ class _DirectLoop:
         callback(*args)
 
 
+def _with_lazy_cache(make: Any) -> Any:
+    """The manager's batch-processor factory (run by the batching thread at each start), with the new
+    cache's zero pages handed back at once: RAM for the cache as it fills (engine/zeroed.py)."""
+    def make_with_lazy_cache() -> Any:
+        processor = make()
+        give_back_zero_pages(processor.cache.cache_tensor)
+        return processor
+    return make_with_lazy_cache
+
+
 def one_forward_at_a_time(model: Any) -> None:
     """Let only one forward pass run on `model` at a time (installed once per model).
 
@@ -364,6 +375,7 @@ class ContinuousBatcher:
             auto_switch_to_flash=False,          # keep the model usable by plain generate (fallback, vision)
             allow_block_sharing=False, max_memory_percent=0.9, cpu_offload_space=0.0)
         self._manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
+        self._manager._create_batch_processor = _with_lazy_cache(self._manager._create_batch_processor)
         self._manager.logit_processor = batch_sampler(codec.stops)   # read when the batching thread starts
         self._manager._wake_up_loop = _IdleWake(self._manager)  # idle means idle: no 10 Hz polling
         self._start_lock = threading.Lock()

@@ -1,5 +1,6 @@
 """Many requests over one model: continuous batching on the tiny demo model, the fair FIFO queue, sizing."""
 import dataclasses
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -221,6 +222,43 @@ def test_a_request_with_a_minimum_never_ends_before_it_in_the_batch(tiny_engine,
         assert stream.stats.completion_tokens >= 6
     finally:
         held.close()
+
+
+def resident_bytes(tensor) -> int:
+    """Bytes of the tensor's whole pages that are in RAM, as the kernel reports them (mincore)."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    start = -(-tensor.data_ptr() // page) * page
+    end = (tensor.data_ptr() + tensor.numel() * tensor.element_size()) // page * page
+    pages = (end - start) // page
+    vec = (ctypes.c_ubyte * pages)()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    assert libc.mincore(start, end - start, vec) == 0, ctypes.get_errno()
+    return sum(v & 1 for v in vec) * page
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pages are handed back on Linux only")
+def test_the_cpu_cache_takes_memory_as_it_is_written_not_all_at_start(tiny_engine, batcher):
+    """transformers makes the paged cache with torch.zeros, which writes every page: a 1 GiB cache was 1 GiB
+    of RSS before the first request. Its pages go back to the kernel (they read as zeros again)."""
+    greedy = GenerationParams(max_new_tokens=12, temperature=0.0)
+    wait_for(batcher.idle, "the batcher to go idle", stall=30, poll=0.01)
+    expected = tiny_engine.stream(HI, greedy).text()
+    big, _ = build_scheduler(tiny_engine.model, tiny_engine.codec, tiny_engine.generator, slots=256,
+                             headroom=0.5, path="continuous")
+    try:
+        wait_for(lambda: big._manager.batch_processor is not None, "the batching thread to make its cache",
+                 stall=60, poll=0.01)
+        cache = big._manager.batch_processor.cache.cache_tensor
+        assert cache.numel() >= 200 * 2**20
+        assert resident_bytes(cache) < 2**20, resident_bytes(cache)      # nothing written yet: nothing held
+        assert big.stream(HI, greedy).text() == expected                 # a cache of zeros, as transformers made it
+        assert 0 < resident_bytes(cache) < 8 * 2**20                    # what one short reply wrote
+    finally:
+        big.close()
 
 
 def test_the_queue_path_serves_the_same_interface(tiny_engine):
