@@ -114,12 +114,16 @@ def test_the_chat_shown_stays_while_its_reply_is_written(server, new_context):
     pages.wait_replies_done(page, 1)
     page.click("#new-chat")
     pages.set_max_tokens(page, 4000)
+    page.wait_for_function("() => document.querySelector('#max-new-tokens input[type=number]')?.value === '4000'")
     pages.send(page, "Tell me a long story")
     page.wait_for_selector("#chat-input .stop-button")
     page.wait_for_function(f"() => (document.querySelector('{pages.BOT}')?.innerText || '').length > 20")
     page.click("#new-chat")
-    page.wait_for_function("(sel) => [...document.querySelectorAll(sel)].some(e => e.innerText.includes("
-                           "'still being written in this chat'))", arg=toasts)
+    # Seen once in a full run: no toast within 90 s. On failure this shows the reply and the toasts, to tell
+    # a reply that had already ended (its provenance line) from a missing toast.
+    pages.wait_js(page, "(sel) => [...document.querySelectorAll(sel)].some(e => e.innerText.includes("
+                  "'still being written in this chat'))", "the 'still being written' toast after New chat",
+                  toasts, watch=f"{pages.BOT}, {toasts}", stall=30)
     pages.open_chat(page, "First chat")
     page.wait_for_function("(sel) => [...document.querySelectorAll(sel)].filter(e => e.innerText.includes("
                            "'still being written in this chat')).length >= 2", arg=toasts)
