@@ -419,8 +419,8 @@ class ContinuousBatcher:
     def _sampling(params: GenerationParams) -> dict:
         greedy = params.temperature <= 0    # top_p 0 too: a step of greedy rows only skips the sampler
         kw = {"temperature": max(0.0, float(params.temperature)), "top_p": 0.0 if greedy else float(params.top_p)}
-        if params.min_new_tokens:
-            kw["min_new_tokens"] = min(params.min_new_tokens, params.max_new_tokens)
+        if params.least_new_tokens:
+            kw["min_new_tokens"] = params.least_new_tokens
         return kw
 
     def _run(self, kept: list[dict], prompt: list[int], params: GenerationParams, cancel: threading.Event,
@@ -502,8 +502,7 @@ class ContinuousBatcher:
             if not finished:
                 self._manager.cancel_request(rid)  # frees its cache blocks at the next step
             self.slots.release()
-            if not alone:
-                stats.completion_tokens = self.codec.reply_tokens(decoder.ids)
+            if not alone:           # completion_tokens is kept live above
                 stats.seconds = time.perf_counter() - started
 
     def _alone(self, kept: list[dict], params: GenerationParams, cancel: threading.Event,

@@ -66,12 +66,17 @@ class GenerationParams:
             clean["stop"] = tuple(clean["stop"])
         return replace(self, **clean)
 
+    @property
+    def least_new_tokens(self) -> int:
+        """min_new_tokens as it can be honoured: never above max_new_tokens."""
+        return min(self.min_new_tokens, self.max_new_tokens)
+
     def generate_kwargs(self) -> dict:
         sample = self.temperature > 0
         kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": sample,
                               "repetition_penalty": self.repetition_penalty}
-        if self.min_new_tokens:
-            kw["min_new_tokens"] = min(self.min_new_tokens, self.max_new_tokens)
+        if self.least_new_tokens:
+            kw["min_new_tokens"] = self.least_new_tokens
         if sample:
             kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
         else:
@@ -414,7 +419,6 @@ class Generator:
             raise
         finally:
             self._slots.release()
-            stats.completion_tokens = self.codec.reply_tokens(decoder.ids)
             stats.seconds = time.perf_counter() - started
 
     def _consume(self, sink: queue.Queue, decoder: IncrementalDecoder, stops: StopMatcher,
