@@ -2,11 +2,11 @@
 
 transformers' continuous batching samples with a full sort of each row for top-p, a scatter back, a second
 softmax and torch.multinomial: on the 2-core CPU, for 8 rows of a 32768-token vocabulary, about a quarter of
-a bench-model step (`python -m bench sampling` compares the two). Here the top-p threshold is found by
-bisection (24 masked sums, no sort) and the token is drawn by inverse CDF (one uniform number per row, a
-cumulative sum and a binary search), which is the same distribution as multinomial over the kept tokens. The
-kept set is transformers' (the smallest set of most likely tokens holding top_p of the mass) except that
-ties at the edge are all kept and the edge is found to a relative 1e-6.
+a bench-model step (`python -m bench sampling` compares the two). Here the top-p threshold is found by a
+radix select on the probabilities' bits (three bucketed sums, no sort) and the token is drawn by inverse CDF
+(one uniform number per row, a cumulative sum and a binary search), which is the same distribution as
+multinomial over the kept tokens. The kept set is transformers' (the smallest set of most likely tokens
+holding top_p of the mass) except that ties at the edge are all kept.
 
 Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones; they come
 with top_p 0 (the nucleus shrunk to the most likely token), and a step whose rows are all greedy skips
@@ -22,9 +22,6 @@ import torch
 from transformers import LogitsProcessorList
 from transformers.generation.continuous_batching.cb_logits_processors import (
     ContinuousBatchingLogitsProcessor, ContinuousBatchingLogitsProcessorList)
-
-BISECTION_STEPS = 24
-
 
 def _only(scores: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """-inf everywhere but `index` ([B, 1]) in each row."""
@@ -117,27 +114,39 @@ class NucleusDraw(_PerRequestFloat):
         top = probs.max(-1, keepdim=True)
         if bool((top.values >= top_p).all()):     # every row's nucleus is its one most likely token (greedy rows)
             return _only(scores, top.indices)
-        kept = probs * (probs >= nucleus_threshold(probs, top_p, top.values))
+        kept = probs * (probs >= nucleus_threshold(probs, top_p))
         return _only(scores, draw(kept))
 
 
-def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
-    """[B, 1]: the largest t with mass(probs >= t) >= top_p, found to a relative 1e-6 (24 geometric bisection
-    steps over at most V / (1 - top_p)); 0 where top_p >= 1. `top`: each row's largest probability, if known."""
-    vocab = probs.size(-1)
-    # Every token below (1 - p) / V is dropped: together they hold at most 1 - p.
-    low = ((1 - top_p).clamp(min=0) / vocab).to(probs.dtype)
-    high = probs.amax(-1, keepdim=True) if top is None else top
-    if bool((top_p >= 1).all()):
-        return torch.zeros_like(high)
-    low = low.clamp(min=torch.finfo(probs.dtype).tiny)
-    for _ in range(BISECTION_STEPS):
-        mid = (low * high).sqrt()    # geometric: the edge is found relative to its own size, tail or head
-        # The mass left out, as transformers counts it (<= 1 - top_p): the small tail sums more exactly.
-        enough = torch.where(probs < mid, probs, 0).sum(-1, keepdim=True) <= 1 - top_p
-        low, high = torch.where(enough, mid, low), torch.where(enough, high, mid)
-    top_holds = torch.where(probs < high, probs, 0).sum(-1, keepdim=True) <= 1 - top_p
-    return torch.where(top_p >= 1, 0, torch.where(top_holds, high, low))
+def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """[B, 1]: the largest t with mass(probs < t) <= 1 - top_p (so probs >= t holds at least top_p), at most
+    each row's largest probability; 0 where top_p >= 1. A radix select on the float32 bit patterns (for
+    non-negative floats, their order as integers): one pass fixes the top 16 bits of t from each row's mass
+    per bucket, two more fix the next 8 and the last 8 inside the chosen bucket; no sort. The mass below is
+    summed from the small buckets up, as transformers' ascending cumulative sum counts it, and the edge is
+    its edge up to float32 rounding of those sums (tests/test_sampling.py)."""
+    probs = probs.float()
+    budget = 1 - top_p                                           # [B, 1] mass that may be left out
+    bits = probs.view(torch.int32)
+    # Level 1: sign, exponent and 7 mantissa bits; every probability (<= 1.0) is under 0x3F81 (the clamp
+    # only keeps a NaN from indexing out of range).
+    below = _mass_below(probs, (bits >> 16).clamp(0, 0x3F80), 0x3F81)
+    prefix = (below <= budget).sum(-1, keepdim=True) - 1         # the last bucket the nucleus may start in
+    base = below.gather(-1, prefix)
+    for shift in (8, 0):                                         # levels 2 and 3, inside the chosen bucket
+        inside = torch.where((bits >> (shift + 8)) == prefix.to(torch.int32), probs, 0)
+        below = base + _mass_below(inside, (bits >> shift) & 0xFF, 256)
+        digit = (below <= budget).sum(-1, keepdim=True) - 1
+        base, prefix = below.gather(-1, digit), (prefix << 8) | digit
+    # Never above the most likely token, which is always kept (top_p 0 included), as in transformers.
+    edge = torch.minimum(prefix.to(torch.int32).view(torch.float32), probs.amax(-1, keepdim=True))
+    return torch.where(top_p >= 1, 0, edge)
+
+
+def _mass_below(weights: torch.Tensor, buckets: torch.Tensor, count: int) -> torch.Tensor:
+    """[B, count]: per row, the weight in all buckets below each bucket."""
+    mass = weights.new_zeros(weights.size(0), count).scatter_add_(-1, buckets.long(), weights).cumsum(-1)
+    return torch.cat([mass.new_zeros(mass.size(0), 1), mass[:, :-1]], -1)
 
 
 def draw(weights: torch.Tensor) -> torch.Tensor:

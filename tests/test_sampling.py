@@ -23,6 +23,26 @@ def test_the_nucleus_is_the_one_transformers_keeps():
             assert torch.equal(ours, theirs), (top_p, spread, (ours != theirs).sum().item())
 
 
+def test_the_nucleus_matches_at_the_real_vocabulary_size_with_masked_tokens_and_tiny_top_p():
+    """32768 tokens (Mistral v3), some masked to -inf (an end token held back), top_p down to 0, where
+    transformers keeps only the most likely token."""
+    torch.manual_seed(4)
+    scores = torch.randn(6, 32768) * torch.tensor([[0.2], [0.5], [1.0], [2.0], [4.0], [8.0]])
+    scores[:, [5, 7, 900]] = float("-inf")
+    probs = scores.softmax(-1)
+    for top_p in (0.0, 1e-9, 0.3, 0.95, 0.99):
+        theirs = TopPLogitsWarper(top_p)(None, scores.clone()) != float("-inf")
+        ours = probs >= nucleus_threshold(probs, torch.full((6, 1), top_p))
+        # float32 rounding may move the edge by one token (0.99: one row, a token whose mass below and its own
+        # is 1 - top_p less 3e-9); nothing else may differ.
+        differ = ours != theirs
+        assert differ.sum(-1).max() <= 1, (top_p, differ.sum(-1).tolist())
+        edge = torch.where(ours | theirs, probs, 2.0).amin(-1)
+        assert bool((probs[differ] == edge[differ.any(-1)]).all()), top_p
+    alone = probs >= nucleus_threshold(probs, torch.zeros(6, 1))
+    assert alone.sum(-1).tolist() == [1] * 6 and torch.equal(alone.float().argmax(-1), probs.argmax(-1))
+
+
 def test_top_p_one_keeps_every_token():
     probs = torch.randn(4, 100).softmax(-1)
     assert bool((probs >= nucleus_threshold(probs, torch.ones(4, 1))).all())
