@@ -6,9 +6,11 @@ clients would exhaust). When the client goes away, `cancel` is set: generation e
 a queued request leaves the queue), and the stream is closed in the thread that iterated it, so its
 slot is free at once.
 
-Lean path: pieces collect in a list and the event loop is woken once per batch, not once per token; a
-reader that lags (a slow client, a busy loop) gets everything that arrived meanwhile as one piece, so one
-SSE event and one JSON encoding carry several tokens (what vLLM's stream interval does, adaptively).
+Lean path: the stream is relayed (ChatStream.relay), so a batched reply's pieces come straight from the
+batching thread, without waking this thread per token. Pieces collect in a list and the event loop is
+woken once per batch, not once per token; a reader that lags (a slow client, a busy loop) gets everything
+that arrived meanwhile as one piece, so one SSE event and one JSON encoding carry several tokens (what
+vLLM's stream interval does, adaptively).
 """
 from __future__ import annotations
 
@@ -58,10 +60,7 @@ class StreamPump:
 
     def _run(self) -> None:
         try:
-            for piece in self.stream:
-                if self.cancel.is_set():
-                    break
-                self._push(piece)
+            self.stream.relay(self._push)    # from the batching thread where the stream can (no hop here)
         except BaseException as exc:  # noqa: BLE001 - handed to the request, which answers with it
             self.error = exc
         finally:

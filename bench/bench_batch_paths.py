@@ -1,8 +1,10 @@
 """Where the continuous batch loses against transformers driving the same manager itself, in process.
 
 The same bench-size model (bf16) and the same prompts, greedy, exact lengths; rounds alternate:
-- ours: ContinuousBatcher.stream, one thread per request (as the API's StreamPump iterates it), which
-  decodes, matches stop strings and counts; engine/sampling.py picks the tokens;
+- ours: ContinuousBatcher.stream, one thread per request, relayed (as the API's StreamPump reads it: the
+  batching thread decodes, matches stop strings, counts and hands the piece over; the request's thread
+  only waits for the end) and iterated (as the UI reads it: the request's thread wakes per token to take
+  the piece); engine/sampling.py picks the tokens;
 - direct: a manager with our cache and our processors, requests added with `add_request` and every output
   read by one thread from transformers' own queue, nothing decoded (what the manager alone costs);
 - direct, no processors: the same without our sampler (the batch's plain argmax);
@@ -75,7 +77,9 @@ def run() -> str:
     with_sampler = manager(ours_cache, batch_sampler(engine.codec.stops))
     plain, peer = manager(ours_cache, None), manager(PEER_CACHE, None)
     rows: dict[str, Callable[[], float]] = {
-        "ours: engine streams, a thread per request, our sampler":
+        "ours, relayed as the API reads it: pieces handed over on the batching thread":
+            lambda: stream_clients(scheduler, CLIENTS, TOKENS, greedy, relayed=True)[0],
+        "ours, iterated: each request's thread wakes per token":
             lambda: stream_clients(scheduler, CLIENTS, TOKENS, greedy)[0],
         "direct: our cache, our sampler, one reader": lambda: _direct(with_sampler, prompts, ours_kwargs),
         "direct: our cache, no processors": lambda: _direct(plain, prompts, {}),

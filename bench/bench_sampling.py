@@ -2,8 +2,8 @@
 
 transformers' side is what its continuous batching runs per step with per-request processors: the CB
 temperature and top-p warpers (a full sort per row, a scatter back), then ModelRunner's softmax and
-torch.multinomial. Ours: TemperatureOrGreedy and NucleusDraw (radix select of the top-p edge, inverse-CDF draw), then the
-argmax the batch takes with do_sample=False. Same random float32 logits (a 32768-token vocabulary, the
+torch.multinomial. Ours: TemperatureOrGreedy and NucleusDraw (radix select of the top-p edge, inverse-CDF
+draw), then the argmax the batch takes with do_sample=False. Same random float32 logits (a 32768-token vocabulary, the
 Mistral v3 size), temperature 0.7, top_p 0.95; the two alternate, median of REPEATS rounds.
 Run: `.venv/bin/python -m bench sampling`.
 """

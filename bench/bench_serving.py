@@ -35,9 +35,10 @@ def client_messages(i: int) -> list[dict]:
     return [{"role": "user", "content": f"{PROMPT[0]['content']} ({i})"}]
 
 
-def stream_clients(scheduler: Any, n: int, tokens: int, params: Any = None) -> tuple[float, int]:
+def stream_clients(scheduler: Any, n: int, tokens: int, params: Any = None,
+                   relayed: bool = False) -> tuple[float, int]:
     """(aggregate tokens/s, tokens) of n threads each streaming `tokens` tokens at once (sampled with the
-    app's defaults unless `params` says otherwise)."""
+    app's defaults unless `params` says otherwise); `relayed`: read as the API does (ChatStream.relay)."""
     params = params or _params(tokens)
     counts = [0] * n
     errors: list[BaseException] = []
@@ -45,8 +46,11 @@ def stream_clients(scheduler: Any, n: int, tokens: int, params: Any = None) -> t
     def client(i: int) -> None:
         try:
             stream = scheduler.stream(client_messages(i), params)
-            for _ in stream:
-                pass
+            if relayed:
+                stream.relay(lambda piece: None)
+            else:
+                for _ in stream:
+                    pass
             counts[i] = stream.stats.completion_tokens
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

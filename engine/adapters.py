@@ -272,14 +272,14 @@ class AdapterRegistry:
         if callable(stream) and not hasattr(stream, "stats"):
             stream = stream()
 
-        def pieces() -> Iterator[str]:
+        def pieces(inner: Iterator[str]) -> Iterator[str]:
             self._enter(model, info.name if info else None, lambda sw: self._apply(sw, info))
             try:
-                yield from stream
+                yield from inner
             finally:
                 self._leave()
 
-        return ChatStream(pieces(), stream.stats)
+        return ChatStream(pieces(stream), stream.stats, relayed=lambda sink: pieces(stream.via(sink)))
 
     def compare(self, engine: Any, messages: Sequence[dict], name: str, params: Any) -> tuple[str, str]:
         """(base reply, adapter reply) to the same messages, for a side-by-side view.

@@ -27,6 +27,7 @@ engine.batching = queue | continuous in config.json overrides the choice.
 from __future__ import annotations
 
 import collections
+import logging
 import queue
 import threading
 import time
@@ -34,17 +35,20 @@ import uuid
 import weakref
 from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from engine.admission import WaitEstimator
 from engine.codec import TextCodec
 from engine.memory import release
 from engine.sampling import batch_sampler
-from engine.generation import ChatStream, GenerationError, GenerationParams, Generator, StreamStats, cancelled_stream
+from engine.generation import (ChatStream, GenerationError, GenerationParams, Generator, Sink, StreamStats,
+                               cancelled_stream)
 from engine.textstream import IncrementalDecoder, StopMatcher
 from engine.zeroed import give_back_zero_pages
 
+log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05          # how often a waiting request looks at its cancel event
+WATCH_SECONDS = 1.0          # how often a relayed reply's thread looks at the batching thread once tokens flow
 PATHS = ("continuous", "queue")
 
 
@@ -351,6 +355,72 @@ def one_forward_at_a_time(model: Any) -> None:
     model.register_forward_hook(give_turn, always_call=True)   # also when forward raises
 
 
+_END = object()     # the last item of a pulled reply's inbox
+
+
+class _Reply:
+    """One batched request's outputs, taken on the batching thread as they arrive: decoded, cut at stop
+    strings, counted, and each new piece handed to `sink`. Once the reply has ended (finished, stopped,
+    failed or cancelled), `ended` is set, `on_end` called, and nothing more is taken."""
+
+    def __init__(self, codec: TextCodec, params: GenerationParams, stats: StreamStats, cancel: threading.Event,
+                 sink: Sink, on_end: Callable[[], None] | None = None):
+        self.codec, self.stats, self.cancel, self.sink, self._on_end = codec, stats, cancel, sink, on_end
+        self.decoder, self.stops = IncrementalDecoder(codec.decode), StopMatcher(params.stop)
+        stats.token_ids = self.decoder.ids
+        self.started = time.perf_counter()
+        self.finished = False      # the manager is done with the request (nothing to cancel)
+        self.failure: str | None = None
+        self.ended = threading.Event()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self, out: Any) -> None:
+        """The handler transformers' output router calls for this request (on the batching thread)."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._take(out)
+            except Exception as exc:  # noqa: BLE001 - raised in the request's thread, not the batching thread's
+                log.exception("a batched reply failed on the batching thread")
+                self.failure = str(exc) or type(exc).__name__
+                self._end()
+
+    def _take(self, out: Any) -> None:
+        if out.error:
+            self.finished, self.failure = True, out.error
+            return self._end()
+        self.finished = out.is_finished()
+        new = out.generated_tokens[len(self.decoder.ids):]
+        if new:
+            if self.stats.first_token_seconds is None:
+                self.stats.first_token_seconds = time.perf_counter() - self.started
+            piece = self.stops.feed(self.decoder.push(new))
+            self.stats.completion_tokens = self.codec.reply_tokens(self.decoder.ids)   # live count
+            if piece:
+                self.sink(piece)
+            if self.stops.stopped:
+                self.stats.finish_reason = "stop"
+                return self._end()
+        if self.cancel.is_set():
+            self.stats.finish_reason = "cancelled"
+            return self._end()
+        if self.finished:
+            self._end()
+
+    def _end(self) -> None:
+        self._closed = True
+        self.ended.set()
+        if self._on_end is not None:
+            self._on_end()
+
+    def close(self) -> None:
+        """From the request's thread: take nothing more (returns once a take under way is done)."""
+        with self._lock:
+            self._closed = True
+
+
 class ContinuousBatcher:
     """Requests share one model through transformers' continuous batching; see the module docstring."""
 
@@ -402,7 +472,9 @@ class ContinuousBatcher:
         if prepared is None:
             return cancelled_stream()
         kept, prompt, stats = prepared
-        return ChatStream(self._run(kept, prompt, params, cancel or threading.Event(), stats), stats)
+        cancel = cancel or threading.Event()
+        return ChatStream(self._run(kept, prompt, params, cancel, stats), stats,
+                          relayed=lambda sink: self._run(kept, prompt, params, cancel, stats, sink))
 
     def needs_plain_path(self, params: GenerationParams) -> bool:
         """What the batch does not do per request: a seed, a repetition penalty, top-k, logprobs, a JSON
@@ -424,86 +496,88 @@ class ContinuousBatcher:
         return kw
 
     def _run(self, kept: list[dict], prompt: list[int], params: GenerationParams, cancel: threading.Event,
-             stats: StreamStats) -> Iterator[str]:
+             stats: StreamStats, sink: Sink | None = None) -> Iterator[str]:
+        """The request in the batch. Its tokens are decoded on the batching thread as they come (_Reply);
+        with a `sink` the pieces go straight to it from there and this thread only waits for the end,
+        without one they pass through a queue and are yielded here."""
         stats.prompt_tokens = len(prompt)
-        decoder, stops = IncrementalDecoder(self.codec.decode), StopMatcher(params.stop)
-        stats.token_ids = decoder.ids
         if not self.slots.acquire(cancel):
             stats.finish_reason = "cancelled"
             return
-        started = time.perf_counter()
+        inbox: queue.SimpleQueue | None = queue.SimpleQueue() if sink is None else None
+        reply = _Reply(self.codec, params, stats, cancel, sink or inbox.put,
+                       on_end=(lambda: inbox.put(_END)) if inbox is not None else None)
         rid = f"chat-{uuid.uuid4().hex}"
-        outputs: queue.Queue = queue.Queue()
         router = self._manager.output_router
-        finished = False     # the manager is done with the request (nothing to cancel)
         alone = False        # handed to the plain path, whose stats are the request's
         try:
             self._ensure_running()
-            with router._lock:  # a per-request inbox instead of the shared, re-queued output queue
-                router.result_handlers[rid] = (outputs.put, _DirectLoop)
+            with router._lock:  # the request's own handler, called on the batching thread
+                router.result_handlers[rid] = (reply.take, _DirectLoop)
             added = self._manager.add_request(prompt, request_id=rid, max_new_tokens=params.max_new_tokens,
                                               streaming=True, eos_token_id=list(self.codec.stops),
                                               **self._sampling(params))
             if added is None:
-                finished = True
+                reply.finished = True
                 stats.finish_reason = "error"
                 raise GenerationError("generation failed: the batching thread is stopping; retry the request")
-            while not finished:
-                try:
-                    out = outputs.get(timeout=POLL_SECONDS)
-                except queue.Empty:
-                    if cancel.is_set():
-                        stats.finish_reason = "cancelled"
-                        break
-                    if not self._manager.is_running():
-                        stats.finish_reason = "error"
-                        raise GenerationError("generation failed: the batching thread stopped; retry the request")
-                    continue
-                if out.error:
-                    finished = True
-                    if _is_oom_text(out.error) and not decoder.ids:
-                        # The plain path retries once with a shorter context; we keep holding our slot.
-                        release()
-                        stats.notices.append("ran out of memory in the shared batch; generated alone instead")
-                        alone = True
-                        yield from self._alone(kept, params, cancel, stats)
-                        return
-                    stats.finish_reason = "error"
-                    raise GenerationError(f"generation failed: {out.error}")
-                finished = out.is_finished()
-                new = out.generated_tokens[len(decoder.ids):]
-                if not new:
-                    continue
-                if stats.first_token_seconds is None:
-                    stats.first_token_seconds = time.perf_counter() - started
-                piece = stops.feed(decoder.push(new))
-                stats.completion_tokens = self.codec.reply_tokens(decoder.ids)   # live count
-                if piece:
-                    yield piece
-                if stops.stopped:
-                    stats.finish_reason = "stop"
-                    break
-                if cancel.is_set():
-                    stats.finish_reason = "cancelled"
-                    break
+            yield from self._follow(reply, inbox)
+            reply.close()
+            if reply.failure is not None:
+                if _is_oom_text(reply.failure) and not reply.decoder.ids:
+                    # The plain path retries once with a shorter context; we keep holding our slot.
+                    release()
+                    stats.notices.append("ran out of memory in the shared batch; generated alone instead")
+                    alone = True
+                    yield from self._alone(kept, params, cancel, stats)
+                    return
+                stats.finish_reason = "error"
+                raise GenerationError(f"generation failed: {reply.failure}")
             if stats.finish_reason != "cancelled":
-                tail = stops.feed(decoder.flush()) + stops.flush()
+                tail = reply.stops.feed(reply.decoder.flush()) + reply.stops.flush()
                 if tail:
                     yield tail
             if not stats.finish_reason:
-                ended = bool(decoder.ids) and decoder.ids[-1] in self.codec.stops
-                stats.finish_reason = "stop" if ended or len(decoder.ids) < params.max_new_tokens else "length"
+                ids = reply.decoder.ids
+                ended = bool(ids) and ids[-1] in self.codec.stops
+                stats.finish_reason = "stop" if ended or len(ids) < params.max_new_tokens else "length"
         except GeneratorExit:
             stats.finish_reason = stats.finish_reason or "cancelled"
             raise
         finally:
+            reply.close()
             with router._lock:
                 router.result_handlers.pop(rid, None)
-            if not finished:
+            if not reply.finished:
                 self._manager.cancel_request(rid)  # frees its cache blocks at the next step
             self.slots.release()
-            if not alone:           # completion_tokens is kept live above
-                stats.seconds = time.perf_counter() - started
+            if not alone:           # completion_tokens is kept live by _Reply
+                stats.seconds = time.perf_counter() - reply.started
+
+    def _follow(self, reply: "_Reply", inbox: queue.SimpleQueue | None) -> Iterator[str]:
+        """Until the reply ends: its pieces from `inbox` (None: they went to a sink), and every POLL_SECONDS
+        (WATCH_SECONDS for a relayed reply under way) a look at the cancel event and the batching thread."""
+        while True:
+            if inbox is None:   # once tokens flow, take() sees cancel at each: no need to wake 20 times a second
+                if reply.ended.wait(POLL_SECONDS if reply.stats.first_token_seconds is None else WATCH_SECONDS):
+                    return
+            else:
+                try:
+                    piece = inbox.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    pass
+                else:
+                    if piece is _END:
+                        return
+                    yield piece
+                    continue
+            if reply.cancel.is_set():
+                reply.close()        # no take() under way past this point: the reason stays ours
+                reply.stats.finish_reason = reply.stats.finish_reason or "cancelled"
+                return
+            if not self._manager.is_running():
+                reply.stats.finish_reason = "error"
+                raise GenerationError("generation failed: the batching thread stopped; retry the request")
 
     def _alone(self, kept: list[dict], params: GenerationParams, cancel: threading.Event,
                stats: StreamStats) -> Iterator[str]:

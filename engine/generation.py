@@ -237,19 +237,42 @@ class CancelOnEvent:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-class ChatStream:
-    """Iterator of text pieces; `stats` is complete once iteration ends (or the stream is closed)."""
+Sink = Callable[[str], None]
 
-    def __init__(self, pieces: Iterator[str], stats: StreamStats):
-        self._pieces, self.stats = pieces, stats
+
+class ChatStream:
+    """Iterator of text pieces; `stats` is complete once iteration ends (or the stream is closed).
+
+    `relay(sink)` reads it the other way, for a reader that is not a thread of its own (the API's event
+    loop): a stream that can (the continuous batch) hands each piece to `sink` from the thread that made
+    it, so no thread wakes per token only to pass the piece on."""
+
+    def __init__(self, pieces: Iterator[str], stats: StreamStats,
+                 relayed: Callable[[Sink], Iterator[str]] | None = None):
+        self._pieces, self.stats, self._relayed = pieces, stats, relayed
+
+    def via(self, sink: Sink) -> Iterator[str]:
+        """This stream for a relay: pieces go to `sink` where they are made, and the iterator yields the
+        rest; run it to the end (or close it). A stream already iterated or closed goes on as it was."""
+        if self._relayed is not None:
+            self._pieces, self._relayed = self._relayed(sink), None   # the unstarted pull form holds nothing
+        return self._pieces
+
+    def relay(self, sink: Sink) -> None:
+        """Run the stream to its end, every piece handed to `sink` (from the thread that made it where the
+        stream can; `sink` must be quick and thread-safe)."""
+        for piece in self.via(sink):
+            sink(piece)
 
     def __iter__(self) -> "ChatStream":
         return self
 
     def __next__(self) -> str:
+        self._relayed = None        # begun as an iterator: stays one
         return next(self._pieces)
 
     def close(self) -> None:
+        self._relayed = None
         self._pieces.close()
 
     def text(self) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from engine.batching import (ContinuousBatcher, EngineBusy, FifoSlots, QueuedGenerator, build_scheduler,
                              choose_path, size_cache)
-from engine.generation import GenerationParams
+from engine.generation import GenerationError, GenerationParams
 from tests.waiting import wait_for
 
 SAMPLED = GenerationParams(max_new_tokens=12, min_new_tokens=12, temperature=1.0, top_p=1.0)
@@ -131,6 +131,59 @@ def test_cancel_and_close_free_the_slot_at_once(tiny_engine, batcher):
     assert tiny_engine.load_stats().active == 0
     # and the freed cache takes new work at once
     assert tiny_engine.stream(HI, SAMPLED).text()
+
+
+def test_a_relayed_reply_comes_from_the_batching_thread_and_matches_the_pulled_one(tiny_engine, batcher):
+    """ChatStream.relay, how the API reads a stream: a batched reply's pieces reach the sink from the
+    batching thread itself (no thread of the reader's wakes per token), and the text is the one iterating
+    gives."""
+    greedy = GenerationParams(max_new_tokens=24, min_new_tokens=24, temperature=0.0)
+    pulled = tiny_engine.stream(HI, greedy).text()
+    relayed, senders = [], set()
+
+    def sink(piece: str) -> None:
+        relayed.append(piece)
+        senders.add(threading.current_thread())
+
+    stream = tiny_engine.stream(HI, greedy)
+    rest = list(stream.via(sink))       # only what is left at the end (text held back for UTF-8 or a stop)
+    assert "".join(relayed + rest) == pulled
+    assert senders == {batcher._manager._generation_thread}
+    assert len(relayed) >= 12 and len(rest) <= 1, (relayed, rest)
+    assert stream.stats.completion_tokens == 24 and stream.stats.finish_reason == "length"
+    assert tiny_engine.load_stats().active == 0
+
+
+def test_a_relayed_reply_ends_within_a_token_of_cancel(tiny_engine, batcher):
+    cancel, got = threading.Event(), []
+
+    def sink(piece: str) -> None:
+        got.append(piece)
+        if len(got) == 3:
+            cancel.set()
+
+    stream = tiny_engine.stream(HI, SAMPLED.with_overrides(max_new_tokens=3000, min_new_tokens=3000), cancel)
+    stream.relay(sink)
+    assert len(got) == 3 and stream.stats.finish_reason == "cancelled"
+    assert tiny_engine.load_stats().active == 0
+
+
+def test_a_failing_sink_ends_only_its_own_reply_with_an_error(tiny_engine, batcher):
+    """What goes wrong in a reply's handler on the batching thread reaches that reply's reader as a
+    GenerationError; the batching thread and the other requests go on."""
+    def broken(piece: str) -> None:
+        raise ValueError("the reader broke")
+
+    failing = tiny_engine.stream(HI, SAMPLED.with_overrides(max_new_tokens=400, min_new_tokens=400))
+    beside = tiny_engine.stream([{"role": "user", "content": "hello"}], SAMPLED)
+    healthy = threading.Thread(target=lambda: beside.text())
+    healthy.start()
+    with pytest.raises(GenerationError, match="^generation failed: the reader broke$"):
+        failing.relay(broken)
+    healthy.join(60)
+    assert failing.stats.finish_reason == "error"
+    assert beside.stats.finish_reason == "length" and beside.stats.completion_tokens == 12
+    assert batcher._manager.is_running() and tiny_engine.load_stats().active == 0
 
 
 def test_stop_strings_cut_the_batched_stream(tiny_engine, batcher):

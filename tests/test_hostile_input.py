@@ -147,8 +147,8 @@ def test_a_client_that_leaves_while_waiting_is_never_served(server):
     served = health(server)["queue"]["served"]
     with httpx.Client(timeout=120) as http:
         with http.stream("POST", server.url + "/v1/chat/completions", json={
-                "model": "local-chat", "messages": HI, "max_tokens": 300, "min_tokens": 300, "stream": True,
-                "temperature": 1.0}) as first:
+                "model": "local-chat", "messages": HI, "max_tokens": 4000, "min_tokens": 4000, "stream": True,
+                "temperature": 1.0}) as first:   # far longer than the leaver's wait (300 tokens took 0.9 s)
             lines = first.iter_lines()
             next(line for line in lines if '"content"' in line and '"role"' not in line)
             with httpx.Client(timeout=httpx.Timeout(60, read=1.0)) as leaver:
@@ -159,8 +159,7 @@ def test_a_client_that_leaves_while_waiting_is_never_served(server):
             wait_for(lambda: health(server)["queue_depth"] == 0, "the leaver's queue place to be freed", stall=30,
                      detail=lambda: str(health(server)))
             assert health(server)["active_requests"] == 1
-            for _ in lines:  # the first reply runs to its end
-                pass
+            next(lines)      # still streaming; then the first client leaves too, which frees the slot
     wait_for(lambda: health(server)["active_requests"] == 0, "the slot to be free", stall=30,
              detail=lambda: str(health(server)))
     assert health(server)["queue"]["served"] == served + 1  # the first only: the leaver never got the slot

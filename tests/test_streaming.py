@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from api.streaming import StreamPump
+from engine.generation import ChatStream, StreamStats
 
 
 def run_loop(coro):
@@ -16,29 +17,27 @@ def run_loop(coro):
         return pool.submit(asyncio.run, coro).result()
 
 
-class Produced:
-    """A stream like the engine's: an iterator of pieces with .stats and .close(); `done` once all are out."""
+def produced(pieces: list[str], fail: BaseException | None = None) -> tuple[ChatStream, threading.Event]:
+    """A plain (not batched) engine stream of `pieces`, then `fail` if given; the event is set once all
+    pieces are out."""
+    done = threading.Event()
 
-    def __init__(self, pieces: list[str], fail: BaseException | None = None):
-        self.pieces, self.fail, self.stats, self.done = pieces, fail, None, threading.Event()
+    def run():
+        yield from pieces
+        done.set()
+        if fail is not None:
+            raise fail
 
-    def __iter__(self):
-        yield from self.pieces
-        self.done.set()
-        if self.fail is not None:
-            raise self.fail
-
-    def close(self) -> None:
-        pass
+    return ChatStream(run(), StreamStats()), done
 
 
 def test_a_lagging_reader_gets_the_backlog_as_one_piece():
     async def main() -> list[str]:
-        stream = Produced([f"t{i} " for i in range(200)])
+        stream, done = produced([f"t{i} " for i in range(200)])
         pump = StreamPump(stream, threading.Event())
         out, it = [], pump.pieces()
         out.append(await it.__anext__())
-        await asyncio.to_thread(stream.done.wait, 60)   # the reader lags until everything has been produced
+        await asyncio.to_thread(done.wait, 60)   # the reader lags until everything has been produced
         out += [p async for p in it]
         return out
 
@@ -49,7 +48,7 @@ def test_a_lagging_reader_gets_the_backlog_as_one_piece():
 
 def test_an_error_after_text_still_reaches_the_reader():
     async def main() -> tuple[str, BaseException | None]:
-        pump = StreamPump(Produced(["a", "b"], RuntimeError("boom")), threading.Event())
+        pump = StreamPump(produced(["a", "b"], RuntimeError("boom"))[0], threading.Event())
         got = ""
         try:
             async for piece in pump.pieces():
@@ -60,3 +59,19 @@ def test_an_error_after_text_still_reaches_the_reader():
 
     got, exc = run_loop(main())
     assert got == "ab" and str(exc) == "boom"
+
+
+def test_the_pump_relays_the_stream_rather_than_iterating_it():
+    """A stream that can hand its pieces over from the thread that makes them (the continuous batch) is
+    read that way: its relayed form, not its pulled one, reaches the reader."""
+    def relayed(sink):
+        for piece in ("handed ", "over"):
+            sink(piece)
+        yield from ()
+
+    stream = ChatStream(iter(["pulled"]), StreamStats(), relayed=relayed)
+
+    async def main() -> str:
+        return await StreamPump(stream, threading.Event()).text()
+
+    assert run_loop(main()) == "handed over"
