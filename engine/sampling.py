@@ -114,17 +114,18 @@ class NucleusDraw(_PerRequestFloat):
         top = probs.max(-1, keepdim=True)
         if bool((top.values >= top_p).all()):     # every row's nucleus is its one most likely token (greedy rows)
             return _only(scores, top.indices)
-        kept = probs * (probs >= nucleus_threshold(probs, top_p))
+        kept = probs * (probs >= nucleus_threshold(probs, top_p, top.values))
         return _only(scores, draw(kept))
 
 
-def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
     """[B, 1]: the largest t with mass(probs < t) <= 1 - top_p (so probs >= t holds at least top_p), at most
     each row's largest probability; 0 where top_p >= 1. A radix select on the float32 bit patterns (for
     non-negative floats, their order as integers): one pass fixes the top 16 bits of t from each row's mass
     per bucket, two more fix the next 8 and the last 8 inside the chosen bucket; no sort. The mass below is
     summed from the small buckets up, as transformers' ascending cumulative sum counts it, and the edge is
-    its edge up to float32 rounding of those sums (tests/test_sampling.py)."""
+    its edge up to float32 rounding of those sums (tests/test_sampling.py). `top`: each row's largest
+    probability, if known."""
     probs = probs.float()
     budget = 1 - top_p                                           # [B, 1] mass that may be left out
     bits = probs.view(torch.int32)
@@ -139,7 +140,8 @@ def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
         digit = (below <= budget).sum(-1, keepdim=True) - 1
         base, prefix = below.gather(-1, digit), (prefix << 8) | digit
     # Never above the most likely token, which is always kept (top_p 0 included), as in transformers.
-    edge = torch.minimum(prefix.to(torch.int32).view(torch.float32), probs.amax(-1, keepdim=True))
+    top = probs.amax(-1, keepdim=True) if top is None else top.float()
+    edge = torch.minimum(prefix.to(torch.int32).view(torch.float32), top)
     return torch.where(top_p >= 1, 0, edge)
 
 
