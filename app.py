@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import replace
 
-from engine.config import AppConfig, ConfigError, load_config
+from config import AppConfig, ConfigError, load_config
 
 
 def phase(text: str) -> None:
@@ -204,7 +204,7 @@ def serve_locked(space_id: str, missing: tuple[str, ...], host: str, port: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine import zerogpu
+    from engine.serving import zerogpu
 
     zerogpu.import_first()  # ZeroGPU: `spaces` must patch torch before anything touches CUDA
     import space_profile

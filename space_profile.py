@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
-from engine import zerogpu
-from engine.config import AppConfig
+from engine.serving import zerogpu
+from config import AppConfig
 
 USERS_SECRET = "APP_USERS"
 

@@ -21,11 +21,11 @@ TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
 
 def _use(state: ApiState, name: str, what: str, call) -> Any:
     """Run `call(model)` with the manager's model `name`; failures become 400 (bad input) or 503 (no model)."""
-    from engine.loader import ModelLoadError
+    from engine.loading.loader import ModelLoadError
     from engine.manager import ModelUnavailable
-    from engine.media import MediaError
-    from engine.sources import SourceError
-    from engine.speech import SpeechError
+    from engine.media.inputs import MediaError
+    from engine.loading.sources import SourceError
+    from engine.media.speech import SpeechError
 
     if state.manager is None:
         raise unavailable(what, "no model manager is configured")
@@ -65,7 +65,7 @@ def router(state: ApiState) -> APIRouter:
 
     @r.post("/v1/audio/speech")
     async def speech(body: SpeechRequest):
-        from engine.speech import text_language
+        from engine.media.speech import text_language
 
         if body.response_format != "wav":
             raise bad_request(f"response_format {body.response_format!r} is not supported; this server speaks wav",

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from fastapi import Request
 
 from api.errors import ApiError
-from engine.config import ConfigError
+from config import ConfigError
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 # Gradio paths that only serve the page shell and static files: no model, no file, no user data.

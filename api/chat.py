@@ -15,21 +15,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import choices
-from api.errors import ApiError, bad_request, busy, unavailable
+from api.errors import ApiError, bad_request, busy, from_engine, unavailable
 from api.messages import ParsedChat, parse_messages
 from api.params import request_features
 from api.schemas import ChatCompletionRequest
 from api.state import ApiState
 from api.streaming import StreamPump
-from engine.batching import EngineBusy
-from engine.constrained import ConstraintError
-from engine.generation import GenerationError, GenerationParams, PromptTooLong
-from engine.loader import ModelLoadError
-from engine.memory import is_out_of_memory
-from engine.prompt import PromptError
-from engine.remote import RemoteServerError
-from engine.sources import SourceError
-from engine.tools import ToolsUnsupported
+from engine.serving.batching import EngineBusy
+from engine.prompting.constrained import ConstraintError
+from engine.errors import EngineError
+from engine.serving.generation import GenerationParams, PromptTooLong
+from engine.loading.loader import ModelLoadError
+from engine.loading.memory import is_out_of_memory
+from engine.prompting.mistral import PromptError
+from engine.loading.sources import SourceError
+from engine.prompting.tools import ToolsUnsupported
 
 MAX_STOP = 4
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -74,7 +74,7 @@ def open_stream(state: ApiState, parsed: ParsedChat, params: GenerationParams, c
     """The engine's stream (or the image model's); every refusal becomes the right API error.
     `adapter`: the LoRA adapter the request's `model` named (None: the base model)."""
     from engine.adapters import AdapterError
-    from engine.media import ImageLimits, MediaError, load_image
+    from engine.media.inputs import ImageLimits, MediaError, load_image
     from engine.manager import ModelUnavailable
 
     try:
@@ -119,16 +119,13 @@ def open_stream(state: ApiState, parsed: ParsedChat, params: GenerationParams, c
 
 
 def generation_error(exc: BaseException) -> ApiError:
+    """What a failed reply answers: an engine error as itself, anything else a 500 (a bug: its class named)."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, EngineBusy):
-        return busy(str(exc), exc.retry_after)
-    if is_out_of_memory(exc) or "out of memory" in str(exc):
+    if isinstance(exc, EngineError):
+        return from_engine(exc)
+    if is_out_of_memory(exc):
         return ApiError(503, str(exc), code="out_of_memory", headers={"Retry-After": "5"})
-    if isinstance(exc, RemoteServerError):  # engine.backend openai: the server behind us failed, not this one
-        return ApiError(502, str(exc), code="remote_server_error")
-    if isinstance(exc, GenerationError):
-        return ApiError(500, str(exc), code="generation_failed")
     return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", code="internal_error")
 
 

@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.errors import EngineError
+
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
          415: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 501: "server_error",
@@ -51,6 +53,16 @@ def busy(message: str, retry_after: int = 2) -> ApiError:
 def unavailable(what: str, why: str = "") -> ApiError:
     return ApiError(503, f"{what} is not available on this server" + (f": {why}" if why else ""),
                     code="model_not_available", headers={"Retry-After": "30"})
+
+
+def from_engine(exc: EngineError) -> ApiError:
+    """The one mapping of an engine error to OpenAI's error object: its status, code, param and Retry-After."""
+    message = str(exc)
+    what = getattr(exc, "what", "")
+    if exc.code == "model_not_available":
+        message = f"{what or 'the model'} is not available on this server: {message.strip(chr(39) + chr(34))}"
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    return ApiError(exc.status, message, param=exc.param, code=exc.code, headers=headers)
 
 
 BRANCH_TAGS = ("str", "int", "float", "bool", "list", "dict", "none")
@@ -107,6 +119,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(request: Request, exc: EngineError) -> JSONResponse:
+        return from_engine(exc).response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

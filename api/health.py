@@ -19,7 +19,7 @@ def health_body(state: ApiState) -> dict:
         "backend": state.cfg.engine.backend,
         "demo": report.demo,
         "random_weights": getattr(report, "random_weights", False),
-        "prompt_path": getattr(report, "prompt_path", ""),   # mistral | chat_template (engine/codec.py)
+        "prompt_path": getattr(report, "prompt_path", ""),   # mistral | chat_template (engine/prompting/codec.py)
         "notice": report.notice,
         "serving": load.path,
         "concurrency": engine.concurrency.to_dict(),   # engine.max_concurrent as resolved ("auto": from memory)

@@ -69,7 +69,7 @@ def parse_messages(messages: list[ChatMessage], max_image_bytes: int) -> ParsedC
         else:
             text = m.content or ""
         message = {"role": m.role, "content": text}
-        if m.tool_calls:  # an earlier call by the assistant, and the tool's answer to it (engine/tools.py)
+        if m.tool_calls:  # an earlier call by the assistant, and the tool's answer to it (engine/prompting/tools.py)
             message["tool_calls"] = [c.model_dump() for c in m.tool_calls]
         if m.tool_call_id is not None:
             message["tool_call_id"] = m.tool_call_id

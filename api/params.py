@@ -7,8 +7,8 @@ from typing import Any
 
 from api.errors import bad_request
 from api.schemas import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
-from engine.constrained import JsonConstraint
-from engine.tools import ToolSpec
+from engine.prompting.constrained import JsonConstraint
+from engine.prompting.tools import ToolSpec
 
 # Fields that do not change the reply: accepted as OpenAI accepts them.
 HARMLESS = frozenset({"user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"})

@@ -8,7 +8,7 @@ from typing import Any
 
 from api.auth import KeyPolicy
 from api.models import ModelNames
-from engine.generation import GenerationParams
+from engine.serving.generation import GenerationParams
 
 MiB = 2 ** 20
 

@@ -4,7 +4,7 @@ The same bench-size model (bf16) and the same prompts, greedy, exact lengths; ro
 - ours: ContinuousBatcher.stream, one thread per request, relayed (as the API's StreamPump reads it: the
   batching thread decodes, matches stop strings, counts and hands the piece over; the request's thread
   only waits for the end) and iterated (as the UI reads it: the request's thread wakes per token to take
-  the piece); engine/sampling.py picks the tokens;
+  the piece); engine/serving/sampling.py picks the tokens;
 - direct: a manager with our cache and our processors, requests added with `add_request` and every output
   read by one thread from transformers' own queue, nothing decoded (what the manager alone costs);
 - direct, no processors: the same without our sampler (the batch's plain argmax);
@@ -42,12 +42,12 @@ def run() -> str:
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
     from bench.bench_serving import client_messages, stream_clients
-    from engine.batching import _stop_manager, build_scheduler
+    from engine.serving.batching import _stop_manager, build_scheduler
     from engine.chat import ChatEngine
-    from engine.config import EngineConfig
-    from engine.generation import GenerationParams
-    from engine.sampling import batch_sampler
-    from engine.sources import resolve_source
+    from config import EngineConfig
+    from engine.serving.generation import GenerationParams
+    from engine.serving.sampling import batch_sampler
+    from engine.loading.sources import resolve_source
 
     load = os.getloadavg()[0]
     engine = ChatEngine.from_source(resolve_source("demo:bench"), EngineConfig(max_concurrent=CLIENTS),

@@ -57,10 +57,10 @@ def _stream(engine, params):
 
 def measure_dtype(dtype: str) -> dict:
     from engine.chat import ChatEngine
-    from engine.config import EngineConfig
-    from engine.generation import GenerationParams
-    from engine.prompt import encode_chat
-    from engine.sources import resolve_source
+    from config import EngineConfig
+    from engine.serving.generation import GenerationParams
+    from engine.prompting.mistral import encode_chat
+    from engine.loading.sources import resolve_source
 
     engine = ChatEngine.from_source(resolve_source("demo:bench"), EngineConfig(cpu_dtype=dtype))
     params = GenerationParams(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, temperature=0.0)
@@ -78,8 +78,8 @@ def measure_dtype(dtype: str) -> dict:
 LOAD_PROBE = r"""
 import json, threading, time, psutil, torch, transformers
 from transformers import AutoModelForCausalLM
-from engine.demo.chat import demo_chat_model
-from engine.loader import LoadPlan, load_pretrained
+from engine.loading.demo.chat import demo_chat_model
+from engine.loading.loader import LoadPlan, load_pretrained
 folder = demo_chat_model("bench")
 proc = psutil.Process()
 base = proc.memory_info().rss
@@ -106,7 +106,7 @@ def measure_load() -> dict:
 
 
 def run() -> str:
-    from engine.demo.chat import demo_chat_model
+    from engine.loading.demo.chat import demo_chat_model
 
     demo_chat_model("bench")
     rows = [measure_dtype(d) for d in ("bfloat16", "float32")]

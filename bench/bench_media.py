@@ -30,9 +30,9 @@ def _photo(size=(336, 336)):
 def _vision(dtype: str) -> dict:
     import io
 
-    from engine.config import EngineConfig
-    from engine.generation import GenerationParams
-    from engine.vision import VisionEngine
+    from config import EngineConfig
+    from engine.serving.generation import GenerationParams
+    from engine.media.vision import VisionEngine
 
     t0 = time.perf_counter()
     engine = VisionEngine.load(EngineConfig(cpu_dtype=dtype), demo=True)
@@ -80,8 +80,8 @@ def _clips(tmp: Path) -> dict[str, bytes]:
 
 
 def _speech() -> tuple[list[dict], list[dict]]:
-    from engine.config import EngineConfig
-    from engine.speech import SpeechToText, Voice
+    from config import EngineConfig
+    from engine.media.speech import SpeechToText, Voice
 
     cfg = EngineConfig()
     stt = SpeechToText.load(cfg, demo=True)
@@ -117,7 +117,7 @@ def run() -> str:
     load_after = os.getloadavg()[0]
     lines = ["## Vision and speech (tiny models, this CPU)", "",
              "**Tiny models with random weights** (LLaVA-NeXT with a 2-layer CLIP tower and 2-layer Mistral, "
-             "Whisper with d_model 64, MMS-style VITS with hidden 32), built offline by `engine/demo/`. The "
+             "Whisper with d_model 64, MMS-style VITS with hidden 32), built offline by `engine/loading/demo/`. The "
              "figures time our own path (image checks, any-resolution preprocessing, resampling, 30 s "
              "chunking, feature extraction, the generation loop) on this CPU; they say nothing about the "
              "real 7B LLaVA or Whisper-small, which need a GPU measurement.", "",

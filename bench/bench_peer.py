@@ -200,7 +200,7 @@ def loadavg() -> str:
 
 
 def measure() -> tuple[list[Server], list[str]]:
-    from engine.demo.chat import demo_chat_model
+    from engine.loading.demo.chat import demo_chat_model
 
     folder = demo_chat_model(SIZE)
     work = Path(tempfile.mkdtemp(prefix="bench-peer-"))

@@ -40,9 +40,9 @@ def speed(model, tokenizer) -> float:
 def measure(model_id: str) -> list:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.loader import LoadPlan, load_pretrained, model_bytes
-    from engine.quality import QualityRow, perplexity
-    from engine.sources import resolve_source
+    from engine.loading.loader import LoadPlan, load_pretrained, model_bytes
+    from engine.loading.quality import QualityRow, perplexity
+    from engine.loading.sources import resolve_source
 
     source = resolve_source(model_id)
     tokenizer = AutoTokenizer.from_pretrained(str(source.folder))
@@ -88,7 +88,7 @@ def tuning_rows(methods: list[str]) -> list[str]:
 
 
 def run() -> str:
-    from engine.quality import relative_costs, write_quality
+    from engine.loading.quality import relative_costs, write_quality
 
     models = [m.strip() for m in os.environ.get("BENCH_QUALITY_MODELS", "demo:smollm2").split(",") if m.strip()]
     out = ["## Quality per rung (perplexity)", "",

@@ -14,7 +14,7 @@ CLIENTS = 8
 
 def run() -> str:
     from bench.gpu_check import Results, Settings, step_rungs
-    from engine.demo.chat import demo_chat_model
+    from engine.loading.demo.chat import demo_chat_model
 
     s = Settings(smoke=True, tokens=TOKENS, streams=(1, CLIENTS))
     r = Results()

@@ -1,4 +1,4 @@
-"""Sampling one token per row of a continuous batch: transformers' processors against engine/sampling.py.
+"""Sampling one token per row of a continuous batch: transformers' processors against engine/serving/sampling.py.
 
 transformers' side is what its continuous batching runs per step with per-request processors: the CB
 temperature and top-p warpers (a full sort per row, a scatter back), then ModelRunner's softmax and
@@ -37,7 +37,7 @@ def _theirs(batch: int):
 def _ours(batch: int):
     import torch
 
-    from engine.sampling import NucleusDraw, TemperatureOrGreedy
+    from engine.serving.sampling import NucleusDraw, TemperatureOrGreedy
 
     temperature, nucleus = TemperatureOrGreedy(), NucleusDraw()
     t_arg, p_arg = (torch.full((batch,), v, dtype=torch.float32).view(torch.int32) for v in (0.7, 0.95))
@@ -65,7 +65,7 @@ def run() -> str:
              f"One step's token choice for B rows of {VOCAB} logits (temperature 0.7, top_p 0.95), milliseconds, "
              f"median of {REPEATS} alternating rounds of {CALLS} calls; torch threads {torch.get_num_threads()}, "
              f"load average {os.getloadavg()[0]:.1f} at start.", "",
-             "| rows | transformers' CB processors + multinomial | engine/sampling.py | ratio |", "|---|---|---|---|"]
+             "| rows | transformers' CB processors + multinomial | engine/serving/sampling.py | ratio |", "|---|---|---|---|"]
     for batch in ROWS:
         scores = torch.randn(batch, VOCAB) * 3
         theirs, ours = _theirs(batch), _ours(batch)

@@ -26,7 +26,7 @@ PROMPT = [{"role": "user", "content": "Explain in a few sentences why the sky is
 
 
 def _params(n: int):
-    from engine.generation import GenerationParams
+    from engine.serving.generation import GenerationParams
 
     return GenerationParams(max_new_tokens=n, min_new_tokens=n, temperature=0.7, top_p=0.95)
 
@@ -68,10 +68,10 @@ def stream_clients(scheduler: Any, n: int, tokens: int, params: Any = None,
 
 
 def measure_concurrency(dtype: str) -> list[dict]:
-    from engine.batching import build_scheduler
+    from engine.serving.batching import build_scheduler
     from engine.chat import ChatEngine
-    from engine.config import EngineConfig
-    from engine.sources import resolve_source
+    from config import EngineConfig
+    from engine.loading.sources import resolve_source
 
     cfg = EngineConfig(cpu_dtype=dtype, max_concurrent=CLIENTS)
     engine = ChatEngine.from_source(resolve_source("demo:bench"), cfg, batching="queue")
@@ -144,8 +144,8 @@ def measure_http(dtype: str = "bfloat16") -> dict:
     openai over HTTP; default engine config (max_concurrent "auto")."""
     from api import build_api
     from engine.chat import ChatEngine
-    from engine.config import AppConfig, EngineConfig
-    from engine.sources import resolve_source
+    from config import AppConfig, EngineConfig
+    from engine.loading.sources import resolve_source
 
     cfg = AppConfig(engine=EngineConfig(cpu_dtype=dtype))
     engine = ChatEngine.from_source(resolve_source("demo:bench"), cfg.engine)
@@ -211,7 +211,7 @@ def run() -> str:
     lines += [
         "",
         f"Highest aggregate: {best['path']} in {best['dtype']} ({best['many']:.1f} tok/s). Paths: `continuous` is "
-        "transformers' continuous batching (engine/batching.py `ContinuousBatcher`, paged KV cache sized explicitly); "
+        "transformers' continuous batching (engine/serving/batching.py `ContinuousBatcher`, paged KV cache sized explicitly); "
         f"`queue` is the fair FIFO queue over plain `generate`, here with {CLIENTS} slots (each client its own "
         "`generate` thread).",
         "",

@@ -49,8 +49,8 @@ class WholeReplyDecoder:
 def _codec():
     from transformers import AutoTokenizer
 
-    from engine.codec import TextCodec
-    from engine.demo.chat import demo_chat_model
+    from engine.prompting.codec import TextCodec
+    from engine.loading.demo.chat import demo_chat_model
 
     folder = demo_chat_model("tiny")
     return TextCodec.load(folder, AutoTokenizer.from_pretrained(str(folder)))
@@ -58,7 +58,7 @@ def _codec():
 
 def _window_costs(codec, make_decoder, ids: list[int]) -> tuple[float, float]:
     """Seconds per token over the WINDOW tokens ending at WINDOW and at len(ids)."""
-    from engine.textstream import StopMatcher
+    from engine.prompting.textstream import StopMatcher
 
     decoder, stops = make_decoder(codec.decode), StopMatcher(["</end>"])
     early = late_start = 0.0
@@ -73,7 +73,7 @@ def _window_costs(codec, make_decoder, ids: list[int]) -> tuple[float, float]:
 
 
 def measure_decoding() -> dict:
-    from engine.textstream import IncrementalDecoder
+    from engine.prompting.textstream import IncrementalDecoder
 
     codec = _codec()
     unit = codec.encode(TEXT)[:WINDOW]
@@ -100,8 +100,8 @@ def measure_trimming() -> dict:
     """In process: engine trimming of the 8 MB chat (short last question), galloping trim vs the old loop."""
     from transformers import AutoModelForCausalLM
 
-    from engine.demo.chat import demo_chat_model
-    from engine.generation import Generator, trim_history
+    from engine.loading.demo.chat import demo_chat_model
+    from engine.serving.generation import Generator, trim_history
 
     codec = _codec()
     model = AutoModelForCausalLM.from_pretrained(str(demo_chat_model("tiny")))
@@ -120,9 +120,9 @@ def measure_template_trimming(turns: int = 999) -> dict:
     """In process: SmolLM2's chat template (each count renders it), `turns` short turns, galloping vs the old loop."""
     from transformers import AutoTokenizer
 
-    from engine.codec import TextCodec
-    from engine.generation import PromptCounter, trim_history
-    from engine.sources import resolve_source
+    from engine.prompting.codec import TextCodec
+    from engine.serving.generation import PromptCounter, trim_history
+    from engine.loading.sources import resolve_source
 
     folder = resolve_source("demo:smollm2").folder
     codec = TextCodec.load(folder, AutoTokenizer.from_pretrained(str(folder)))
@@ -142,7 +142,7 @@ def measure_template_trimming(turns: int = 999) -> dict:
 
 def _old_trim(messages, count_tokens, *, max_turns, max_prompt_tokens) -> int:
     """The loop this replaced (for comparison only): the whole kept conversation counted per dropped turn."""
-    from engine.prompt import normalize_messages
+    from engine.prompting.mistral import normalize_messages
 
     msgs = normalize_messages(messages)
     system = [m for m in msgs if m["role"] == "system"]

@@ -95,8 +95,8 @@ def _random_fill(model: torch.nn.Module, device: str) -> torch.nn.Module:
 
 def full_chat_model() -> Path:
     """Mistral-7B-Instruct-v0.3's architecture with random fp16 weights and the real v3 tokenizer (about 14.5 GB)."""
-    from engine.demo.build import cached_build
-    from engine.demo.chat import demo_chat_model
+    from engine.loading.demo.build import cached_build
+    from engine.loading.demo.chat import demo_chat_model
 
     def build(out: Path) -> None:
         from accelerate import init_empty_weights
@@ -118,7 +118,7 @@ def full_chat_model() -> Path:
 
 def full_vision_model() -> Path:
     """LLaVA-NeXT-Mistral-7B's architecture (CLIP ViT-L/336 + projector + Mistral 7B) with random fp16 weights."""
-    from engine.demo.build import cached_build
+    from engine.loading.demo.build import cached_build
 
     def build(out: Path) -> None:
         from accelerate import init_empty_weights
@@ -197,8 +197,8 @@ def bandwidth_bytes_per_s() -> float:
 
 def load_engine(folder: Path, model_id: str, precision: str, *, budget: int | None = None, slots: int = 8):
     from engine.chat import ChatEngine, load_plan
-    from engine.config import EngineConfig
-    from engine.sources import ModelSource
+    from config import EngineConfig
+    from engine.loading.sources import ModelSource
 
     cfg = EngineConfig(precision=precision if precision in ("fp16", "8bit", "4bit") else "auto",
                        max_concurrent=slots, max_context=4096)
@@ -222,7 +222,7 @@ def streams(engine: Any, clients: int, tokens: int) -> float:
 
 
 def unload(engine: Any) -> None:
-    from engine.memory import release
+    from engine.loading.memory import release
 
     engine.close()
     engine.model = engine.generator = engine.scheduler = None
@@ -257,7 +257,7 @@ def step_rungs(s: Settings, r: Results, folder: Path, model_id: str) -> None:
             # the KV caches of every stream. Offloaded blocks cross PCIe at every token: few tokens.
             from transformers import AutoConfig
 
-            from engine.preflight import kv_cache_bytes
+            from engine.loading.preflight import kv_cache_bytes
 
             kv = kv_cache_bytes(AutoConfig.from_pretrained(folder), 4096) * s.streams[1]
             budget, tokens = int((2.0 * GiB + kv) / (1 - 0.15)), min(8, s.tokens)
@@ -313,8 +313,8 @@ class _EntrySpy:
 
 def step_cards(s: Settings, r: Results, folder: Path) -> None:
     """(b): emulated cards; start at fp16, step down on real OOMs, memory at baseline before each rung."""
-    from engine.loader import LoadPlan, ModelLoadError, load_pretrained
-    from engine.memory import release
+    from engine.loading.loader import LoadPlan, ModelLoadError, load_pretrained
+    from engine.loading.memory import release
 
     if not s.cuda:
         r.skipped.append("(b) emulated 8/12/16/24 GB cards (set_per_process_memory_fraction needs a card; the "
@@ -347,8 +347,8 @@ def step_cards(s: Settings, r: Results, folder: Path) -> None:
 
 def step_generation_oom(s: Settings, r: Results, folder: Path) -> None:
     """(d): a context too long for the cap runs out of memory for real; one retry; memory back; still answers."""
-    from engine.generation import GenerationParams
-    from engine.memory import release
+    from engine.serving.generation import GenerationParams
+    from engine.loading.memory import release
 
     if not s.cuda:
         r.skipped.append("(d) real OOM during generation under a cap (the CPU test raises it from a forward hook "
@@ -388,10 +388,10 @@ def step_generation_oom(s: Settings, r: Results, folder: Path) -> None:
 
 def step_vision_beside_chat(s: Settings, r: Results, chat: Path) -> None:
     """(e): the image model loads beside the full-precision chat model within one card's budget."""
-    from engine.demo.vision import demo_vision_model
-    from engine.loader import LoadPlan
-    from engine.memory import release
-    from engine.vision import SKIP_QUANTIZATION, load_vision_model
+    from engine.loading.demo.vision import demo_vision_model
+    from engine.loading.loader import LoadPlan
+    from engine.loading.memory import release
+    from engine.media.vision import SKIP_QUANTIZATION, load_vision_model
 
     folder = full_vision_model() if s.cuda else demo_vision_model("tiny")
     engine = load_engine(chat, "chat", "fp16", slots=1)
@@ -450,7 +450,7 @@ def markdown(s: Settings, r: Results, seconds: float) -> str:
 
 
 def run(smoke: bool) -> tuple[str, Results]:
-    from engine.demo.chat import demo_chat_model
+    from engine.loading.demo.chat import demo_chat_model
 
     s = Settings(smoke=smoke, tokens=4 if smoke else 64, streams=(1, 2 if smoke else 8))
     r = Results()

@@ -3,14 +3,14 @@
 
 Run: `.venv/bin/python bench/quantized_batching.py RUNG [PROMPTS]` with RUNG cpu-float32 | cpu-bfloat16 | 8bit | 4bit.
 Measured 2026-11-30 on the 2-core CPU, 12 new tokens, 8 prompts: 8bit 4/8 equal, 4bit 6/8 equal
-(cpu-float32: 8/8 at 16 tokens); cpu-bfloat16, same day, 12 tokens: 7/8 equal. engine/batching.py keeps
+(cpu-float32: 8/8 at 16 tokens); cpu-bfloat16, same day, 12 tokens: 7/8 equal. engine/serving/batching.py keeps
 quantized models on the FIFO queue because of it.
 """
 import sys, time, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
-from engine.demo.gguf import offline_chat_model
-from engine.loader import LoadPlan, load_pretrained
+from engine.loading.demo.gguf import offline_chat_model
+from engine.loading.loader import LoadPlan, load_pretrained
 d = offline_chat_model()
 tok = AutoTokenizer.from_pretrained(d)
 rung = sys.argv[1]

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+from engine.errors import AdapterError, AdapterMismatch, AdapterNameError, AdapterNotFound
 
 META_FILE = "meta.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -31,22 +32,6 @@ REQUIRED_META = ("format", "name", "base_model_id", "base_fingerprint", "method"
 NAME_RULE = "1-64 letters (Korean too), digits, '.', '_' or '-', starting with a letter or digit"
 _NAME_RE = re.compile(r"[^\W_][\w.-]{0,63}")
 FINGERPRINT_SAMPLE_BYTES = 1 << 20
-
-
-class AdapterError(ValueError):
-    """An adapter cannot be used; the message says which and why, for the user."""
-
-
-class AdapterNameError(AdapterError):
-    """The name is not a plain folder name inside the adapters folder."""
-
-
-class AdapterNotFound(AdapterError):
-    """No complete adapter of that name."""
-
-
-class AdapterMismatch(AdapterError):
-    """The adapter was trained on another base model; the loaded model is untouched."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +251,7 @@ class AdapterRegistry:
         selection is held from the first piece until the stream ends or is closed. Close streams you
         abandon: an unfinished, unclosed stream keeps other adapters waiting.
         """
-        from engine.generation import ChatStream
+        from engine.serving.generation import ChatStream
 
         info = self.check(name) if name else None
         if callable(stream) and not hasattr(stream, "stats"):

@@ -3,7 +3,7 @@
 Loading never leaves the app without a model: when the configured one cannot be had and
 engine.demo_fallback is on, the demo model loads and LoadReport.notice says why and how to fix it.
 With engine.backend = "openai" nothing loads here: requests stream from an OpenAI-compatible server.
-Concurrent requests go through a scheduler (engine/batching.py): continuous batching or a fair queue.
+Concurrent requests go through a scheduler (engine/serving/batching.py): continuous batching or a fair queue.
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from engine.adapters import AdapterError, AdapterRegistry
-from engine.batching import LoadStats, build_scheduler, kv_budget_bytes
-from engine.codec import TemplateMissing, TextCodec
-from engine.config import EngineConfig
-from engine.generation import ChatStream, GenerationParams, Generator
-from engine.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained
-from engine import zerogpu
-from engine.preflight import GiB, Concurrency, fixed_concurrency, size_concurrency
-from engine.sources import OFFLINE_DEMO, ModelSource, SourceError, resolve_source
+from engine.serving.batching import LoadStats, build_scheduler, kv_budget_bytes
+from engine.prompting.codec import TemplateMissing, TextCodec
+from config import EngineConfig
+from engine.serving.generation import ChatStream, GenerationParams, Generator
+from engine.loading.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained
+from engine.serving import zerogpu
+from engine.loading.preflight import GiB, Concurrency, fixed_concurrency, size_concurrency
+from engine.loading.sources import OFFLINE_DEMO, ModelSource, SourceError, resolve_source
 
 DEMO_NOTICE = "Demo model with random weights: replies are noise, not answers."
 OFFLINE_NOTICE = ("Small offline model (SmolLM2-135M-Instruct, real weights), not the configured model: short, "
@@ -157,7 +157,7 @@ class ChatEngine:
         engine.backend = "openai": no model loads; the engine streams from engine.remote_base_url.
         """
         if cfg.backend == "openai":
-            from engine.remote import RemoteChat
+            from engine.serving.remote import RemoteChat
 
             remote = RemoteChat.from_config(cfg)
             return cls(None, None, remote.report, None, remote, cfg.max_context, concurrency=remote.concurrency)

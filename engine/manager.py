@@ -23,9 +23,10 @@ from typing import Any, Callable, Iterator
 import psutil
 import torch
 
-from engine.loader import ModelLoadError, model_bytes
-from engine.memory import forget, is_out_of_memory, release
-from engine.preflight import GiB
+from engine.loading.loader import ModelLoadError, model_bytes
+from engine.loading.memory import forget, is_out_of_memory, release
+from engine.loading.preflight import GiB
+from engine.errors import ModelUnavailable
 
 MiB = 1024 ** 2
 # Weights of the default models as published (fp16/fp32 safetensors), for deciding before the first load.
@@ -37,10 +38,6 @@ KNOWN_SIZES = MappingProxyType({
     "facebook/mms-tts-kor": int(0.15e9),
     "facebook/mms-tts-eng": int(0.15e9),
 })
-
-
-class ModelUnavailable(RuntimeError):
-    """A model could not be made resident; the message says why and what to do."""
 
 
 @dataclass
@@ -309,8 +306,8 @@ def _free_device_bytes() -> int:
 
 def register_media_models(manager: ModelManager, cfg: Any, *, demo: bool = False) -> None:
     """Register vision, stt, tts-ko and tts-en with loaders built from EngineConfig (nothing loads yet)."""
-    from engine.speech import SpeechToText, Voice, speech_model_ids
-    from engine.vision import VisionEngine
+    from engine.media.speech import SpeechToText, Voice, speech_model_ids
+    from engine.media.vision import VisionEngine
 
     def small(model_id: str) -> int:
         return 64 * MiB if demo else estimate_bytes(model_id)

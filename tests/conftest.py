@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    from engine.demo.chat import demo_chat_model
+    from engine.loading.demo.chat import demo_chat_model
 
     return demo_chat_model("tiny")
 
@@ -26,8 +26,8 @@ def tiny_model_dir() -> Path:
 def tiny_engine(tiny_model_dir):
     """One loaded tiny demo ChatEngine for the whole run (cpu bf16); closed so its worker threads end."""
     from engine.chat import ChatEngine
-    from engine.config import EngineConfig
-    from engine.sources import resolve_source
+    from config import EngineConfig
+    from engine.loading.sources import resolve_source
 
     engine = ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig())
     yield engine

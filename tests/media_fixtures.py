@@ -20,35 +20,35 @@ import soundfile as sf
 
 @pytest.fixture(scope="session")
 def engine_config():
-    from engine.config import EngineConfig
+    from config import EngineConfig
 
     return EngineConfig(max_context=1024)
 
 
 @pytest.fixture(scope="session")
 def vision_engine(engine_config):
-    from engine.vision import VisionEngine
+    from engine.media.vision import VisionEngine
 
     return VisionEngine.load(engine_config, demo=True)
 
 
 @pytest.fixture(scope="session")
 def stt(engine_config):
-    from engine.speech import SpeechToText
+    from engine.media.speech import SpeechToText
 
     return SpeechToText.load(engine_config, demo=True, max_new_tokens=8)
 
 
 @pytest.fixture(scope="session")
 def voice_ko(engine_config):
-    from engine.speech import Voice
+    from engine.media.speech import Voice
 
     return Voice.load(engine_config, "ko", demo=True)
 
 
 @pytest.fixture(scope="session")
 def voice_en(engine_config):
-    from engine.speech import Voice
+    from engine.media.speech import Voice
 
     return Voice.load(engine_config, "en", demo=True)
 

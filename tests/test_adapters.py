@@ -10,10 +10,10 @@ import pytest
 from engine.adapters import (AdapterMismatch, AdapterNameError, AdapterNotFound, AdapterRegistry, adapter_path,
                              base_fingerprint, list_adapters, read_adapter, validate_name)
 from engine.chat import ChatEngine
-from engine.config import EngineConfig
-from engine.demo.chat import demo_chat_model
-from engine.generation import GenerationParams
-from engine.sources import resolve_source
+from config import EngineConfig
+from engine.loading.demo.chat import demo_chat_model
+from engine.serving.generation import GenerationParams
+from engine.loading.sources import resolve_source
 from tuning.config import TrainConfig
 from tuning.output import PublishError, publish_adapter
 from tuning.train import train

@@ -1,5 +1,5 @@
 """Overload is answered at once: a request that would wait longer than server.max_wait_s gets 503 with an
-honest Retry-After instead of waiting until the client gives up (engine/admission.py)."""
+honest Retry-After instead of waiting until the client gives up (engine/serving/admission.py)."""
 from __future__ import annotations
 
 import threading
@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from engine.admission import WaitEstimator
+from engine.serving.admission import WaitEstimator
 from tests.conftest import AppServer
 from tests.waiting import wait_for
 

@@ -182,8 +182,8 @@ def test_tool_prompt_equals_mistral_common_for_openai_shaped_messages(tiny_engin
     from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    from engine.demo import mistral_tokenizer_file
-    from engine.tools import ToolSpec, _short_id
+    from engine.loading.demo import mistral_tokenizer_file
+    from engine.prompting.tools import ToolSpec, _short_id
 
     ours = tiny_engine.generator.tool_prompt.encode([
         {"role": "user", "content": "서울 날씨?"},

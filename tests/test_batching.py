@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.batching import (ContinuousBatcher, EngineBusy, FifoSlots, QueuedGenerator, build_scheduler,
+from engine.serving.batching import (ContinuousBatcher, EngineBusy, FifoSlots, QueuedGenerator, build_scheduler,
                              choose_path, size_cache)
-from engine.generation import GenerationError, GenerationParams
+from engine.serving.generation import GenerationError, GenerationParams
 from tests.waiting import wait_for
 
 SAMPLED = GenerationParams(max_new_tokens=12, min_new_tokens=12, temperature=1.0, top_p=1.0)

@@ -6,9 +6,9 @@ import httpx
 import pytest
 from transformers import AutoConfig, MistralConfig
 
-from engine.demo.chat import demo_chat_model
-from engine.preflight import AUTO_SLOTS_CAP, size_concurrency
-from engine.remote import remote_concurrency
+from engine.loading.demo.chat import demo_chat_model
+from engine.loading.preflight import AUTO_SLOTS_CAP, size_concurrency
+from engine.serving.remote import remote_concurrency
 from tests.conftest import AppServer
 from ui.models import concurrency_line
 

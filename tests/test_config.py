@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import AppConfig, ConfigError, config_from_dict, describe_options, load_config
+from config import AppConfig, ConfigError, config_from_dict, describe_options, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_readme_table_rows_are_generated_from_the_dataclasses():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     stale = [key for key, default, allowed, help in describe_options()
              if f"| `{key}` | `{default}` | {allowed} | {help} |" not in readme]
-    assert not stale, f"README rows out of date (regenerate from engine.config.describe_options): {stale}"
+    assert not stale, f"README rows out of date (regenerate from config.describe_options): {stale}"
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from engine.generation import GenerationError, GenerationParams, PromptTooLong, trim_history
-from engine.textstream import IncrementalDecoder, StopMatcher
+from engine.serving.generation import GenerationError, GenerationParams, PromptTooLong, trim_history
+from engine.prompting.textstream import IncrementalDecoder, StopMatcher
 
 GREEDY = GenerationParams(max_new_tokens=40, min_new_tokens=40, temperature=0.0)
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -14,7 +14,7 @@ HELLO = [{"role": "user", "content": "Hello"}]
 
 def reference_ids(engine, messages, n):
     """What plain model.generate produces for the same prompt: the stream must match it token for token."""
-    from engine.prompt import encode_chat
+    from engine.prompting.mistral import encode_chat
 
     ids = torch.tensor([encode_chat(engine.codec, messages)])
     with torch.inference_mode():

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from engine.generation import GenerationParams
+from engine.serving.generation import GenerationParams
 from tests.conftest import AppServer
 
 SAMPLED = GenerationParams(max_new_tokens=4, min_new_tokens=4, temperature=1.0, top_p=1.0)
@@ -22,8 +22,8 @@ HI = [{"role": "user", "content": "hi"}]
 def own_engine():
     """A tiny engine of this test's own: the tests close it."""
     from engine.chat import ChatEngine
-    from engine.config import EngineConfig
-    from engine.sources import resolve_source
+    from config import EngineConfig
+    from engine.loading.sources import resolve_source
 
     engine = ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig())
     yield engine

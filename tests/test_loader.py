@@ -5,10 +5,10 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, MistralForCausalLM
 
-from engine.loader import (LoadPlan, ModelLoadError, _empty, _rung_kwargs, load_pretrained,
+from engine.loading.loader import (LoadPlan, ModelLoadError, _empty, _rung_kwargs, load_pretrained,
                            offload_gpu_bytes, offloaded_modules, plan_rungs)
-from engine.memory import is_out_of_memory
-from engine.preflight import CUDA_CONTEXT_BYTES, GiB, estimate_rungs, first_fitting_rung
+from engine.loading.memory import is_out_of_memory
+from engine.loading.preflight import CUDA_CONTEXT_BYTES, GiB, estimate_rungs, first_fitting_rung
 
 PROMPT = torch.tensor([[1, 3, 1032, 4]])
 

@@ -320,8 +320,8 @@ def test_real_models_take_turns_under_a_tiny_budget(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from engine.config import EngineConfig
-    from engine.generation import GenerationParams
+    from config import EngineConfig
+    from engine.serving.generation import GenerationParams
     from engine.manager import register_media_models
     from tests.media_fixtures import wav_bytes, tone
 
@@ -345,8 +345,8 @@ def test_real_models_take_turns_under_a_tiny_budget(tmp_path):
 
 
 def test_real_model_load_out_of_memory_is_retried():
-    from engine.config import EngineConfig
-    from engine.speech import Voice
+    from config import EngineConfig
+    from engine.media.speech import Voice
 
     cfg = EngineConfig()
     calls = []
@@ -368,7 +368,7 @@ def test_real_model_load_out_of_memory_is_retried():
 
 
 def test_precision_ladder_exhausted_counts_as_out_of_memory():
-    from engine.loader import ModelLoadError
+    from engine.loading.loader import ModelLoadError
 
     m, loaders = manager_with(10_000, "a")
     m.register("v", Loader("v", fail=[ModelLoadError("v could not be loaded at any precision (fp16: out of memory)")]),

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from engine.memory import half_dtype, supports_bf16
+from engine.loading.memory import half_dtype, supports_bf16
 from engine.monitor import free_gpu_bytes, parse_nvml_bus_id, pci_key, read_gpus, torch_devices_by_pci
 from tuning.jobs import NoRoomForTraining, check_room, resolve_config, start_training, training_need_bytes
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from engine.generation import GenerationParams
-from engine.loader import LoadPlan, load_pretrained
-from engine.memory import attempt, forget, is_out_of_memory
+from engine.serving.generation import GenerationParams
+from engine.loading.loader import LoadPlan, load_pretrained
+from engine.loading.memory import attempt, forget, is_out_of_memory
 
 GREEDY = GenerationParams(max_new_tokens=6, min_new_tokens=6, temperature=0.0)
 CONVERSATION = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there"},
@@ -136,8 +136,8 @@ def test_out_of_memory_classifier(exc, oom):
 
 
 def test_speech_oom_is_a_clear_error_and_the_voice_stays_usable():
-    from engine.config import EngineConfig
-    from engine.speech import SpeechError, Voice
+    from config import EngineConfig
+    from engine.media.speech import SpeechError, Voice
 
     voice = Voice.load(EngineConfig(), "en", demo=True)
     fired = []

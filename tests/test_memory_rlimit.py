@@ -15,8 +15,8 @@ CHILD = r"""
 import json, resource, sys
 import psutil, torch
 from transformers import AutoConfig, AutoModelForCausalLM
-from engine.demo.chat import demo_chat_model
-from engine.loader import LoadPlan, load_pretrained, plan_rungs
+from engine.loading.demo.chat import demo_chat_model
+from engine.loading.loader import LoadPlan, load_pretrained, plan_rungs
 
 folder = demo_chat_model("bench")
 plan = LoadPlan(cpu_dtype="float32")

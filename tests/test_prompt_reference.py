@@ -4,8 +4,8 @@ from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMe
 from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-from engine.demo import mistral_tokenizer_file
-from engine.prompt import PromptError, encode_chat
+from engine.loading.demo import mistral_tokenizer_file
+from engine.prompting.mistral import PromptError, encode_chat
 
 S, U, A = "system", "user", "assistant"
 CORPUS = {

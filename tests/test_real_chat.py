@@ -1,4 +1,4 @@
-"""The engine on real weights: SmolLM2-135M-Instruct (the offline model, engine/demo/gguf.py) answers, obeys a
+"""The engine on real weights: SmolLM2-135M-Instruct (the offline model, engine/loading/demo/gguf.py) answers, obeys a
 system prompt, remembers an earlier turn and stops; its prompts are the tokenizer's own chat template. Also the
 refusals of the chat-template path: a template without a system role, a folder without a template, GGUF files."""
 import shutil
@@ -6,11 +6,11 @@ import shutil
 import pytest
 
 from engine.chat import ChatEngine
-from engine.codec import CHAT_TEMPLATE, TextCodec
-from engine.config import EngineConfig
-from engine.generation import GenerationParams
-from engine.prompt import PromptError, encode_chat
-from engine.sources import SourceError, resolve_source
+from engine.prompting.codec import CHAT_TEMPLATE, TextCodec
+from config import EngineConfig
+from engine.serving.generation import GenerationParams
+from engine.prompting.mistral import PromptError, encode_chat
+from engine.loading.sources import SourceError, resolve_source
 
 GREEDY = GenerationParams(max_new_tokens=24, temperature=0)
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
@@ -127,7 +127,7 @@ def test_folder_without_a_chat_template_is_refused_in_one_line(source, tmp_path)
 
 
 def test_gguf_file_as_engine_model_is_dequantized_once(source):
-    from engine.demo.gguf import offline_gguf
+    from engine.loading.demo.gguf import offline_gguf
 
     gguf = resolve_source(str(offline_gguf()))
     assert gguf.folder == source.folder and not gguf.demo  # the same cached build: no second dequantization
@@ -156,7 +156,7 @@ def test_quantized_rungs_answer_the_factual_question(source, precision):
 
 
 def test_history_is_trimmed_by_template_token_counts(real):
-    from engine.generation import Generator
+    from engine.serving.generation import Generator
 
     small = Generator(real.model, real.codec, max_context=160, slots=1)
     filler = [{"role": "user", "content": f"Tell me fact number {i} about the sea, in detail please."} if i % 2 == 0

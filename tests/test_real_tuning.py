@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from engine.chat import ChatEngine
-from engine.config import EngineConfig
-from engine.generation import GenerationParams
-from engine.sources import resolve_source
+from config import EngineConfig
+from engine.serving.generation import GenerationParams
+from engine.loading.sources import resolve_source
 from tuning.config import TrainConfig
 from tuning.runs import read_metrics
 from tuning.train import train

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from engine.config import EngineConfig
-from engine.generation import GenerationError, GenerationParams
-from engine.prompt import PromptError
-from engine.remote import RemoteChat, keep_turns
+from config import EngineConfig
+from engine.serving.generation import GenerationError, GenerationParams
+from engine.prompting.mistral import PromptError
+from engine.serving.remote import RemoteChat, keep_turns
 from tests.conftest import AppServer, free_port
 from tests.waiting import wait_for
 

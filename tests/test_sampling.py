@@ -1,9 +1,9 @@
-"""The continuous batch's sampler (engine/sampling.py) against transformers' own warpers and the laws of chance."""
+"""The continuous batch's sampler (engine/serving/sampling.py) against transformers' own warpers and the laws of chance."""
 import torch
 from transformers.generation.continuous_batching.requests import FutureRequestState, RequestState
 from transformers.generation.logits_process import TopPLogitsWarper
 
-from engine.sampling import HoldEnd, NucleusDraw, TemperatureOrGreedy, batch_sampler, draw, nucleus_threshold
+from engine.serving.sampling import HoldEnd, NucleusDraw, TemperatureOrGreedy, batch_sampler, draw, nucleus_threshold
 
 ENDS = (5, 7)
 
@@ -73,8 +73,8 @@ def test_greedy_rows_take_the_argmax_beside_sampled_rows():
 def test_a_step_of_greedy_rows_only_leaves_the_scores_to_the_batch_argmax():
     """Greedy rows come with temperature 0 and top_p 0 (ContinuousBatcher._sampling): all greedy, the scores
     pass untouched (no [B, V] work); beside a sampled row, each greedy row still takes its own argmax."""
-    from engine.batching import ContinuousBatcher
-    from engine.generation import GenerationParams
+    from engine.serving.batching import ContinuousBatcher
+    from engine.serving.generation import GenerationParams
 
     kw = ContinuousBatcher._sampling(GenerationParams(temperature=0.0, top_p=0.9))
     assert kw == {"temperature": 0.0, "top_p": 0.0}

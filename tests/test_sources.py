@@ -4,8 +4,8 @@ import shutil
 import pytest
 
 from engine.chat import ChatEngine
-from engine.config import EngineConfig
-from engine.sources import SourceError, resolve_source
+from config import EngineConfig
+from engine.loading.sources import SourceError, resolve_source
 
 
 def test_local_folder_without_safetensors_is_refused(tmp_path):

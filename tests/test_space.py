@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine import zerogpu
-from engine.config import AppConfig, SpaceConfig
+from engine.serving import zerogpu
+from config import AppConfig, SpaceConfig
 from tests.conftest import ROOT, AppServer
 from tests.waiting import combined, file_size, process_work, wait_for
 
@@ -77,7 +77,7 @@ def plain_engine(tiny_engine):
 
 
 def test_plain_path_streams_through_the_gpu_wrapper(plain_engine):
-    from engine.generation import GenerationParams
+    from engine.serving.generation import GenerationParams
 
     params = GenerationParams(max_new_tokens=12, temperature=0.0)
     messages = [{"role": "user", "content": "안녕하세요, Space!"}]
@@ -89,7 +89,7 @@ def test_plain_path_streams_through_the_gpu_wrapper(plain_engine):
 
 def test_what_crosses_into_a_zerogpu_worker_pickles(plain_engine):
     """On ZeroGPU `spaces` pickles the decorated call's arguments and every item it yields."""
-    from engine.generation import GenerationParams, PromptTooLong
+    from engine.serving.generation import GenerationParams, PromptTooLong
 
     args = ([{"role": "user", "content": "짧게 답해 주세요."}], GenerationParams(max_new_tokens=6), None, None)
     assert pickle.loads(pickle.dumps(args)) == args
@@ -98,10 +98,10 @@ def test_what_crosses_into_a_zerogpu_worker_pickles(plain_engine):
     back = pickle.loads(pickle.dumps(items))
     assert back[:-1] == items[:-1] and vars(back[-1]) == vars(items[-1])
     from engine.adapters import AdapterError
-    from engine.generation import GenerationError
-    from engine.loader import ModelLoadError
-    from engine.media import MediaError
-    from engine.speech import SpeechError
+    from engine.serving.generation import GenerationError
+    from engine.loading.loader import ModelLoadError
+    from engine.media.inputs import MediaError
+    from engine.media.speech import SpeechError
 
     for cls in (PromptTooLong, AdapterError, GenerationError, ModelLoadError, MediaError, SpeechError):
         raised = pickle.loads(pickle.dumps(zerogpu.Raised(cls("원인: 9000 tokens"))))
@@ -111,7 +111,7 @@ def test_what_crosses_into_a_zerogpu_worker_pickles(plain_engine):
 def test_speech_asks_zerogpu_for_time_by_audio_and_text_length():
     import numpy as np
 
-    from engine.speech import SpeechToText, Voice
+    from engine.media.speech import SpeechToText, Voice
 
     stt, voice = SpeechToText(None, None, None), Voice(None, None, None, "ko")
     assert stt._gpu_transcribe.seconds([np.zeros(16000 * 20), np.zeros(16000 * 10)], "ko", 100) == 25
@@ -120,7 +120,7 @@ def test_speech_asks_zerogpu_for_time_by_audio_and_text_length():
 
 def test_engine_imports_no_gradio_off_zerogpu():
     """engine/ must not import gradio (DESIGN.md); `spaces` imports it only in ZeroGPU mode."""
-    code = ("import sys; from engine import zerogpu; import engine.chat, engine.vision, engine.speech; "
+    code = ("import sys; from engine.serving import zerogpu; import engine.chat, engine.media.vision, engine.media.speech; "
             "zerogpu.on_gpu(len, lambda x: 1); import spaces; print('gradio' in sys.modules)")
     env = os.environ | {"PYTHONPATH": str(ROOT), "SPACES_ZERO_GPU": ""}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.media import (AudioLimits, MediaError, clip_from_samples, is_silent, load_audio, resample,
+from engine.media.inputs import (AudioLimits, MediaError, clip_from_samples, is_silent, load_audio, resample,
                           split_for_whisper)
 from tests.media_fixtures import tone, wav_bytes, wav_with_rate
 

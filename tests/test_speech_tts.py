@@ -6,7 +6,7 @@ import io
 import pytest
 import soundfile as sf
 
-from engine.speech import Speech, SpeechError, split_sentences, text_language
+from engine.media.speech import Speech, SpeechError, split_sentences, text_language
 from tests.media_fixtures import engine_config, voice_en, voice_ko  # noqa: F401
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.sources import SourceError, resolve_source
+from engine.loading.sources import SourceError, resolve_source
 from tests.conftest import AppServer
 from tests.waiting import wait_for
 

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from api.streaming import StreamPump
-from engine.generation import ChatStream, StreamStats
+from engine.serving.generation import ChatStream, StreamStats
 
 
 def run_loop(coro):

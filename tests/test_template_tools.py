@@ -7,10 +7,10 @@ import json
 import pytest
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from engine.codec import TextCodec
-from engine.demo.tool_template import tool_template_model
-from engine.sources import resolve_source
-from engine.tools import TemplateToolPrompt, ToolSpec, ToolsUnsupported, renders_tools
+from engine.prompting.codec import TextCodec
+from engine.loading.demo.tool_template import tool_template_model
+from engine.loading.sources import resolve_source
+from engine.prompting.tools import TemplateToolPrompt, ToolSpec, ToolsUnsupported, renders_tools
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                              "parameters": {"type": "object", "properties": {
@@ -86,7 +86,7 @@ def test_a_forced_call_in_another_call_format_is_refused_naming_tool_choice():
 def test_a_streamed_reply_is_held_only_while_it_may_be_a_call():
     """The stream wrapper the engine uses: a reply opening with <tool_call> gives no text and becomes calls;
     one that starts like the tag but is not a call comes out whole, and plain text flows piece by piece."""
-    from engine.generation import StreamStats, _tool_reply
+    from engine.serving.generation import StreamStats, _tool_reply
 
     prompt = template_prompt(tool_template_model(), "qwen2")
     spec = ToolSpec.of(WEATHER, "auto")

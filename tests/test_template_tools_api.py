@@ -1,6 +1,6 @@
 """tools / tool_choice on a chat-template model, over HTTP with the real `openai` client and a real app server.
 
-The model is a tiny random Qwen2 (engine/demo/tool_template.py) whose own template lists tools and
+The model is a tiny random Qwen2 (engine/loading/demo/tool_template.py) whose own template lists tools and
 calls in the Hermes/Qwen form; transformers' built-in "qwen2" response parser reads the calls back.
 Random weights never call a tool by themselves, so the calls here are forced (tool_choice required or
 named), which constrained decoding turns into a valid call.
@@ -13,7 +13,7 @@ import pytest
 from openai import OpenAI
 from transformers import AutoTokenizer
 
-from engine.demo.tool_template import tool_template_model
+from engine.loading.demo.tool_template import tool_template_model
 from tests.conftest import AppServer
 
 WEATHER = {"type": "function", "function": {

@@ -5,8 +5,8 @@ belong in bench/bench_text.py.
 """
 import dataclasses
 
-from engine.generation import GenerationParams, Generator
-from engine.textstream import IncrementalDecoder
+from engine.serving.generation import GenerationParams, Generator
+from engine.prompting.textstream import IncrementalDecoder
 
 
 class CountingSentencePiece:

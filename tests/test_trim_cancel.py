@@ -13,9 +13,9 @@ import threading
 import pytest
 from transformers import AutoTokenizer
 
-from engine.codec import TextCodec
-from engine.generation import PromptCounter, TrimCancelled, trim_history
-from engine.sources import resolve_source
+from engine.prompting.codec import TextCodec
+from engine.serving.generation import PromptCounter, TrimCancelled, trim_history
+from engine.loading.sources import resolve_source
 
 TURNS = 999
 BUDGET = 8192 - 64

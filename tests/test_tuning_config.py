@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError
+from config import ConfigError
 from tuning.config import TrainConfig, config_from_dict, load_config, parse_overrides
 
 CONFIGS = Path(__file__).resolve().parents[1] / "tuning" / "configs"

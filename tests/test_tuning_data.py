@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from engine.codec import TextCodec
-from engine.demo.chat import demo_chat_model
-from engine.prompt import encode_chat
-from tuning.data import IGNORE_INDEX, DatasetError, Example, PadCollator, load_dataset, split, tokenize
+from engine.prompting.codec import TextCodec
+from engine.loading.demo.chat import demo_chat_model
+from engine.prompting.mistral import encode_chat
+from tuning.dataset import IGNORE_INDEX, DatasetError, Example, PadCollator, load_dataset, split, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"messages": [{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}]}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from engine.adapters import list_adapters
-from engine.config import ConfigError
-from tuning.data import DatasetError
+from config import ConfigError
+from tuning.dataset import DatasetError
 from tuning.jobs import start_training
 from tuning.runs import RunFolderError, last_checkpoint
 

@@ -6,9 +6,9 @@ import pytest
 
 from engine.adapters import AdapterRegistry, list_adapters
 from engine.chat import ChatEngine
-from engine.config import EngineConfig
-from engine.generation import GenerationParams
-from engine.sources import resolve_source
+from config import EngineConfig
+from engine.serving.generation import GenerationParams
+from engine.loading.sources import resolve_source
 from tuning.config import TrainConfig
 from tuning.output import PublishError, check_adapter_files
 from tuning.runs import RunFolderError, read_metrics

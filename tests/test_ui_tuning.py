@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from engine.config import config_from_dict
+from config import config_from_dict
 from tuning.jobs import TrainingJob
 from ui.chat import BASE, ChatHandlers
 from ui.conversation import Conversation
@@ -34,7 +34,7 @@ def request(lang: str = "en", page: str = "page-1") -> SimpleNamespace:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     from engine.chat import ChatEngine
-    from engine.sources import resolve_source
+    from engine.loading.sources import resolve_source
     from sessions import SessionStore
 
     tmp = tmp_path_factory.mktemp("tuning-ui")

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.config import AppConfig, ConfigError
+from config import AppConfig, ConfigError
 from tests.conftest import ROOT
 from ui import chat_format, i18n
 from ui.conversation import Conversation
@@ -118,8 +118,8 @@ def test_public_share_needs_the_explicit_flag():
 def engine(tiny_model_dir):
     """The tiny demo engine on the plain queue path, closed afterwards (its batching thread would outlive us)."""
     from engine.chat import ChatEngine
-    from engine.config import EngineConfig
-    from engine.sources import resolve_source
+    from config import EngineConfig
+    from engine.loading.sources import resolve_source
 
     eng = ChatEngine.from_source(resolve_source("demo:tiny"), EngineConfig(), batching="queue")
     yield eng
@@ -194,7 +194,8 @@ def test_edit_keeps_the_image_of_the_edited_message(conversation, tmp_path):
 
 def test_missing_optional_models_say_so_in_both_languages(engine, tmp_path):
     from sessions import SessionStore
-    from ui.errors import ModelUnavailable, message_for
+    from engine.errors import ModelUnavailable
+    from ui.errors import message_for
 
     services = Services(AppConfig(), engine, SessionStore(tmp_path / "s"), manager=None)
     with pytest.raises(ModelUnavailable) as caught:

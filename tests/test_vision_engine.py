@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.generation import ChatStream, GenerationParams, PromptTooLong
-from engine.media import MediaError
-from engine.prompt import PromptError
-from engine.vision import VisionEngine
+from engine.serving.generation import ChatStream, GenerationParams, PromptTooLong
+from engine.media.inputs import MediaError
+from engine.prompting.mistral import PromptError
+from engine.media.vision import VisionEngine
 from tests.media_fixtures import engine_config, image_bytes, vision_engine  # noqa: F401
 
 GREEDY = GenerationParams(max_new_tokens=12, min_new_tokens=12, temperature=0.0)
@@ -140,7 +140,7 @@ def test_pixel_values_match_the_vision_tower(vision_engine, photo):
 
 @pytest.mark.parametrize("precision, linear", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
 def test_quantized_rungs_keep_the_vision_tower_whole(precision, linear, photo):
-    from engine.config import EngineConfig
+    from config import EngineConfig
 
     engine = VisionEngine.load(EngineConfig(precision=precision, max_context=512), demo=True)
     assert engine.report.rung == precision

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.media import ImageLimits, MediaError, check_image, load_image
+from engine.media.inputs import ImageLimits, MediaError, check_image, load_image
 from tests.media_fixtures import image_bytes, png_claiming
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters import AdapterNameError, validate_name
-from engine.config import ConfigError, type_name, build_section, option
+from config import ConfigError, type_name, build_section, option
 
 MISTRAL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PREFIX = "tuning"

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError
+from config import ConfigError
 from tuning.config import TrainConfig, config_from_dict, load_config
-from tuning.data import load_dataset
+from tuning.dataset import load_dataset
 from tuning.runs import CANCEL_FILE, RunLock, read_metrics, read_progress, write_json_atomic, write_progress
 from tuning.train import EXIT_CANCELLED, EXIT_OK, prepare_run_folder
 
@@ -37,7 +37,7 @@ class NoRoomForTraining(ConfigError):
 def training_need_bytes(cfg: TrainConfig, config) -> int:
     """Card bytes a run needs: the base weights at its rung, the activations kept for backward, the logits,
     and the CUDA context. LoRA weights and their optimizer state are small enough to sit in the rounding."""
-    from engine.preflight import CUDA_CONTEXT_BYTES, estimate_rungs
+    from engine.loading.preflight import CUDA_CONTEXT_BYTES, estimate_rungs
 
     rung = "4bit" if cfg.method == "qlora" else "fp16"
     weights = next(e.weight_bytes for e in estimate_rungs(config, budget_bytes=0, context_tokens=cfg.max_length,
@@ -54,7 +54,7 @@ def check_room(cfg: TrainConfig, room_bytes: int) -> None:
     """Refuse a run that cannot fit in `room_bytes`, saying what would."""
     from transformers import AutoConfig
 
-    from engine.preflight import GiB
+    from engine.loading.preflight import GiB
 
     try:
         config = AutoConfig.from_pretrained(cfg.base_model, local_files_only=True, trust_remote_code=False)

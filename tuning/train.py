@@ -67,7 +67,7 @@ def _load_base(cfg: TrainConfig, folder: Path, model_id: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.loader import LoadPlan, load_pretrained
+    from engine.loading.loader import LoadPlan, load_pretrained
 
     precision = "4bit" if cfg.method == "qlora" else "fp16"
     extra: dict[str, Any] = {}
@@ -109,7 +109,7 @@ def _training_args(cfg: TrainConfig, has_eval: bool, resuming: bool):
     import torch
     from transformers import TrainingArguments
 
-    from engine.memory import supports_bf16   # compute capability >= 8, not is_bf16_supported()'s emulation
+    from engine.loading.memory import supports_bf16   # compute capability >= 8, not is_bf16_supported()'s emulation
 
     cuda = torch.cuda.is_available()
     mixed = cfg.mixed_precision
@@ -193,9 +193,9 @@ def _train_locked(cfg: TrainConfig, token: CancelToken, state: Any) -> TrainResu
     from transformers import AutoTokenizer, Trainer, set_seed
 
     from engine.adapters import base_fingerprint
-    from engine.codec import TextCodec
-    from engine.sources import resolve_source
-    from tuning.data import ChatDataset, PadCollator, load_dataset, split
+    from engine.prompting.codec import TextCodec
+    from engine.loading.sources import resolve_source
+    from tuning.dataset import ChatDataset, PadCollator, load_dataset, split
     from tuning.output import publish_adapter
 
     started = time.monotonic()
@@ -291,10 +291,10 @@ def _train_locked(cfg: TrainConfig, token: CancelToken, state: Any) -> TrainResu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from engine.config import ConfigError
-    from engine.loader import ModelLoadError
-    from engine.sources import SourceError
-    from tuning.data import DatasetError
+    from config import ConfigError
+    from engine.loading.loader import ModelLoadError
+    from engine.loading.sources import SourceError
+    from tuning.dataset import DatasetError
     from tuning.output import PublishError
 
     argv = list(sys.argv[1:] if argv is None else argv)

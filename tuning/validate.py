@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from tuning.data import DatasetError, load_dataset
+from tuning.dataset import DatasetError, load_dataset
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,8 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.base:
         from transformers import AutoTokenizer
 
-        from engine.codec import TextCodec
-        from engine.sources import SourceError, resolve_source
+        from engine.prompting.codec import TextCodec
+        from engine.loading.sources import SourceError, resolve_source
 
         try:
             source = resolve_source(args.base)

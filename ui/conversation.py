@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.generation import GenerationError
+from engine.serving.generation import GenerationError
 from sessions import SessionNotFound, StaleVersion
 from sessions.model import DEFAULT_TITLE
 from ui.chat_format import engine_messages, last_user_index, settings_from, short_title, turns_in
@@ -206,7 +206,7 @@ class Conversation:
         return self.store.append(owner, session["id"], {"role": "user", "content": text.strip(), "attachments": keep})
 
     def _put_image(self, path: str) -> str:
-        from engine.media import ImageLimits, load_image
+        from engine.media.inputs import ImageLimits, load_image
 
         limits = ImageLimits(max_bytes=self.services.cfg.server.max_upload_mb * 2**20)
         checked = load_image(path, limits)  # MediaError says why a file is refused

@@ -8,8 +8,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from engine.generation import GenerationError
-from engine.prompt import PromptError
+from engine.errors import EngineError
 from sessions import InvalidSessionData, SessionError, SessionNotFound, StaleVersion
 
 
@@ -35,37 +34,38 @@ class Refusal(Exception):
         self.key, self.values = key, values
 
 
-class ModelUnavailable(RuntimeError):
-    """An optional model (image, speech) is missing or failed to load; str(exc) says why."""
+# An engine error's code -> the sentence (ui.i18n key) a person reads; codes not listed fall back by status.
+MESSAGE_KEYS: dict[str, str] = {
+    "server_busy": "busy", "model_not_available": "unavailable",
+    "invalid_media": "media", "invalid_image": "media", "invalid_audio": "media", "invalid_input": "speech",
+    "generation_failed": "generation", "out_of_memory": "generation", "remote_server_error": "generation",
+}
 
-    def __init__(self, what: str, detail: str):
-        super().__init__(f"{what}: {detail}")
-        self.what, self.detail = what, detail
 
+def engine_message(exc: EngineError, lang: str) -> str:
+    """The sentence for an engine error, chosen by its code (and its status when the code has no own key)."""
+    from ui.i18n import say
 
-def _media_error() -> type[Exception]:
-    try:
-        from engine.media import MediaError
-    except ImportError:  # pragma: no cover - engine/media.py ships with issue 5
-        return ValueError
-    return MediaError
+    detail = plain_detail(str(exc)).rstrip(".")
+    key = MESSAGE_KEYS.get(exc.code) or ("prompt" if exc.status < 500 else "generation")
+    if key == "busy":
+        return say(lang, "busy", seconds=exc.retry_after or 2)
+    if key == "unavailable":
+        what = getattr(exc, "what", "") or ("chat" if lang != "ko" else "채팅")
+        return say(lang, "unavailable", what=what, detail=detail)
+    if key == "generation":
+        return say(lang, "generation", detail=detail.removeprefix("generation failed: "))
+    return say(lang, key, detail=detail)
 
 
 def message_for(exc: BaseException, lang: str) -> str | None:
     """The user-facing sentence for a known failure, or None for a bug (which Gradio reports as such)."""
     from ui.i18n import say
 
-    detail = plain_detail(str(exc)).rstrip(".")
     if isinstance(exc, Refusal):
         return say(lang, exc.key, **exc.values)
-    if isinstance(exc, ModelUnavailable):
-        return say(lang, "unavailable", what=exc.what, detail=exc.detail.rstrip("."))
-    if type(exc).__name__ == "EngineBusy":
-        return say(lang, "busy", seconds=getattr(exc, "retry_after", 2))
-    if isinstance(exc, PromptError):
-        return say(lang, "prompt", detail=detail)
-    if isinstance(exc, GenerationError):
-        return say(lang, "generation", detail=detail.removeprefix("generation failed: "))
+    if isinstance(exc, EngineError):
+        return engine_message(exc, lang)
     if isinstance(exc, StaleVersion):
         return say(lang, "stale")
     if isinstance(exc, SessionNotFound):
@@ -73,11 +73,7 @@ def message_for(exc: BaseException, lang: str) -> str | None:
     if isinstance(exc, InvalidSessionData):
         return str(exc)
     if isinstance(exc, SessionError):
-        return say(lang, "session_store", detail=detail)
-    if isinstance(exc, _media_error()):
-        return say(lang, "media", detail=detail)
-    if type(exc).__name__ == "SpeechError":
-        return say(lang, "speech", detail=detail)
+        return say(lang, "session_store", detail=plain_detail(str(exc)).rstrip("."))
     return None
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import gradio as gr
 
-from engine.config import PRECISIONS, ConfigError, config_from_dict
+from config import PRECISIONS, ConfigError, config_from_dict
 from ui.errors import Refusal, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
-from engine.codec import PATH_LABELS
-from engine.quality import read_quality, relative_costs
+from engine.prompting.codec import PATH_LABELS
+from engine.loading.quality import read_quality, relative_costs
 
 PRIVATE = {"api_visibility": "private"}
 GiB = 1024 ** 3
@@ -143,7 +143,7 @@ def read_model_config(model: str) -> Any:
 
     model = model.strip()
     if model.startswith("demo"):
-        from engine.sources import resolve_source
+        from engine.loading.sources import resolve_source
 
         return AutoConfig.from_pretrained(str(resolve_source(model).folder), trust_remote_code=False)
     if Path(model).expanduser().is_dir():
@@ -151,7 +151,7 @@ def read_model_config(model: str) -> Any:
     try:
         return AutoConfig.from_pretrained(model, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError):
-        from engine.sources import hub_reachable
+        from engine.loading.sources import hub_reachable
 
         if not hub_reachable():     # decided at once: no minute of retries per click
             raise OSError(f"{model} is not in the local cache and the Hugging Face hub cannot be reached") from None
@@ -161,7 +161,7 @@ def read_model_config(model: str) -> Any:
 def estimate_markdown(shared: Shared, model: str, lang: str) -> str:
     """Needed GPU memory at each rung, against common card sizes and this machine's GPU."""
     from engine.monitor import read_gpus
-    from engine.preflight import RUNGS, estimate_rungs
+    from engine.loading.preflight import RUNGS, estimate_rungs
 
     ko = lang == "ko"
     model = (model or "").strip() or shared.services.cfg.engine.model

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from engine.config import ConfigError
+from config import ConfigError
 from ui.errors import Refusal
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,200}")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.generation import GenerationParams
-from ui.errors import ModelUnavailable
+from engine.serving.generation import GenerationParams
+from engine.errors import ModelUnavailable
 
 
 @dataclass
@@ -69,7 +69,7 @@ def _plain(params: GenerationParams) -> GenerationParams:
 class Generated:
     """One reply's stream and where it came from."""
 
-    stream: Any          # engine.generation.ChatStream
+    stream: Any          # engine.serving.generation.ChatStream
     model: str
     rung: str
     adapter: str | None = None
@@ -177,12 +177,12 @@ class Services:
     def _use(self, name: str, what: str) -> Iterator[Any]:
         """The model, loaded on first use and kept busy (never evicted) until the block ends."""
         if self.manager is None:
-            raise ModelUnavailable(what, "this install has no model manager for image and speech models")
+            raise ModelUnavailable("this install has no model manager for image and speech models", what=what)
         stack = ExitStack()
         try:
             model = stack.enter_context(self.manager.use(name))
         except Exception as exc:  # noqa: BLE001 - any load failure: the tab says the model is not available
-            raise ModelUnavailable(what, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise ModelUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, what=what) from exc
         with stack:
             yield model
 
@@ -222,7 +222,7 @@ class Services:
 
     def unload_model(self, name: str) -> bool:
         if self.manager is None:
-            raise ModelUnavailable(name, "this install has no model manager")
+            raise ModelUnavailable("this install has no model manager", what=name)
         return bool(self.manager.unload(name))
 
     # -------------------------------------------------------- attachments

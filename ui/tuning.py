@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.config import ConfigError
+from config import ConfigError
 from tuning.config import TrainConfig, load_config
-from tuning.data import DatasetError, DatasetReport, load_dataset
+from tuning.dataset import DatasetError, DatasetReport, load_dataset
 from tuning.jobs import JobStatus, TrainingJob, start_training
 from tuning.runs import RunFolderError
 from ui.i18n import lang_of, say, t

@@ -4,7 +4,7 @@ The prompt of a conversation with tools is encoded by mistral-common itself (the
 prompts), from the model folder's SentencePiece file. The reply is a tool call when it starts with the
 [TOOL_CALLS] control token; the JSON list after it is parsed into OpenAI's tool_calls. When the caller
 requires a call (tool_choice "required" or a named function), [TOOL_CALLS] is placed by us and the JSON
-is constrained (engine/constrained.py) to calls of the offered functions with their parameter schemas.
+is constrained (engine/prompting/constrained.py) to calls of the offered functions with their parameter schemas.
 
 Chat-template models (TemplateToolPrompt) whose template renders `tools` and for which transformers has a
 response parser (the tokenizer's `response_template`, or the built-in one for its model_type: Qwen2/Qwen3,
@@ -24,18 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.constrained import JsonConstraint
+from engine.prompting.constrained import JsonConstraint
+from engine.errors import ToolsUnsupported
 
 CONTROL = ("[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")
 VERSION_FILE = re.compile(r"tokenizer\.model\.(v\d+)$")
-
-
-class ToolsUnsupported(ValueError):
-    """This model has no tool-call format we can encode (the API answers 400 naming `param`)."""
-
-    def __init__(self, message: str, param: str = "tools"):
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True)
@@ -129,7 +122,6 @@ class MistralToolPrompt:
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
         from pydantic import ValidationError
 
-        from engine.prompt import PromptError
 
         if getattr(self.codec, "path", "mistral") != "mistral":
             raise ToolsUnsupported(chat_template_refusal(self.codec.tokenizer))
@@ -188,7 +180,7 @@ class TemplateToolPrompt:
     def encode(self, messages: Sequence[dict], spec: ToolSpec) -> list[int]:
         """ids ending where the reply starts (the opening <tool_call> tag included when a call is forced).
         ToolsUnsupported when the template has no tool format or no parser; PromptError on a bad history."""
-        from engine.template_prompt import render_ids
+        from engine.prompting.template import render_ids
 
         tokenizer = self.codec.tokenizer
         if not renders_tools(getattr(tokenizer, "chat_template", None)) or self.schema is None:
@@ -243,7 +235,7 @@ TEMPLATE_ROLES = ("system", "user", "assistant", "tool")
 def _template_messages(messages: Sequence[dict]) -> list[dict]:
     """OpenAI messages -> what chat templates read (transformers' convention: arguments as a dict).
     PromptError names a message a template could not take."""
-    from engine.prompt import PromptError, check_message
+    from engine.prompting.mistral import PromptError, check_message
 
     out = []
     for i, m in enumerate(messages):

@@ -13,13 +13,14 @@ import threading
 import time
 from typing import Any, Iterator, Sequence
 
-from engine.batching import EngineBusy, FifoSlots, LoadStats
-from engine.config import ConfigError, EngineConfig
-from engine.generation import ChatStream, GenerationError, GenerationParams, StreamStats
-from engine.loader import LoadReport
-from engine.preflight import AUTO_SLOTS_CAP, Concurrency, fixed_concurrency
-from engine.prompt import normalize_messages
-from engine.textstream import StopMatcher
+from engine.serving.batching import EngineBusy, FifoSlots, LoadStats
+from config import ConfigError, EngineConfig
+from engine.serving.generation import ChatStream, GenerationError, GenerationParams, StreamStats
+from engine.loading.loader import LoadReport
+from engine.loading.preflight import AUTO_SLOTS_CAP, Concurrency, fixed_concurrency
+from engine.prompting.mistral import normalize_messages
+from engine.prompting.textstream import StopMatcher
+from engine.errors import RemoteServerError
 
 CONNECT_SECONDS = 10.0
 READ_SECONDS = 300.0
@@ -33,11 +34,6 @@ def remote_concurrency(setting: int | str) -> Concurrency:
         return fixed_concurrency(setting)
     return Concurrency(AUTO_SLOTS_CAP, True, f"auto: {AUTO_SLOTS_CAP} streams at once to the remote server, which "
                                              "batches on its own (set engine.max_concurrent to its batch size)")
-
-
-class RemoteServerError(GenerationError):
-    """The remote server refused the request, failed, or cannot be reached: a gateway error (HTTP 502 on /v1),
-    not ours; the message names the server."""
 
 
 def _detail(exc: Any) -> str:

@@ -1,6 +1,6 @@
 """Image + question (+ earlier turns) -> streamed answer, with LLaVA-NeXT (Mistral 7B by default).
 
-The image is checked by engine.media first. The prompt is LLaVA-NeXT Mistral's
+The image is checked by engine.media.inputs first. The prompt is LLaVA-NeXT Mistral's
 `[INST] <image>\\n{question} [/INST]`, with `<image>` expanded to as many placeholder tokens as the
 any-resolution grid gives. We assemble the ids piece by piece so that text a user types ("[INST]",
 "<image>") stays text, yet plain questions get exactly the ids the model card's processor call gives.
@@ -14,15 +14,15 @@ from typing import Any, Sequence
 
 import torch
 
-from engine import zerogpu
-from engine.codec import TextCodec
-from engine.config import EngineConfig
-from engine.generation import ChatStream, GenerationParams, Generator, PromptTooLong
-from engine.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained, model_bytes
-from engine.media import CheckedImage, ImageLimits, check_image, load_image
-from engine.preflight import GiB
-from engine.prompt import normalize_messages
-from engine.sources import ModelSource, SourceError, resolve_source
+from engine.serving import zerogpu
+from engine.prompting.codec import TextCodec
+from config import EngineConfig
+from engine.serving.generation import ChatStream, GenerationParams, Generator, PromptTooLong
+from engine.loading.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained, model_bytes
+from engine.media.inputs import CheckedImage, ImageLimits, check_image, load_image
+from engine.loading.preflight import GiB
+from engine.prompting.mistral import normalize_messages
+from engine.loading.sources import ModelSource, SourceError, resolve_source
 
 IMAGE_TOKEN = "<image>"
 DEMO_NOTICE = "Demo image model with random weights: answers are noise, not descriptions."
@@ -82,7 +82,7 @@ class VisionEngine:
         self._pixel_dtype = next((p.dtype for n, p in model.named_parameters()
                                   if "vision_tower" in n and p.is_floating_point()), torch.float32)
         self.gpu_seconds = zerogpu.GpuSeconds()
-        # Decorated once: ZeroGPU keeps a worker per decorated function (engine/zerogpu.py).
+        # Decorated once: ZeroGPU keeps a worker per decorated function (engine/serving/zerogpu.py).
         self._gpu_pieces = zerogpu.stream_on_gpu(self._pieces, lambda image, question, params, *rest:
                                                  self.gpu_seconds.tokens(params.max_new_tokens))
 
@@ -111,7 +111,7 @@ class VisionEngine:
     def load(cls, cfg: EngineConfig, *, demo: bool = False, budget_bytes: int | None = None,
              **kwargs: Any) -> "VisionEngine":
         """engine.vision_model, or (demo=True, or its files cannot be had) the demo LLaVA-NeXT with a notice."""
-        from engine.demo.vision import demo_vision_model
+        from engine.loading.demo.vision import demo_vision_model
 
         plan = vision_load_plan(cfg, budget_bytes)
         notice = ""
@@ -192,7 +192,7 @@ class VisionEngine:
         return VisionPrompt(inputs, len(ids), image_tokens, dropped)
 
     def check(self, image: CheckedImage | Any) -> CheckedImage:
-        """Bytes, a path, a PIL image or a CheckedImage -> CheckedImage (raises engine.media.MediaError)."""
+        """Bytes, a path, a PIL image or a CheckedImage -> CheckedImage (raises engine.media.inputs.MediaError)."""
         if isinstance(image, CheckedImage):
             return image
         if isinstance(image, (bytes, bytearray, str, Path)):
@@ -206,7 +206,7 @@ class VisionEngine:
     def ask(self, image: CheckedImage | Any, question: str, params: GenerationParams,
             history: Sequence[dict] = (), cancel: threading.Event | None = None) -> ChatStream:
         """Validate now (MediaError, PromptError raise here, before any text); generate while iterated,
-        inside spaces.GPU on ZeroGPU (engine/zerogpu.py), where a cancel event cannot follow."""
+        inside spaces.GPU on ZeroGPU (engine/serving/zerogpu.py), where a cancel event cannot follow."""
         checked = self.check(image)
         stream = self._stream(checked, question, params, history, cancel)
         if not zerogpu.enabled():

@@ -1,6 +1,6 @@
 """Conversation -> token ids in Mistral's instruct format, equal to mistral-common's v3 encoding.
 
-Models on the chat-template path (engine/codec.py) get their ids from engine/template_prompt.py instead;
+Models on the chat-template path (engine/prompting/codec.py) get their ids from engine/prompting/template.py instead;
 the checks on roles and order below hold for both.
 
 Text is always encoded as text: a user typing "[INST]" or "</s>" gets those characters, never
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from engine.codec import MISTRAL, TextCodec
-from engine.template_prompt import encode_template_chat
+from engine.prompting.codec import MISTRAL, TextCodec
+from engine.prompting.template import encode_template_chat
+from engine.errors import PromptError
 
 ROLES = ("system", "user", "assistant")
-
-
-class PromptError(ValueError):
-    """A conversation the model cannot take (wrong roles or order, empty text)."""
 
 
 def check_message(i: int, message: dict, roles: Sequence[str], content_default: str | None = None) -> tuple[str, str]:

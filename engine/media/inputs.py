@@ -12,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from engine.errors import MediaError
 
 # Decoders we allow (phone MPO photos open as JPEG). PIL would otherwise also try EPS (which runs
 # Ghostscript) and other rarities.
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 AUDIO_FORMATS = "WAV, FLAC, OGG/Opus, MP3 or AIFF"
 TARGET_RATE = 16_000
-
-
-class MediaError(ValueError):
-    """An upload the app cannot use; str(exc) says why in one sentence."""
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from engine.errors import ConstraintError
 
 ANY_OBJECT = {"type": "object"}
 # JSON laid out as json.dumps writes it (", " and ": "), which is how models saw JSON in training and how
 # mistral-common writes tool calls; no other whitespace, or a model may pad forever between tokens.
 # Unknown keywords (format, title, ...) are ignored rather than refused: OpenAI's own schemas carry many.
 OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "lenient": True}
-
-
-class ConstraintError(ValueError):
-    """A schema llguidance cannot compile; the message says why (the API answers 400)."""
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,10 @@ from typing import Any
 import psutil
 import torch
 
-from engine.memory import attempt, half_dtype, is_out_of_memory
-from engine.preflight import (CUDA_CONTEXT_BYTES, GiB, RUNGS, RungEstimate, estimate_rungs, first_fitting_rung,
+from engine.loading.memory import attempt, half_dtype, is_out_of_memory
+from engine.loading.preflight import (CUDA_CONTEXT_BYTES, GiB, RUNGS, RungEstimate, estimate_rungs, first_fitting_rung,
                               kv_cache_bytes)
-
-
-class ModelLoadError(RuntimeError):
-    """No rung could load the model; the message says what was tried and what to change."""
+from engine.errors import ModelLoadError
 
 
 @dataclass
@@ -48,7 +45,7 @@ class LoadReport:
     notice: str = ""      # what the user must know: fallback to the demo model, no GPU, ...
     estimates: list[RungEstimate] = field(default_factory=list)
     random_weights: bool = False   # a demo model of random weights (tests): its replies are noise
-    prompt_path: str = ""          # mistral | chat_template (engine/codec.py); "" for non-chat models
+    prompt_path: str = ""          # mistral | chat_template (engine/prompting/codec.py); "" for non-chat models
 
     def to_dict(self) -> dict:
         return asdict(self)

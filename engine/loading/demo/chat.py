@@ -5,10 +5,10 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.demo.build import cached_build, mistral_tokenizer_file
+from engine.loading.demo.build import cached_build, mistral_tokenizer_file
 
 # Mistral-7B-Instruct-v0.3's message format without the tool-calling branches of the upstream template.
-# Our engine encodes prompts itself (engine/prompt.py); this is here for tools that read the folder.
+# Our engine encodes prompts itself (engine/prompting/mistral.py); this is here for tools that read the folder.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% set system = messages | selectattr('role', 'equalto', 'system') | map(attribute='content') | list %}"
     "{% set turns = messages | rejectattr('role', 'equalto', 'system') | list %}"

@@ -6,7 +6,7 @@ Two schedulers with the same `.stream(messages, params, cancel) -> ChatStream` a
   decode step runs all active requests as one batch over a paged KV cache, so 8 clients cost far less
   than 8 times one. The cache is sized EXPLICITLY (`size_cache`): transformers' default would take
   60 % of system RAM on a CPU. Per request it honours temperature, top_p and a minimum length
-  (engine/sampling.py), and greedy requests take their argmax there; every end token of the folder ends
+  (engine/serving/sampling.py), and greedy requests take their argmax there; every end token of the folder ends
   a reply, as in `generate`. A seed, top-k, a repetition penalty (and greedy requests when
   engine.batch_greedy is false) go to the plain path, which is exact (equal to `generate`); torch's
   random generator is process-wide, so a seed repeats a reply exactly only while nothing else samples at
@@ -37,27 +37,20 @@ from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Sequence
 
-from engine.admission import WaitEstimator
-from engine.codec import TextCodec
-from engine.memory import release
-from engine.sampling import batch_sampler
-from engine.generation import (ChatStream, GenerationError, GenerationParams, Generator, Sink, StreamStats,
+from engine.serving.admission import WaitEstimator
+from engine.prompting.codec import TextCodec
+from engine.loading.memory import release
+from engine.serving.sampling import batch_sampler
+from engine.serving.generation import (ChatStream, GenerationError, GenerationParams, Generator, Sink, StreamStats,
                                cancelled_stream)
-from engine.textstream import IncrementalDecoder, StopMatcher
-from engine.zeroed import give_back_zero_pages
+from engine.prompting.textstream import IncrementalDecoder, StopMatcher
+from engine.serving.zeroed import give_back_zero_pages
+from engine.errors import EngineBusy, GenerationOutOfMemory
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05          # how often a waiting request looks at its cancel event
 WATCH_SECONDS = 1.0          # how often a relayed reply's thread looks at the batching thread once tokens flow
 PATHS = ("continuous", "queue")
-
-
-class EngineBusy(RuntimeError):
-    """Too many requests are waiting; the caller should retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: int = 2):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -323,7 +316,7 @@ class _DirectLoop:
 
 def _with_lazy_cache(make: Any) -> Any:
     """The manager's batch-processor factory (run by the batching thread at each start), with the new
-    cache's zero pages handed back at once: RAM for the cache as it fills (engine/zeroed.py)."""
+    cache's zero pages handed back at once: RAM for the cache as it fills (engine/serving/zeroed.py)."""
     def make_with_lazy_cache() -> Any:
         processor = make()
         give_back_zero_pages(processor.cache.cache_tensor)
@@ -436,7 +429,7 @@ class ContinuousBatcher:
         one_forward_at_a_time(model)
         self.max_context = generator.max_context
         self.fallback = QueuedGenerator(generator, slots)  # seeds and repetition penalties
-        # The batch's argmax reads the token engine/sampling.py drew (temperature and top_p per request,
+        # The batch's argmax reads the token engine/serving/sampling.py drew (temperature and top_p per request,
         # temperature 0 = greedy). No top-k: a request with top_k takes the plain path.
         gen = GenerationConfig(do_sample=False, eos_token_id=codec.eos, pad_token_id=codec.eos, max_new_tokens=512)
         cb = ContinuousBatchingConfig(
@@ -532,7 +525,8 @@ class ContinuousBatcher:
                     yield from self._alone(kept, params, cancel, stats)
                     return
                 stats.finish_reason = "error"
-                raise GenerationError(f"generation failed: {reply.failure}")
+                failed = GenerationOutOfMemory if _is_oom_text(reply.failure) else GenerationError
+                raise failed(f"generation failed: {reply.failure}")
             if stats.finish_reason != "cancelled":
                 tail = reply.stops.feed(reply.decoder.flush()) + reply.stops.flush()
                 if tail:

@@ -136,7 +136,7 @@ def text_then_stats(stream: Any) -> Iterator[Any]:
 
 def relay(items: Iterator[Any], stats: Any) -> Any:
     """Outside: a ChatStream over `text_then_stats` items; the last item's values are copied into `stats`."""
-    from engine.generation import ChatStream
+    from engine.serving.generation import ChatStream
 
     def pieces() -> Iterator[str]:
         try:

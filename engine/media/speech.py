@@ -20,13 +20,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from engine import zerogpu
-from engine.config import EngineConfig
-from engine.loader import LoadReport, model_bytes
-from engine.memory import attempt
-from engine.media import (TARGET_RATE, AudioClip, AudioLimits, MediaError, is_silent, load_audio,
+from engine.serving import zerogpu
+from config import EngineConfig
+from engine.loading.loader import LoadReport, model_bytes
+from engine.loading.memory import attempt
+from engine.media.inputs import (TARGET_RATE, AudioClip, AudioLimits, MediaError, is_silent, load_audio,
                           split_for_whisper)
-from engine.sources import ModelSource, SourceError, resolve_source
+from engine.loading.sources import ModelSource, SourceError, resolve_source
+from engine.errors import SpeechError
 
 NO_SPEECH = "No speech heard: the recording is silent or too quiet."
 DEMO_STT_NOTICE = "Demo speech recogniser with random weights: transcripts are noise, not words."
@@ -35,10 +36,6 @@ LANGUAGE_NAMES = MappingProxyType({"ko": "ko", "korean": "ko", "kor": "ko", "한
                                    "en": "en", "english": "en", "eng": "en", "영어": "en"})
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
-
-
-class SpeechError(ValueError):
-    """A request the speech models cannot serve (unknown language, nothing speakable); one clear sentence."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +112,7 @@ class SpeechToText:
         self.languages, self.max_new_tokens, self.batch_size, self.limits = tuple(languages), max_new_tokens, \
             batch_size, limits
         self._lock = threading.Lock()
-        # The model work runs inside spaces.GPU on ZeroGPU (engine/zerogpu.py), sized by the audio's length.
+        # The model work runs inside spaces.GPU on ZeroGPU (engine/serving/zerogpu.py), sized by the audio's length.
         self._gpu_transcribe = zerogpu.on_gpu(self._transcribe, lambda pieces, *rest: zerogpu.GpuSeconds().audio(
             sum(len(p) for p in pieces) / TARGET_RATE))
 
@@ -134,7 +131,7 @@ class SpeechToText:
     @classmethod
     def load(cls, cfg: EngineConfig, *, demo: bool = False, **kwargs: Any) -> "SpeechToText":
         """engine.stt_model with a GPU, engine.stt_model_cpu without; the demo Whisper on request or fallback."""
-        from engine.demo.speech import demo_whisper_model
+        from engine.loading.demo.speech import demo_whisper_model
 
         model_id = cfg.stt_model if torch.cuda.is_available() else cfg.stt_model_cpu
         source, notice = _pick_source(model_id, demo=demo, fallback=cfg.demo_fallback, demo_id="demo:whisper-tiny",
@@ -251,7 +248,7 @@ class Voice:
         self.max_chars, self.sentence_chars, self.pause_seconds = max_chars, sentence_chars, pause_seconds
         self._uroman: Any = None
         self._lock = threading.Lock()
-        # Each sentence is synthesized inside spaces.GPU on ZeroGPU (engine/zerogpu.py).
+        # Each sentence is synthesized inside spaces.GPU on ZeroGPU (engine/serving/zerogpu.py).
         self._gpu_synthesize = zerogpu.on_gpu(self._synthesize, lambda text: zerogpu.GpuSeconds().text(len(text)))
 
     @classmethod
@@ -272,7 +269,7 @@ class Voice:
     @classmethod
     def load(cls, cfg: EngineConfig, language: str, *, demo: bool = False, **kwargs: Any) -> "Voice":
         """engine.tts_model_ko or engine.tts_model_en; the demo voice on request or fallback."""
-        from engine.demo.speech import demo_tts_model
+        from engine.loading.demo.speech import demo_tts_model
 
         if language not in ("ko", "en"):
             raise SpeechError(f"no voice for language {language!r}; use ko or en")

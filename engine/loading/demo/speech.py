@@ -11,7 +11,7 @@ import json
 import string
 from pathlib import Path
 
-from engine.demo.build import cached_build
+from engine.loading.demo.build import cached_build
 
 WHISPER_SIZES = {
     "tiny": dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,

@@ -3,6 +3,6 @@
 No machine here reaches a model hub, so tests, `--demo` and benchmarks run on these.
 They produce noise: callers must tell the user so (see LoadReport.demo).
 """
-from engine.demo.build import cache_root, cached_build, mistral_tokenizer_file
+from engine.loading.demo.build import cache_root, cached_build, mistral_tokenizer_file
 
 __all__ = ["cache_root", "cached_build", "mistral_tokenizer_file"]

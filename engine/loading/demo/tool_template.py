@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.demo.build import cached_build
+from engine.loading.demo.build import cached_build
 
 CHAT_TEMPLATE = """\
 {%- set system = messages | selectattr('role', 'equalto', 'system') | map(attribute='content') | list -%}
@@ -52,7 +52,7 @@ def _build(out: Path, seed: int) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from engine.demo.gguf import offline_chat_model
+    from engine.loading.demo.gguf import offline_chat_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(offline_chat_model()))
     tokenizer.chat_template = CHAT_TEMPLATE

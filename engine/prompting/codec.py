@@ -1,11 +1,11 @@
 """Text <-> ids for a chat model, and which of the two prompt paths the model takes.
 
 Path "mistral": the tokenizer has Mistral's [INST]/[/INST] control tokens; prompts are built by
-engine/prompt.py with ids equal to mistral-common's. When the folder has a SentencePiece
+engine/prompting/mistral.py with ids equal to mistral-common's. When the folder has a SentencePiece
 `tokenizer.model` (Mistral v0.3 and our demo models), text is encoded with SentencePiece itself: the
 transformers fast tokenizer merges runs of spaces differently.
 Path "chat_template": any other tokenizer with a chat template (Llama, Qwen, Gemma, Phi, SmolLM...);
-prompts come from the tokenizer's own template (engine/template_prompt.py).
+prompts come from the tokenizer's own template (engine/prompting/template.py).
 """
 from __future__ import annotations
 
@@ -13,14 +13,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from engine.errors import TemplateMissing
 
 MISTRAL, CHAT_TEMPLATE = "mistral", "chat_template"
 PATH_LABELS = {MISTRAL: "Mistral instruct format (mistral-common ids)",
                CHAT_TEMPLATE: "the tokenizer's own chat template"}
-
-
-class TemplateMissing(ValueError):
-    """Not a Mistral tokenizer and no chat template: we would not know how to build a prompt."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from engine.errors import PromptError
+
 PLACEHOLDER = "\ue000{}\ue001"   # private-use characters no template alters
 PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
 
@@ -24,7 +26,6 @@ def render_ids(codec: Any, messages: Sequence[dict], *, generation_prompt: bool,
                tools: list[dict] | None = None) -> list[int]:
     """Ids of `messages` (already normalised) as the template lays them out. PromptError on a refusal.
     `tools` (OpenAI tool objects) go to the template, which lists them in its own tool format."""
-    from engine.prompt import PromptError
 
     tok = codec.tokenizer
     specials = special_texts(tok)
@@ -58,7 +59,6 @@ def encode_template_chat(codec: Any, msgs: list[dict], *, with_assistant_mask: b
     The mask comes from rendering growing prefixes: the tokens a reply adds after the template's
     generation prompt are the reply (its text and end token).
     """
-    from engine.prompt import PromptError
 
     if not with_assistant_mask:
         return render_ids(codec, msgs, generation_prompt=True)

@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.demo.build import cached_build, mistral_tokenizer_file
+from engine.loading.demo.build import cached_build, mistral_tokenizer_file
 
 IMAGE_TOKEN = "<image>"
 

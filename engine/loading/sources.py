@@ -3,13 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from engine.errors import SourceError
 
-OFFLINE_DEMO = "smollm2"   # demo:smollm2, the real small model that needs no hub (engine/demo/gguf.py)
+OFFLINE_DEMO = "smollm2"   # demo:smollm2, the real small model that needs no hub (engine/loading/demo/gguf.py)
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
-
-
-class SourceError(RuntimeError):
-    """The model cannot be had; the message says why and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -47,20 +44,20 @@ def resolve_source(model: str) -> ModelSource:
 def _demo_folder(size: str) -> Path:
     """demo:smollm2 is real weights from a pip package; demo:tiny / demo:bench are random Mistral models."""
     if size == OFFLINE_DEMO:
-        from engine.demo.gguf import GgufError, offline_chat_model
+        from engine.loading.demo.gguf import GgufError, offline_chat_model
 
         try:
             return offline_chat_model()
         except GgufError as exc:
             raise SourceError(str(exc)) from None
-    from engine.demo.chat import demo_chat_model
+    from engine.loading.demo.chat import demo_chat_model
 
     return demo_chat_model(size)
 
 
 def _from_gguf(file: Path, model_id: str) -> Path:
     """A GGUF file as engine.model: dequantized once into a cached safetensors folder."""
-    from engine.demo.gguf import GgufError, dense_from_gguf
+    from engine.loading.demo.gguf import GgufError, dense_from_gguf
 
     if file.suffix.lower() != ".gguf":
         raise SourceError(f"engine.model {model_id!r} is a file but not a .gguf model: give a model folder "

@@ -1,0 +1,1 @@
+"""Where weights come from and how they load: sources, the precision ladder, preflight, memory recovery, demo models."""

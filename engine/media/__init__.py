@@ -1,0 +1,1 @@
+"""Images and speech: input checks, LLaVA-NeXT vision, Whisper in and a voice out."""
