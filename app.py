@@ -79,17 +79,9 @@ def start_zerogpu() -> None:
     spaces.GPU functions) from a hook on gr.Blocks.launch; this app mounts Gradio on its own FastAPI app
     and never calls launch, so run that hook's task here, once, after the models and the decorated
     functions exist."""
-    import gradio as gr
-    from spaces.zero import gradio as zero_gradio
+    from ui.gradio_bridge import take_zerogpu_startup
 
-    hook = gr.Blocks.launch
-    cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or ()))
-    if "task" not in cells:
-        raise RuntimeError("ZeroGPU: the spaces start-up hook on gr.Blocks.launch was not found; "
-                           "install the pinned spaces version from requirements.txt")
-    task, task_args, task_kwargs = (cells[n].cell_contents for n in ("task", "task_args", "task_kwargs"))
-    gr.Blocks.launch = zero_gradio._orig_launch
-    task(*task_args, **task_kwargs)
+    take_zerogpu_startup()()
 
 
 def build_manager(cfg: AppConfig, engine, *, demo: bool):
@@ -112,19 +104,20 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     from api import build_api
     from api.auth import key_policy
     from engine.chat import ChatEngine
+    from engine.serving.admission import Admission
     from sessions import SessionStore
     from ui import CSS, JS, build_ui, make_i18n
+    from ui.gradio_bridge import mark_launched
     from ui.quiet import quiet_queue
     from ui.owners import Owners, browser_secret
     from ui.services import Services
 
     policy = key_policy(cfg, host, login=bool(users))  # before the model: a refusal costs no load
     phase(f"loading the chat model ({'demo' if demo else cfg.engine.model})…")
-    engine = ChatEngine.load(cfg.engine, demo=demo)
+    engine = ChatEngine.load(cfg.engine, demo=demo, admission=Admission.from_config(cfg.server))
     print(f"[model] {engine.report.summary()}", flush=True)
     if engine.report.notice:
         print(f"[model] {engine.report.notice}", flush=True)
-    engine.set_queue_limit(cfg.server.queue_size)
     store = SessionStore(cfg.sessions.path)
     manager = build_manager(cfg, engine, demo=demo)
     # Settings and training change this machine: beyond loopback (LAN, share, Space) they need a login.
@@ -140,7 +133,7 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
                               run_history=False, footer_links=["api", "gradio", "settings"])
     # mount_gradio_app leaves has_launched False, and with it Gradio skips its check that a file path sent
     # by a client was really uploaded (else a client could name any server file as "its" image).
-    blocks.has_launched = True
+    mark_launched(blocks)
     app.state.services = services
     return app
 

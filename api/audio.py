@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.errors import ApiError, bad_request, unavailable
+from api.responses import transcription, verbose_transcription, wire
 from api.schemas import SpeechRequest
 from api.state import ApiState
 
@@ -59,9 +60,8 @@ def router(state: ApiState) -> APIRouter:
         if response_format == "text":
             return PlainTextResponse(tr.text)
         if response_format == "verbose_json":
-            return JSONResponse({"task": "transcribe", "text": tr.text, "language": tr.language,
-                                 "duration": tr.seconds_audio, "no_speech": tr.no_speech, "message": tr.message})
-        return JSONResponse({"text": tr.text})
+            return JSONResponse(wire(verbose_transcription(tr)))
+        return JSONResponse(wire(transcription(tr.text)))
 
     @r.post("/v1/audio/speech")
     async def speech(body: SpeechRequest):

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.errors import ApiError, bad_request
+from api.responses import LocalModel, adapter_model, base_model, model_list, wire
 
 ALIAS = "local-chat"
 
@@ -43,12 +44,11 @@ class ModelNames:
     def accepted(self) -> list[str]:
         return list(dict.fromkeys([self.model_id, self.alias]))
 
-    def adapter_entries(self) -> list[dict]:
+    def adapter_entries(self) -> list[LocalModel]:
         """Every adapter that fits the loaded base, read now (a run that just finished is listed at once)."""
         if self.adapters is None:
             return []
-        return [{"id": a.name, "object": "model", "created": _created(a.meta, self.created),
-                 "owned_by": "local", "parent": self.model_id, "root": a.name}
+        return [adapter_model(a.name, _created(a.meta, self.created), parent=self.model_id)
                 for a in self.adapters.available() if a.compatible and a.name not in self.accepted]
 
     def resolve(self, name: str) -> Resolved:
@@ -58,7 +58,7 @@ class ModelNames:
             adapter = self._adapter(name)
             if adapter is not None:
                 return adapter
-        names = self.accepted + [a["id"] for a in self.adapter_entries()]
+        names = self.accepted + [a.id for a in self.adapter_entries()]
         raise ApiError(404, f"the model {name!r} does not exist here; use " + " or ".join(map(repr, names)),
                        param="model", code="model_not_found")
 
@@ -80,21 +80,22 @@ class ModelNames:
                               "adapter_unusable") from None
         return Resolved(self.model_id, info.name)
 
-    def base_entries(self) -> list[dict]:
+    def base_entries(self) -> list[LocalModel]:
         return [self._base_entry(name) for name in self.accepted]
 
-    def _base_entry(self, name: str) -> dict:
-        entry = {"id": name, "object": "model", "created": self.created, "owned_by": "local"}
-        return entry | ({"prompt_path": self.prompt_path} if self.prompt_path else {})
+    def _base_entry(self, name: str) -> LocalModel:
+        return base_model(name, self.created, self.prompt_path)
 
     def listing(self) -> dict:
-        return {"object": "list", "data": self.base_entries() + self.adapter_entries()}
+        """GET /v1/models's body."""
+        return wire(model_list(self.base_entries() + self.adapter_entries()))
 
     def entry(self, name: str) -> dict:
+        """GET /v1/models/{name}'s body."""
         resolved = self.resolve(name)
         if resolved.adapter is None:
-            return self._base_entry(name)
-        return next(e for e in self.adapter_entries() if e["id"] == resolved.adapter)
+            return wire(self._base_entry(name))
+        return wire(next(e for e in self.adapter_entries() if e.id == resolved.adapter))
 
 
 def _created(meta: dict, default: int) -> int:

@@ -3,36 +3,28 @@ engine parameters; and the refusal, by name, of every field this server would ot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from api.errors import bad_request
 from api.schemas import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
 from engine.prompting.constrained import JsonConstraint
 from engine.prompting.tools import ToolSpec
+from engine.requests import Sampling
 
 # Fields that do not change the reply: accepted as OpenAI accepts them.
 HARMLESS = frozenset({"user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"})
 # Fields accepted only at the value that means "off".
-NEUTRAL: dict[str, tuple] = {"frequency_penalty": (0,), "presence_penalty": (0,), "logit_bias": ({},),
-                             "modalities": (["text"],)}
+NEUTRAL: dict[str, tuple] = {"logit_bias": ({},), "modalities": (["text"],)}
+# /v1's names for the engine's sampling options, so a refusal names what the client sent.
+NAMES = {"max_new_tokens": "max_tokens", "min_new_tokens": "min_tokens", "logprobs": "top_logprobs"}
 
 
 @dataclass(frozen=True)
 class Features:
+    """What the body asks of the engine, in the engine's terms (checked by ChatService.request)."""
+    sampling: Sampling
     n: int = 1
-    logprobs: int | None = None            # None: off; else top alternatives per token
     constraint: JsonConstraint | None = None
     tools: ToolSpec | None = None
-
-    def overrides(self) -> dict[str, Any]:
-        return {"logprobs": self.logprobs, "constraint": self.constraint, "tools": self.tools}
-
-    @property
-    def local_only(self) -> str | None:
-        """The first parameter a remote backend or the image model cannot honour, if any."""
-        return next((name for name, used in (("logprobs", self.logprobs is not None),
-                                             ("response_format", self.constraint is not None),
-                                             ("tools", self.tools is not None)) if used), None)
 
 
 def refuse_unsupported(body: ChatCompletionRequest) -> None:
@@ -75,15 +67,19 @@ def _tools(body: ChatCompletionRequest, has_tool_messages: bool) -> ToolSpec | N
 
 
 def request_features(body: ChatCompletionRequest, messages: list[dict]) -> Features:
-    """400 naming the parameter for anything not honoured."""
+    """400 naming the parameter for anything this server would otherwise ignore."""
     refuse_unsupported(body)
     if body.top_logprobs is not None and not body.logprobs:
         raise bad_request("top_logprobs needs logprobs set to true", "top_logprobs")
     has_tool_messages = any(m["role"] == "tool" or m.get("tool_calls") for m in messages)
-    features = Features(n=body.n, logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-                        constraint=_constraint(body), tools=_tools(body, has_tool_messages))
-    if body.min_tokens and (features.constraint is not None or features.tools is not None):
+    constraint, tools = _constraint(body), _tools(body, has_tool_messages)
+    if body.min_tokens and (constraint is not None or tools is not None):
         # The grammar ends the reply where the format is complete; held past that, only garbage can follow.
         raise bad_request("min_tokens cannot be combined with response_format or tools: the format decides "
                           "where the reply ends", "min_tokens")
-    return features
+    stop = None if body.stop is None else (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
+    sampling = Sampling(max_new_tokens=body.max_completion_tokens or body.max_tokens, min_new_tokens=body.min_tokens,
+                        temperature=body.temperature, top_p=body.top_p, seed=body.seed,
+                        presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                        logprobs=(body.top_logprobs or 0) if body.logprobs else None, stop=stop)
+    return Features(sampling, body.n, constraint, tools)

@@ -41,7 +41,6 @@ def build_api(cfg: Any, engine: Any, *, host: str | None = None, manager: Any = 
     `manager`: the ModelManager holding the vision and speech models (None: those routes answer 503).
     `policy`: the exposure rule (default: key_policy(cfg, host), no login)."""
     policy = policy or key_policy(cfg, host)
-    engine.set_queue_limit(cfg.server.queue_size, cfg.server.max_wait_s)
     state = ApiState(cfg=cfg, engine=engine, names=models.names_for(engine.model_id, getattr(engine, "adapters", None), getattr(engine.report, "prompt_path", "")), policy=policy, manager=manager)
     app = FastAPI(title="Local chat API", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state

@@ -132,6 +132,8 @@ class ChatCompletionRequest(BaseModel):
                                          description="no end of reply before this many tokens")
     stop: Text | list[Text] | None = None
     seed: StrictInt | None = Field(None, ge=-INT64, lt=INT64, description="a 64-bit integer, as OpenAI takes")
+    presence_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: StrictInt = Field(1, ge=1, le=MAX_CHOICES, description=f"choices per request, at most {MAX_CHOICES}")

@@ -8,6 +8,7 @@ from typing import Any
 
 from api.auth import KeyPolicy
 from api.models import ModelNames
+from engine.requests import ChatService
 from engine.serving.generation import GenerationParams
 
 MiB = 2 ** 20
@@ -36,6 +37,11 @@ class ApiState:
     policy: KeyPolicy
     manager: Any = None               # engine.manager.ModelManager: vision, stt, tts-ko, tts-en
     counters: Counters = field(default_factory=Counters)
+    chat: ChatService | None = None   # the one door into chat (engine/requests.py); built from cfg when None
+
+    def __post_init__(self) -> None:
+        if self.chat is None:
+            self.chat = ChatService.from_config(self.cfg, self.engine, self.manager)
 
     @property
     def base_params(self) -> GenerationParams:

@@ -20,8 +20,7 @@ CALLS = 20
 
 def _theirs(batch: int):
     import torch
-    from transformers.generation.continuous_batching.cb_logits_processors import (
-        ContinuousBatchingTemperatureLogitsWarper, ContinuousBatchingTopPLogitsWarper)
+    from engine.hf_bridge import ContinuousBatchingTemperatureLogitsWarper, ContinuousBatchingTopPLogitsWarper
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
     temperature = ContinuousBatchingTemperatureLogitsWarper(TemperatureLogitsWarper(0.7))

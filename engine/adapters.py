@@ -16,10 +16,10 @@ import re
 import struct
 import threading
 from collections import OrderedDict, deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+from engine import hf_bridge
 from engine.errors import AdapterError, AdapterMismatch, AdapterNameError, AdapterNotFound
 
 META_FILE = "meta.json"
@@ -160,7 +160,7 @@ class _Switch:
         self.model, self.is_peft = model, isinstance(model, PeftModel)
 
     def names(self) -> set[str]:
-        if self.is_peft or getattr(self.model, "_hf_peft_config_loaded", False):
+        if self.is_peft or hf_bridge.peft_config_loaded(self.model):
             return set(self.model.peft_config)
         return set()
 
@@ -194,9 +194,9 @@ class _Switch:
 class AdapterRegistry:
     """The adapters usable with one loaded base model, and which one each request gets.
 
-    `with registry.active(model, name_or_None):` runs the block with that adapter (None: the base).
-    Blocks that ask for the same selection run concurrently; a block that asks for another one
-    waits until those finish (first come, first served), so outputs never mix adapters.
+    `registry.gated(model, stream, name_or_None)` makes a reply stream generate with that adapter
+    (None: the base). Streams that ask for the same selection run concurrently; one that asks for
+    another waits until those finish (first come, first served), so outputs never mix adapters.
     At most `max_loaded` adapters stay in memory; the least recently used idle one is unloaded.
     """
 
@@ -233,19 +233,9 @@ class AdapterRegistry:
         return info
 
     # -- per-request selection -----------------------------------------------------------------
-    @contextmanager
-    def active(self, model: Any, name: str | None) -> Iterator[None]:
-        """Run the block with adapter `name` (None or "": the base model) applied to `model`."""
-        info = self.check(name) if name else None
-        self._enter(model, info.name if info else None, lambda sw: self._apply(sw, info))
-        try:
-            yield
-        finally:
-            self._leave()
-
-    def gated(self, model: Any, stream: Any, name: str | None) -> Any:
-        """Wrap a lazy ChatStream (or a no-argument function making one) so it generates under
-        `active(model, name)`.
+    def gated(self, model: Any, stream: Any, info: "AdapterInfo | str | None") -> Any:
+        """Wrap a lazy ChatStream (or a no-argument function making one) so it generates with adapter
+        `info` (an AdapterInfo, a name, or None for the base) applied to `model`.
 
         The adapter is checked now, before a function is called (errors before any text); the
         selection is held from the first piece until the stream ends or is closed. Close streams you
@@ -253,7 +243,8 @@ class AdapterRegistry:
         """
         from engine.serving.generation import ChatStream
 
-        info = self.check(name) if name else None
+        if isinstance(info, str) or info == "":
+            info = self.check(info) if info else None   # a bare name: checked here (ChatService.request checks once)
         if callable(stream) and not hasattr(stream, "stats"):
             stream = stream()
 
@@ -265,17 +256,6 @@ class AdapterRegistry:
                 self._leave()
 
         return ChatStream(pieces(stream), stream.stats, relayed=lambda sink: pieces(stream.via(sink)))
-
-    def compare(self, engine: Any, messages: Sequence[dict], name: str, params: Any) -> tuple[str, str]:
-        """(base reply, adapter reply) to the same messages, for a side-by-side view.
-
-        `engine` needs `.model` and `.generator` (a ChatEngine). Use temperature 0 to see only the
-        adapter's effect.
-        """
-        self.check(name)
-        base = self.gated(engine.model, engine.generator.stream(messages, params), None).text()
-        tuned = self.gated(engine.model, engine.generator.stream(messages, params), name).text()
-        return base, tuned
 
     def unload(self, model: Any, name: str) -> bool:
         """Free adapter `name` from memory (waits for requests using any adapter to finish)."""

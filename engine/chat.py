@@ -11,7 +11,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from engine.adapters import AdapterError, AdapterRegistry
+from engine.adapters import AdapterInfo, AdapterRegistry
+from engine.backend import ChatBackend
+from engine.errors import AdapterError
+from engine.serving.admission import Admission
 from engine.serving.batching import LoadStats, build_scheduler, kv_budget_bytes
 from engine.prompting.codec import TemplateMissing, TextCodec
 from config import EngineConfig
@@ -55,7 +58,7 @@ class ChatEngine:
     codec: TextCodec | None         # None with a remote backend
     report: LoadReport
     generator: Generator | None     # the plain single-request path; None with a remote backend
-    scheduler: Any = None           # .stream/.stats/.close: ContinuousBatcher, QueuedGenerator or RemoteChat
+    scheduler: ChatBackend | None = None   # ContinuousBatcher, QueuedGenerator or RemoteChat; None on ZeroGPU
     max_context: int = 4096
     adapters: AdapterRegistry | None = None   # LoRA adapters for this base; None with a remote backend
     gpu_seconds: zerogpu.GpuSeconds = zerogpu.GpuSeconds()   # ZeroGPU duration asked per request
@@ -70,16 +73,16 @@ class ChatEngine:
         return self.model is None
 
     def stream(self, messages: Sequence[dict], params: GenerationParams,
-               cancel: threading.Event | None = None, adapter: str | None = None) -> ChatStream:
-        """Validate now (PromptError, PromptTooLong, EngineBusy, AdapterError raise here); text comes
-        while iterating. `adapter` names a LoRA adapter for this request; None is the base model."""
+               cancel: threading.Event | None = None, adapter: AdapterInfo | None = None) -> ChatStream:
+        """Validate now (PromptError, PromptTooLong, EngineBusy raise here); text comes while iterating.
+        `adapter`: a LoRA adapter already checked against this base (ChatService.request); None is the base."""
         def make() -> ChatStream:
             if self.scheduler is not None:
                 return self.scheduler.stream(messages, params, cancel)
             return self.generator.stream(messages, params, cancel)
 
         if self.adapters is None:
-            if adapter:
+            if adapter is not None:
                 raise AdapterError("adapters need a model loaded here (engine.backend is openai)")
             return make()
         stream = self.adapters.gated(self.model, make, adapter)
@@ -90,8 +93,13 @@ class ChatEngine:
         return zerogpu.relay(self._gpu_pieces(list(messages), params, None if zerogpu.enabled() else cancel,
                                               adapter), stream.stats)
 
+    def check_request(self, params: GenerationParams) -> None:
+        """What a request constrains the reply with compiles (ConstraintError naming the parameter otherwise)."""
+        if self.generator is not None:
+            self.generator.check_request(params)
+
     def _pieces(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None,
-                adapter: str | None):
+                adapter: AdapterInfo | None):
         """Runs inside spaces.GPU on ZeroGPU (a forked worker: plain data in, text and stats out)."""
         yield from zerogpu.text_then_stats(
             self.adapters.gated(self.model, lambda: self.generator.stream(messages, params, cancel), adapter))
@@ -107,13 +115,11 @@ class ChatEngine:
             return self.scheduler.stats()
         return LoadStats("plain", 0, 0, 0, 0, 0)
 
-    def set_queue_limit(self, max_waiting: int, max_wait_s: float | None = None) -> None:
-        """How many requests may wait (server.queue_size), and how long one may expect to wait
-        (server.max_wait_s), before new ones are refused as busy."""
-        slots = getattr(self.scheduler, "slots", None)
-        if slots is not None:
-            slots.max_waiting = max_waiting
-            slots.admission.max_wait_s = max_wait_s
+    def admit(self, admission: Admission) -> None:
+        """Apply the server's admission limits to whichever queue serves this engine (called by load)."""
+        if self.scheduler is not None:
+            self.scheduler.slots.max_waiting = admission.max_waiting
+            self.scheduler.slots.admission.max_wait_s = admission.max_wait_s
 
     def close(self) -> None:
         if self.scheduler is not None:
@@ -151,11 +157,18 @@ class ChatEngine:
                    concurrency)
 
     @classmethod
-    def load(cls, cfg: EngineConfig, *, demo: bool = False) -> "ChatEngine":
-        """The configured model, or (demo=True, or it cannot be had) the demo model with a notice why.
+    def load(cls, cfg: EngineConfig, *, demo: bool = False, admission: Admission = Admission()) -> "ChatEngine":
+        """The configured model, or (demo=True, or it cannot be had) the demo model with a notice why,
+        admitting requests by `admission` (server.queue_size and server.max_wait_s), set here once.
 
         engine.backend = "openai": no model loads; the engine streams from engine.remote_base_url.
         """
+        engine = cls._load(cfg, demo=demo)
+        engine.admit(admission)
+        return engine
+
+    @classmethod
+    def _load(cls, cfg: EngineConfig, *, demo: bool = False) -> "ChatEngine":
         if cfg.backend == "openai":
             from engine.serving.remote import RemoteChat
 

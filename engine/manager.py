@@ -126,10 +126,6 @@ class ModelManager:
         with self._lock:
             return list(self._entries)
 
-    def is_loaded(self, name: str) -> bool:
-        with self._lock:
-            return self._entry(name).obj is not None
-
     def _entry(self, name: str) -> _Entry:
         try:
             return self._entries[name]

@@ -2,7 +2,7 @@
 
 Imports nothing else of the app; the only package that imports tinydb.
 Modules: errors (exception classes), model (validation and limits), storage
-(atomic files + TinyDB storage), locking (thread + flock locks), record (file
+(atomic files + TinyDB storage), locking (thread + file locks), record (file
 layout), migrate (older schemas), search, exchange (export/import),
 attachments (content-addressed files), store (SessionStore, the public API).
 """

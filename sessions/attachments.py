@@ -49,9 +49,6 @@ class AttachmentStore:
     def marker_name(owner_key: str, session_id: str) -> str:
         return f"{owner_key}.{session_id}"
 
-    def path_of(self, ref: str) -> Path:
-        return self.folder / self.check_ref(ref)
-
     # -- writing ---------------------------------------------------------
     def put(self, data: bytes, suffix: str) -> str:
         """Store bytes once; the same bytes always give the same ref."""

@@ -1,24 +1,29 @@
 """Locks that serialise writers across threads and processes.
 
-A threading lock orders threads of one store; fcntl.flock on a lock file
-orders processes (and separate stores in one process, since every acquisition
-opens its own file description). Session locks are striped: a fixed set of
-lock files, chosen by hashing the session, so writes to different sessions
-rarely wait for each other and lock files never need deleting (deleting a
-lock file while someone waits on it is the classic flock race).
+A threading lock orders threads of one store (a waiting thread sleeps on it
+instead of polling); a `filelock.FileLock` on a lock file orders processes,
+and separate stores in one process (flock on Unix, LockFileEx on Windows).
+Session locks are striped: a fixed set of lock files, chosen by hashing the
+session, so writes to different sessions rarely wait for each other and lock
+files never need deleting (deleting a lock file while someone waits on it is
+the classic flock race; filelock's Unix lock keeps the file on release).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 import threading
 from pathlib import Path
 from typing import Iterator
 
+from filelock import FileLock
+
 from .errors import StorageFailure
+
+# filelock polls a lock another process holds; the default 50 ms would add up to that to every
+# contended write, which is far longer than a write takes.
+POLL_SECONDS = 0.002
 
 DEFAULT_STRIPES = 64
 
@@ -33,39 +38,43 @@ class StoreLocks:
     def __init__(self, folder: Path, stripes: int = DEFAULT_STRIPES) -> None:
         self.folder = folder
         self.stripes = stripes
-        self._thread_locks = [threading.Lock() for _ in range(stripes)]
-        self._attachments_thread_lock = threading.Lock()
+        self._sessions = [_Lock(folder / f"session-{i:02d}.lock") for i in range(stripes)]
+        self._attachments = _Lock(folder / "attachments.lock")
 
     def _stripe(self, owner_key: str, session_id: str) -> int:
         digest = hashlib.blake2b(f"{owner_key}/{session_id}".encode(), digest_size=4).digest()
         return int.from_bytes(digest, "big") % self.stripes
 
-    @contextlib.contextmanager
-    def session(self, owner_key: str, session_id: str) -> Iterator[None]:
+    def session(self, owner_key: str, session_id: str) -> contextlib.AbstractContextManager[None]:
         """Exclusive right to change one session's file."""
-        index = self._stripe(owner_key, session_id)
-        with self._thread_locks[index], _flock(self.folder / f"session-{index:02d}.lock"):
-            yield
+        return self._sessions[self._stripe(owner_key, session_id)].held()
+
+    def attachments(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive right to add or remove attachment files and their references."""
+        return self._attachments.held()
+
+
+class _Lock:
+    """A threading lock in front of a file lock: threads of this store queue on the first (no
+    polling), then one of them takes the file against other processes and stores."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread = threading.Lock()
+        # is_singleton: stores in one process share the FileLock object of a path, so one waits on
+        # another's hold (filelock refuses that between separate objects, as a deadlock); holds stay
+        # per thread, so they still exclude each other.
+        self._file = FileLock(path, mode=0o600, is_singleton=True, poll_interval=POLL_SECONDS)
 
     @contextlib.contextmanager
-    def attachments(self) -> Iterator[None]:
-        """Exclusive right to add or remove attachment files and their references."""
-        with self._attachments_thread_lock, _flock(self.folder / "attachments.lock"):
-            yield
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path`; released in finally, also on errors."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StorageFailure(f"Could not open lock file {path.name}: {exc.strerror or exc}.") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    def held(self) -> Iterator[None]:
+        """Both locks, released in finally, also on errors."""
+        with self._thread:
+            try:
+                self._file.acquire()
+            except OSError as exc:
+                raise StorageFailure(f"Could not open lock file {self.path.name}: {exc.strerror or exc}.") from exc
+            try:
+                yield
+            finally:
+                self._file.release()

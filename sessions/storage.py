@@ -1,10 +1,10 @@
 """Atomic file writes and the TinyDB storage built on them.
 
 TinyDB's own JSONStorage truncates the file and writes it in place, so a
-crash mid-write leaves a 0-byte or half file. Here every write goes to a temp
-file in the same folder, is flushed and fsync'ed, replaces the target with
-os.replace and then fsyncs the folder, so a reader (or a restart) sees either
-the old file or the new one, never a mix.
+crash mid-write leaves a 0-byte or half file. Here every write goes through
+config.files.atomic_write_bytes (temp file, fsync, os.replace, fsync of the
+folder), so a reader (or a restart) sees either the old file or the new one,
+never a mix.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
-from .errors import StorageFailure
+from config import files
+from config.files import TMP_MARK, fsync_dir  # noqa: F401 - re-exported for attachments.py and store.py
 
-TMP_MARK = ".tmp-"
+from .errors import StorageFailure
 
 
 class CorruptFile(Exception):
@@ -31,38 +31,11 @@ class CorruptFile(Exception):
     """
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or unlink in `folder` durable (it lives in the folder's inode)."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_path_for(path: Path) -> Path:
-    """A unique temp name beside `path`; its prefix lets a cleanup find it."""
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old or new file, whole."""
-    tmp = temp_path_for(path)
+    """Replace `path` with `data` so that a crash leaves the old or new file, whole (owner-only: chats are private)."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        files.atomic_write_bytes(path, data, mode=0o600)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise StorageFailure(f"Could not save {path.name}: {exc.strerror or exc}.") from exc
 
 

@@ -2,7 +2,7 @@
 
 Files under the root folder:
   owners/<sha256(owner)[:32]>/<session id>.json   one TinyDB file per session
-  locks/                                         flock files (see locking.py)
+  locks/                                         lock files (see locking.py)
   attachments/                                   content-addressed files (see attachments.py)
 
 One file per session keeps the cost of a write proportional to that session

@@ -12,7 +12,7 @@ from engine.adapters import (AdapterMismatch, AdapterNameError, AdapterNotFound,
 from engine.chat import ChatEngine
 from config import EngineConfig
 from engine.loading.demo.chat import demo_chat_model
-from engine.serving.generation import GenerationParams
+from engine.serving.generation import ChatStream, GenerationParams, StreamStats
 from engine.loading.sources import resolve_source
 from tuning.config import TrainConfig
 from tuning.output import PublishError, publish_adapter
@@ -22,6 +22,19 @@ from tests.waiting import wait_for
 
 PROMPT = [{"role": "user", "content": "Hello!"}]
 GREEDY = GenerationParams(max_new_tokens=8, temperature=0)
+
+
+def gated_run(registry, model, name, body):
+    """Run body() where a reply for adapter `name` is generated: inside registry.gated, the path
+    ChatEngine.stream takes; returns what body returned."""
+    result = []
+
+    def pieces():
+        result.append(body())
+        yield ""
+
+    registry.gated(model, ChatStream(pieces(), StreamStats()), name).text()
+    return result[0]
 
 
 @pytest.fixture(scope="module")
@@ -138,16 +151,14 @@ def test_adapter_for_another_base_is_refused_and_the_model_still_generates(adapt
         registry = engine.adapters
         before = engine.stream(PROMPT, GREEDY).text()
         with pytest.raises(AdapterMismatch) as err:
-            with registry.active(engine.model, "foreign"):
-                pytest.fail("must not run with a foreign adapter")
+            gated_run(registry, engine.model, "foreign", lambda: pytest.fail("must not run with a foreign adapter"))
         message = str(err.value)
         assert "Mistral-7B-Instruct-v0.2" in message and "demo:tiny" in message
         assert "sha256 0000000000" in message and registry.fingerprint[7:17] in message
         with pytest.raises(AdapterMismatch):
-            registry.gated(engine.model, engine.stream(PROMPT, GREEDY), "foreign")
+            engine.stream(PROMPT, GREEDY, adapter="foreign")
         assert registry.loaded() == []
-        with registry.active(engine.model, None):
-            assert engine.stream(PROMPT, GREEDY).text() == before
+        assert engine.stream(PROMPT, GREEDY, adapter=None).text() == before
         marks = {a.name: a.compatible for a in registry.available()}
         assert marks == {"foreign": False, "real": True}
     finally:
@@ -158,11 +169,9 @@ def test_bad_names_and_missing_adapters_are_refused_by_the_registry(adapters, en
     registry = engine.adapters
     for name in ("../real", "/etc", "a/b"):
         with pytest.raises(AdapterNameError):
-            with registry.active(engine.model, name):
-                pass
+            gated_run(registry, engine.model, name, lambda: None)
     with pytest.raises(AdapterNotFound):
-        with registry.active(engine.model, "missing"):
-            pass
+        gated_run(registry, engine.model, "missing", lambda: None)
     assert engine.stream(PROMPT, GREEDY).text()
 
 
@@ -170,14 +179,16 @@ def test_requests_with_different_adapters_are_serialised(adapters, engine):
     registry = engine.adapters
     order, inside_a, release_a = [], threading.Event(), threading.Event()
 
+    def inside(label, hold, ready):
+        order.append(("in", label))
+        if ready:
+            ready.set()
+        if hold:
+            assert hold.wait(10)
+        order.append(("out", label))
+
     def run(name, label, hold=None, ready=None):
-        with registry.active(engine.model, name):
-            order.append(("in", label))
-            if ready:
-                ready.set()
-            if hold:
-                assert hold.wait(10)
-            order.append(("out", label))
+        gated_run(registry, engine.model, name, lambda: inside(label, hold, ready))
 
     a = threading.Thread(target=run, args=("real", "A", release_a, inside_a))
     a.start()
@@ -201,8 +212,7 @@ def test_requests_with_the_same_selection_run_together(adapters, engine):
 
     def run(name):
         try:
-            with registry.active(engine.model, name):
-                barrier.wait()          # both must be inside at once, or this times out
+            gated_run(registry, engine.model, name, barrier.wait)   # both must be inside at once, or this times out
         except threading.BrokenBarrierError as exc:
             errors.append(exc)
 
@@ -249,10 +259,8 @@ def test_switching_works_on_a_peft_wrapped_model_too(adapters):
     wrapped = get_peft_model(plain, LoraConfig(r=2, target_modules=["q_proj"])).eval()  # its own "default"
     registry = AdapterRegistry(adapters, folder, "demo:tiny")
     with torch.no_grad():
-        with registry.active(wrapped, "real"):
-            tuned = wrapped(input_ids=ids).logits.clone()
-        with registry.active(wrapped, None):
-            base = wrapped(input_ids=ids).logits.clone()
+        tuned = gated_run(registry, wrapped, "real", lambda: wrapped(input_ids=ids).logits.clone())
+        base = gated_run(registry, wrapped, None, lambda: wrapped(input_ids=ids).logits.clone())
     assert not torch.equal(tuned, reference)
     assert torch.equal(base, reference)
     assert registry.unload(wrapped, "real") and registry.loaded() == []

@@ -87,3 +87,34 @@ def test_app_refuses_to_start_with_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == "config error: generation.top_p: 0 is out of range; allowed 0.01 to 1.0"
     assert "Traceback" not in out.stderr
+
+
+def test_replace_is_checked_like_a_file():
+    """Sections are validated dataclasses: dataclasses.replace (app.py, space_profile.py) cannot slip a bad value in."""
+    import dataclasses
+
+    cfg = AppConfig()
+    assert dataclasses.replace(cfg.generation, max_new_tokens=8).max_new_tokens == 8
+    with pytest.raises(ConfigError) as err:
+        dataclasses.replace(cfg.generation, max_new_tokens=0)
+    assert str(err.value) == "generation.max_new_tokens: 0 is out of range; allowed 1 to 32768"
+
+
+def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    import os
+
+    from config import files
+
+    target = tmp_path / "config.json"
+    files.atomic_write_text(target, '{"engine": {"precision": "4bit"}}')
+    assert load_config(target).engine.precision == "4bit"
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="No space left"):
+        files.atomic_write_text(target, "{}")
+    monkeypatch.undo()
+    assert load_config(target).engine.precision == "4bit"
+    assert sorted(os.listdir(tmp_path)) == ["config.json"]  # the temp file is gone too

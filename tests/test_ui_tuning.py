@@ -233,11 +233,9 @@ def test_a_remote_chat_model_refuses_adapters_with_the_reason(shared):
     """engine.backend = "openai": no AdapterRegistry; a chat that asks for an adapter is told why."""
     from engine.adapters import AdapterError
 
-    remote = SimpleNamespace(report=shared.services.engine.report, adapters=None, remote=True)
+    remote = SimpleNamespace(report=shared.services.engine.report, adapters=None, remote=True, max_context=4096)
     services = Services(shared.services.cfg, remote, shared.services.store)
     assert services.adapter_choices() == []
     assert "remote server" in adapters_markdown(services, "en")
-    params = services.params_for({"temperature": 0.0, "adapter": "ui-lora"})
-    assert params.adapter == "ui-lora" and services.params_for({"adapter": ""}).adapter is None
     with pytest.raises(AdapterError, match="remote server"):
-        services.chat_stream([{"role": "user", "content": "hi"}], params, None)
+        services.reply([{"role": "user", "content": "hi"}], {"temperature": 0.0, "adapter": "ui-lora"}, None)

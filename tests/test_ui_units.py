@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from config import AppConfig, ConfigError
+from engine.requests import Sampling
 from tests.conftest import ROOT
 from ui import chat_format, i18n
 from ui.conversation import Conversation
@@ -161,7 +162,7 @@ def test_stop_saves_the_partial_reply_as_stopped(conversation):
     owner = "anon:" + "c" * 32
     session = conversation.add_user(owner, None, "Tell a long story")
     cancel = threading.Event()
-    job = conversation.start_reply(owner, session["id"], cancel, overrides={"max_new_tokens": 400})
+    job = conversation.start_reply(owner, session["id"], cancel, asked=Sampling(max_new_tokens=400))
     for i, _ in enumerate(job):
         if i == 2:
             cancel.set()
@@ -173,7 +174,7 @@ def test_stop_saves_the_partial_reply_as_stopped(conversation):
 def test_abandoned_reply_is_saved_when_the_page_goes_away(conversation):
     owner = "anon:" + "d" * 32
     session = conversation.add_user(owner, None, "Hello")
-    job = conversation.start_reply(owner, session["id"], threading.Event(), overrides={"max_new_tokens": 400})
+    job = conversation.start_reply(owner, session["id"], threading.Event(), asked=Sampling(max_new_tokens=400))
     next(iter(job))
     job.close()
     assert job.save()["messages"][-1]["status"] == "stopped"

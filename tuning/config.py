@@ -6,69 +6,76 @@ overrides them. Relative paths are relative to the current directory, like confi
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+import typing
+from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from config import ConfigError, section, type_name
 from engine.adapters import AdapterNameError, validate_name
-from config import ConfigError, type_name, build_section, option
 
 MISTRAL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PREFIX = "tuning"
+Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
+Optimizer = Literal["adamw_torch", "paged_adamw_8bit", "adamw_8bit"]
 
 
-@dataclass(frozen=True)
+@section(PREFIX)
 class TrainConfig:
-    name: str = option("", "Adapter name: the folder adapters_dir/<name> it is published to.")
-    dataset: str = option("", "JSONL file, one {\"messages\": [...]} conversation per line, ending with an assistant turn.")
-    base_model: str = option("mistralai/Mistral-7B-Instruct-v0.3",
-                             "Hub id, local folder, or demo:tiny / demo:bench of the base model.")
-    method: str = option("lora", "lora: base in 16-bit; qlora: base in 4-bit nf4 with double quant.",
-                         choices=("lora", "qlora"))
-    adapters_dir: str = option("adapters", "Folder the finished adapter is published to (the app's engine.adapters_dir).")
-    runs_dir: str = option("", "Folder of checkpoints and metrics; empty means <adapters_dir>/.runs (never listed).")
-    lora_r: int = option(16, "LoRA rank.", min=1, max=1024)
-    lora_alpha: int = option(32, "LoRA alpha; the update is scaled by alpha / r.", min=1, max=4096)
-    lora_dropout: float = option(0.05, "Dropout on the LoRA input.", min=0.0, max=0.9)
-    target_modules: list[str] = option(None, "Linear layers that get LoRA weights (Mistral names).",
-                                       default_factory=lambda: list(MISTRAL_PROJECTIONS))
-    max_length: int = option(2048, "Longest conversation in tokens; longer lines are reported, not cut.",
-                             min=16, max=131072)
-    eval_fraction: float = option(0.1, "Share of conversations held out for eval loss (0: none).", min=0.0, max=0.5)
-    seed: int = option(42, "Seed of the train/eval split, LoRA init and data order.", min=0, max=2**31 - 1)
-    epochs: float = option(3.0, "Passes over the training set (ignored when max_steps > 0).", min=0.01, max=1000)
-    max_steps: int = option(-1, "Optimizer steps to run; -1 means use epochs.", min=-1, max=10_000_000)
-    batch_size: int = option(1, "Conversations per device per step.", min=1, max=1024)
-    grad_accum: int = option(8, "Micro-batches accumulated per optimizer step.", min=1, max=1024)
-    learning_rate: float = option(2e-4, "Peak learning rate.", min=1e-8, max=1.0)
-    lr_scheduler: str = option("cosine", "Learning-rate schedule after warmup.",
-                               choices=("cosine", "linear", "constant", "constant_with_warmup"))
-    warmup_steps: int = option(10, "Steps of linear warmup.", min=0, max=1_000_000)
-    weight_decay: float = option(0.0, "AdamW weight decay on the LoRA weights.", min=0.0, max=1.0)
-    max_grad_norm: float = option(1.0, "Gradient clipping norm.", min=0.0, max=1000)
-    optimizer: str = option("adamw_torch", "Trainer optimizer; paged_adamw_8bit needs a CUDA GPU.",
-                            choices=("adamw_torch", "paged_adamw_8bit", "adamw_8bit"))
-    gradient_checkpointing: bool = option(True, "Recompute activations in backward: much less memory, ~30% slower.")
-    mixed_precision: str = option("auto", "auto: bf16 (or fp16) autocast on a GPU, none on the CPU.",
-                                  choices=("auto", "no", "bf16", "fp16"))
-    cpu_dtype: str = option("float32", "dtype of the base weights when training without a GPU (lora method).",
-                            choices=("float32", "bfloat16"))
-    logging_steps: int = option(10, "Log loss and learning rate to metrics.jsonl every N steps.", min=1, max=100000)
-    eval_steps: int = option(50, "Compute eval loss every N steps (needs eval_fraction > 0).", min=1, max=1_000_000)
-    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", min=1, max=1_000_000)
-    save_total_limit: int = option(2, "Checkpoints kept in the run folder.", min=1, max=100)
-    resume: bool = option(False, "Continue from the last checkpoint of this name's run folder.")
-    overwrite: bool = option(False, "Replace an existing adapter and start the run folder over.")
+    name: StrictStr = Field("", description="Adapter name: the folder adapters_dir/<name> it is published to.")
+    dataset: StrictStr = Field("", description="JSONL file, one {\"messages\": [...]} conversation per line, ending "
+                               "with an assistant turn.")
+    base_model: StrictStr = Field("mistralai/Mistral-7B-Instruct-v0.3", description="Hub id, local folder, or "
+                                  "demo:tiny / demo:bench of the base model.")
+    method: Literal["lora", "qlora"] = Field("lora", description="lora: base in 16-bit; qlora: base in 4-bit nf4 "
+                                             "with double quant.")
+    adapters_dir: StrictStr = Field("adapters", description="Folder the finished adapter is published to (the app's "
+                                    "engine.adapters_dir).")
+    runs_dir: StrictStr = Field("", description="Folder of checkpoints and metrics; empty means "
+                                "<adapters_dir>/.runs (never listed).")
+    lora_r: StrictInt = Field(16, ge=1, le=1024, description="LoRA rank.")
+    lora_alpha: StrictInt = Field(32, ge=1, le=4096, description="LoRA alpha; the update is scaled by alpha / r.")
+    lora_dropout: StrictFloat = Field(0.05, ge=0.0, le=0.9, description="Dropout on the LoRA input.")
+    target_modules: list[StrictStr] = Field(default_factory=lambda: list(MISTRAL_PROJECTIONS), description="Linear "
+                                            "layers that get LoRA weights (Mistral names).")
+    max_length: StrictInt = Field(2048, ge=16, le=131072, description="Longest conversation in tokens; longer lines "
+                                  "are reported, not cut.")
+    eval_fraction: StrictFloat = Field(0.1, ge=0.0, le=0.5, description="Share of conversations held out for eval "
+                                       "loss (0: none).")
+    seed: StrictInt = Field(42, ge=0, le=2**31 - 1, description="Seed of the train/eval split, LoRA init and data "
+                            "order.")
+    epochs: StrictFloat = Field(3.0, ge=0.01, le=1000, description="Passes over the training set (ignored when "
+                                "max_steps > 0).")
+    max_steps: StrictInt = Field(-1, ge=-1, le=10_000_000, description="Optimizer steps to run; -1 means use "
+                                 "epochs.")
+    batch_size: StrictInt = Field(1, ge=1, le=1024, description="Conversations per device per step.")
+    grad_accum: StrictInt = Field(8, ge=1, le=1024, description="Micro-batches accumulated per optimizer step.")
+    learning_rate: StrictFloat = Field(2e-4, ge=1e-8, le=1.0, description="Peak learning rate.")
+    lr_scheduler: Scheduler = Field("cosine", description="Learning-rate schedule after warmup.")
+    warmup_steps: StrictInt = Field(10, ge=0, le=1_000_000, description="Steps of linear warmup.")
+    weight_decay: StrictFloat = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay on the LoRA weights.")
+    max_grad_norm: StrictFloat = Field(1.0, ge=0.0, le=1000, description="Gradient clipping norm.")
+    optimizer: Optimizer = Field("adamw_torch", description="Trainer optimizer; paged_adamw_8bit needs a CUDA GPU.")
+    gradient_checkpointing: StrictBool = Field(True, description="Recompute activations in backward: much less "
+                                               "memory, ~30% slower.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 (or fp16) "
+                                                                   "autocast on a GPU, none on the CPU.")
+    cpu_dtype: Literal["float32", "bfloat16"] = Field("float32", description="dtype of the base weights when "
+                                                      "training without a GPU (lora method).")
+    logging_steps: StrictInt = Field(10, ge=1, le=100000, description="Log loss and learning rate to metrics.jsonl "
+                                     "every N steps.")
+    eval_steps: StrictInt = Field(50, ge=1, le=1_000_000, description="Compute eval loss every N steps (needs "
+                                  "eval_fraction > 0).")
+    save_steps: StrictInt = Field(50, ge=1, le=1_000_000, description="Write a resumable checkpoint every N steps.")
+    save_total_limit: StrictInt = Field(2, ge=1, le=100, description="Checkpoints kept in the run folder.")
+    resume: StrictBool = Field(False, description="Continue from the last checkpoint of this name's run folder.")
+    overwrite: StrictBool = Field(False, description="Replace an existing adapter and start the run folder over.")
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # limits also hold for configs built in code, not only from files
-            meta, value = f.metadata, getattr(self, f.name)
-            if meta.get("choices") and value not in meta["choices"]:
-                raise ConfigError(f"{PREFIX}.{f.name}: {value!r} is not allowed; choose one of "
-                                  + ", ".join(meta["choices"]))
-            lo, hi = meta.get("min"), meta.get("max")
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and lo is not None and not lo <= value <= hi:
-                raise ConfigError(f"{PREFIX}.{f.name}: {value} is out of range; allowed {lo} to {hi}")
+        """Checks across keys, and what a type cannot say; types and limits are pydantic's (also for
+        configs built in code or by with_overrides)."""
         if not self.name:
             raise ConfigError(f"{PREFIX}.name: required (the adapter's folder name)")
         try:
@@ -77,7 +84,7 @@ class TrainConfig:
             raise ConfigError(f"{PREFIX}.name: {exc}") from None
         if not self.dataset:
             raise ConfigError(f"{PREFIX}.dataset: required (a JSONL file of conversations)")
-        if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
+        if not self.target_modules or not all(self.target_modules):
             raise ConfigError(f"{PREFIX}.target_modules: give at least one module name, e.g. {MISTRAL_PROJECTIONS}")
         if self.resume and self.overwrite:
             raise ConfigError(f"{PREFIX}.resume and {PREFIX}.overwrite: choose one (continue, or start over)")
@@ -102,7 +109,7 @@ def config_from_dict(data: Any, overrides: dict | None = None) -> TrainConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{PREFIX}: a training config is a JSON object of settings")
     merged = {k: v for k, v in data.items() if not k.startswith("_")} | dict(overrides or {})
-    return build_section(TrainConfig, merged, PREFIX)
+    return TrainConfig(**merged)
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
@@ -122,8 +129,6 @@ def parse_overrides(argv: list[str]) -> dict:
     Values are read as JSON when they parse (numbers, true/false, lists), else as text; a list key
     also takes comma-separated text (`--target_modules q_proj,v_proj`).
     """
-    import typing
-
     hints = typing.get_type_hints(TrainConfig)
     out: dict[str, Any] = {}
     i = 0
@@ -142,7 +147,7 @@ def parse_overrides(argv: list[str]) -> dict:
             out[key], i = True, i + 1
             continue
         raw = argv[i + 1]
-        if tp is str:
+        if tp is str or typing.get_origin(tp) is Literal:  # text as typed: "--name 123" is a name
             value: Any = raw
         else:
             try:

@@ -63,14 +63,6 @@ class DatasetReport:
             raise DatasetError(self.text())
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _text_of(content: Any) -> str | None:
     """Message text: a string, or OpenAI-style text parts joined; None when it is not text."""
     if isinstance(content, str):

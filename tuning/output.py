@@ -14,8 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from config.files import fsync_dir
 from engine.adapters import CONFIG_FILE, META_FILE, WEIGHTS_FILE, adapter_path
-from tuning.runs import fsync_dir, write_json_atomic
+from tuning.runs import write_json_atomic
 
 
 class PublishError(RuntimeError):

@@ -7,13 +7,15 @@ atomically: a reader (the UI polling progress) never sees half a file.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
+
+from config.files import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_FILE = "progress.json"
@@ -32,31 +34,10 @@ class RunFolderError(ValueError):
     """The run folder is in a state that needs the user's decision (resume, overwrite, another name)."""
 
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:      # e.g. Windows cannot open folders; rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file in the same folder, fsync, rename over the target, fsync the folder."""
+    """JSON through the one atomic write (config.files): a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def read_json(path: Path) -> Any | None:
@@ -128,9 +109,7 @@ def truncate_metrics(run_dir: Path, after_step: int) -> None:
             continue
         if isinstance(row, dict) and row.get("step", 0) <= after_step:
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(k + "\n" for k in kept))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -161,30 +140,29 @@ def read_progress(run_dir: Path) -> dict:
 
 
 class RunLock:
-    """One process per run folder: a second `train` of the same name is refused, not interleaved."""
+    """One process per run folder: a second `train` of the same name is refused, not interleaved.
+
+    A file lock (filelock: flock on Unix, LockFileEx on Windows) that the OS drops when the holder
+    dies, so a killed run never leaves its name locked.
+    """
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / LOCK_FILE
-        self._fd: int | None = None
+        self._lock = FileLock(self.path, mode=0o644, blocking=False)
+        self._held = False
 
     def acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:   # Windows: no advisory locks; runs of one name must not overlap there
-            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            self._lock.acquire()
+        except Timeout:
             raise RunFolderError(f"a training run named {self.path.parent.name!r} is already in progress") from None
-        self._fd = fd
+        self._held = True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._held:
+            self._lock.release()
+            self._held = False
 
     def __enter__(self) -> "RunLock":
         self.acquire()

@@ -33,8 +33,25 @@ def too_few_message(block_fn: Any, got: int) -> str:
                      for lang in LANGS)
 
 
+def trailing_defaults(block_fn: Any, missing: int) -> list[Any] | None:
+    """The defaults of the handler's last `missing` input parameters, or None when one of them has none: a raw
+    call written before an endpoint gained an optional parameter keeps working."""
+    try:
+        params = [p for p in inspect.signature(block_fn.fn).parameters.values() if p.name in parameter_names(block_fn)]
+    except (TypeError, ValueError):
+        return None
+    tail = params[len(params) - missing:] if 0 < missing <= len(params) else []
+    if not tail or any(p.default is inspect.Parameter.empty for p in tail):
+        return None
+    return [p.default for p in tail]
+
+
 class Blocks(gr.Blocks):
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
-        if len(inputs) < len(block_fn.inputs):
-            raise gr.Error(too_few_message(block_fn, len(inputs)))
+        missing = len(block_fn.inputs) - len(inputs)
+        if missing > 0:
+            defaults = trailing_defaults(block_fn, missing)
+            if defaults is None:
+                raise gr.Error(too_few_message(block_fn, len(inputs)))
+            inputs.extend(defaults)      # the same list Gradio goes on to process
         super().validate_inputs(block_fn, inputs)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import html
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import gradio as gr
 
 from engine.adapters import AdapterError
 from ui.conversation import STREAM_INTERVAL, ReplyJob
-from ui.chat_format import engine_messages, last_user_index, message_text, visible_messages
+from ui.chat_format import SETTING_KEYS, engine_messages, last_user_index, message_text, visible_messages
 from ui.errors import Refusal, message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import ChatView, Shared, chat_display, settings_dict, view_values
@@ -103,6 +103,12 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
         history_turns = gr.Slider(1, max(limits.max_history_turns, 50), value=defaults["history_turns"], step=1,
                                   label=t("chat.history_turns"), info=t("chat.history_turns_info"),
                                   elem_id="history-turns")
+        seed = gr.Number(value=None, precision=0, label=t("chat.seed"), info=t("chat.seed_info"), elem_id="seed")
+        presence_penalty = gr.Slider(-2.0, 2.0, value=defaults["presence_penalty"], step=0.1,
+                                     label=t("chat.presence_penalty"), info=t("chat.penalty_info"),
+                                     elem_id="presence-penalty")
+        frequency_penalty = gr.Slider(-2.0, 2.0, value=defaults["frequency_penalty"], step=0.1,
+                                      label=t("chat.frequency_penalty"), elem_id="frequency-penalty")
         adapter = gr.Dropdown(choices=adapter_choices(shared.services, "en", None), value=BASE, label=t("chat.adapter"),
                               info=t("chat.adapter_info"), elem_id="chat-adapter", interactive=True)
     with gr.Accordion(t("chat.compare_title"), open=False, elem_id="chat-compare",
@@ -116,8 +122,10 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
                                          elem_id="compare-adapter")
     session_id = gr.BrowserState("", storage_key="localchat.session", secret=shared.secret)
     version = gr.State(None)
-    view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, system_prompt, temperature,
-                    max_new_tokens, top_p, history_turns)
+    shown = dict(system_prompt=system_prompt, temperature=temperature, max_new_tokens=max_new_tokens, top_p=top_p,
+                 history_turns=history_turns, seed=seed, presence_penalty=presence_penalty,
+                 frequency_penalty=frequency_penalty)
+    view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, {k: shown[k] for k in SETTING_KEYS})
     return view, ChatControls(box, stop, retry, edit, cancel_edit, editing, adapter, compare, compare_base,
                               compare_adapter, typing)
 
@@ -129,9 +137,8 @@ class ChatHandlers:
         self.shared = shared
         self.convo = shared.convo
 
-    def send(self, box: Any, token: Any, session_id: Any, version: Any, editing: Any, system_prompt: Any,
-             temperature: Any, max_new_tokens: Any, top_p: Any, history_turns: Any, adapter: Any,
-             request: gr.Request) -> tuple:
+    def send(self, request: gr.Request, box: Any, token: Any, session_id: Any, version: Any, editing: Any,
+             adapter: Any, *settings: Any) -> tuple:
         """Save the user's message (the reply follows in `reply`); clears the box and turns Send into Stop.
         While this page's reply is still being written a new message is refused (and stays in the box):
         saved then, it would never be answered."""
@@ -146,8 +153,7 @@ class ChatHandlers:
             if adapter_name(adapter) is not None:       # refused before the message is saved
                 self.shared.services.check_adapter(adapter_name(adapter))
             session = self.convo.add_user(owner, session_id or None, box.get("text") or "", image_path=path,
-                                          settings=settings_dict(system_prompt, temperature, max_new_tokens, top_p,
-                                                                 history_turns),
+                                          settings=settings_dict(*settings),
                                           edit=bool(editing), expected_version=version if editing else None)
             session = self._keep_adapter(owner, session, adapter)
             self.convo.cancels.hold(request.session_hash or "")   # busy until the reply ends (see _generate)
@@ -167,9 +173,8 @@ class ChatHandlers:
     def reply(self, token: Any, session_id: Any, request: gr.Request) -> Iterator[tuple]:
         yield from self._generate(token, session_id, None, request, replace=False)
 
-    def retry(self, token: Any, session_id: Any, version: Any, system_prompt: Any, temperature: Any,
-              max_new_tokens: Any, top_p: Any, history_turns: Any, adapter: Any,
-              request: gr.Request) -> Iterator[tuple]:
+    def retry(self, request: gr.Request, token: Any, session_id: Any, version: Any, adapter: Any,
+              *settings: Any) -> Iterator[tuple]:
         """Regenerate the last reply (with the settings shown now); the new reply replaces the old one."""
         lang = lang_of(request)
         with shown_to_user(lang), adapter_errors(lang):
@@ -179,8 +184,7 @@ class ChatHandlers:
             if not session_id:
                 raise gr.Error(say(lang_of(request), "nothing_to_retry"))
             session = self.shared.services.store.get(owner, session_id)
-            session = self.convo.save_settings(owner, session, settings_dict(system_prompt, temperature,
-                                                                             max_new_tokens, top_p, history_turns))
+            session = self.convo.save_settings(owner, session, settings_dict(*settings))
             session = self._keep_adapter(owner, session, adapter)
         yield from self._generate(token, session_id, session["version"], request, replace=True)
 
@@ -194,10 +198,8 @@ class ChatHandlers:
                 owner = self.shared.owner(request, token)
                 if not session_id:
                     raise gr.Error(say(lang, "nothing_to_retry"))
-                # the chat's adapter (settings["adapter"]) rides in the params: see ui.services.ChatParams
-                stored = self.shared.services.store.get(owner, session_id)["settings"].get("adapter")
-                job = self.convo.start_reply(owner, session_id, cancel, replace=replace, expected_version=version,
-                                             overrides={"adapter": adapter_name(stored)})
+                # the chat's adapter is one of its settings (settings["adapter"]): start_reply asks for it
+                job = self.convo.start_reply(owner, session_id, cancel, replace=replace, expected_version=version)
             base = self._base(job, owner, lang)
             yield from self._stream(job, base)
             with shown_to_user(lang):
@@ -263,16 +265,14 @@ class ChatHandlers:
                                               expected_version=version)
             return view_values(self.shared, owner, session, request)
 
-    def save_settings(self, token: Any, session_id: Any, system_prompt: Any, temperature: Any,
-                      max_new_tokens: Any, top_p: Any, history_turns: Any, request: gr.Request) -> Any:
+    def save_settings(self, request: gr.Request, token: Any, session_id: Any, *settings: Any) -> Any:
         """Settings belong to the chat: saved as soon as they change."""
         if not session_id:
             return gr.skip()
         with shown_to_user(lang_of(request)):
             owner = self.shared.owner(request, token)
             session = self.shared.services.store.get(owner, session_id)
-            session = self.convo.save_settings(owner, session, settings_dict(system_prompt, temperature,
-                                                                             max_new_tokens, top_p, history_turns))
+            session = self.convo.save_settings(owner, session, settings_dict(*settings))
             return session["version"]
 
 
@@ -325,8 +325,7 @@ class ChatHandlers:
             if index is None:
                 raise Refusal("nothing_to_retry")
             services.check_adapter(name)
-            settings = self.convo.settings(session)
-            params = replace(services.params_for(settings), temperature=0.0, adapter=None)
+            settings = {**self.convo.settings(session), "temperature": 0.0}
             history = engine_messages(session["messages"][: index + 1], settings["system_prompt"])
         key = request.session_hash or ""
         texts = ["", ""]
@@ -334,7 +333,7 @@ class ChatHandlers:
             cancel = self.convo.cancels.start(key)     # one event per stream: the engine sets it when done
             try:
                 with shown_to_user(lang), adapter_errors(lang):
-                    gen = services.chat_stream(history, params, cancel, adapter=which)
+                    gen = services.reply(history, {**settings, "adapter": which}, cancel)
                 last = 0.0
                 try:
                     for piece in gen.stream:
@@ -354,7 +353,7 @@ class ChatHandlers:
 def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.BrowserState) -> None:
     h = ChatHandlers(shared)
     settings = view.settings_inputs()
-    send_inputs = [c.box, owner_token, view.session_id, view.version, c.editing, *settings, c.adapter]
+    send_inputs = [c.box, owner_token, view.session_id, view.version, c.editing, c.adapter, *settings]
     send_outputs = [c.box, c.editing, c.cancel_edit, c.typing, c.stop, *view.outputs()]
     reply_outputs = [view.chatbot, view.version]
     # Whatever way a reply ends (done, stopped, refused, failed), Send comes back and the dots go.
@@ -364,7 +363,7 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
         .then(*idle, queue=False, **QUIET)
     for stop in (c.stop.click, c.box.stop):
         stop(h.stop, None, None, queue=False, **QUIET)
-    retry_inputs = [owner_token, view.session_id, view.version, *settings, c.adapter]
+    retry_inputs = [owner_token, view.session_id, view.version, c.adapter, *settings]
     busy = (lambda: (gr.MultimodalTextbox(submit_btn=False, stop_btn=True), TYPING, gr.Button(variant="stop")), None,
             [c.box, c.typing, c.stop])
     for trigger in (c.retry.click, view.chatbot.retry):
@@ -376,10 +375,12 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
     view.chatbot.edit(h.edited, [owner_token, view.session_id, view.version], view.outputs(), **QUIET) \
         .success(*busy, queue=False, **QUIET) \
         .then(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE).then(*idle, queue=False, **QUIET)
-    for control in (view.temperature, view.max_new_tokens, view.top_p, view.history_turns):
+    for key, control in view.settings.items():
+        if key == "system_prompt":
+            continue
         control.input(h.save_settings, [owner_token, view.session_id, *settings], view.version,
                       trigger_mode="always_last", **QUIET)
-    view.system_prompt.blur(h.save_settings, [owner_token, view.session_id, *settings], view.version, **QUIET)
+    view.settings["system_prompt"].blur(h.save_settings, [owner_token, view.session_id, *settings], view.version, **QUIET)
     # The Adapter choice follows the chat shown (opened, switched, replied to) and re-reads the adapters
     # when opened; picking one saves it in the chat.
     # Another chat shown (opened, new, deleted): an edit begun in the chat before ends there.

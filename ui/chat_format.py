@@ -4,7 +4,12 @@ from __future__ import annotations
 import html
 from typing import Any, Callable, Sequence
 
-SETTING_KEYS = ("system_prompt", "temperature", "max_new_tokens", "top_p", "adapter", "history_turns")
+# A chat's own settings, in the order the Settings panel shows them; the adapter is stored beside them.
+SETTING_KEYS = ("system_prompt", "temperature", "max_new_tokens", "top_p", "history_turns", "seed",
+                "presence_penalty", "frequency_penalty")
+STORED_KEYS = (*SETTING_KEYS, "adapter")
+TEXT_KEYS = ("system_prompt", "adapter")
+COUNT_KEYS = ("max_new_tokens", "history_turns")       # whole numbers from 1
 
 
 def message_text(content: Any) -> str:
@@ -105,18 +110,21 @@ def display_messages(messages: Sequence[dict], image_view: Callable[[str], str |
 
 
 def settings_from(values: dict | None, defaults: dict) -> dict:
-    """Merge a session's stored settings over the defaults, keeping only known keys with sane types."""
+    """Merge a session's stored settings over the defaults, keeping only known keys with sane types (ranges are
+    the engine's to check, at the one door). A seed given as null means no seed: it may be cleared."""
     merged = dict(defaults)
-    for key in SETTING_KEYS:
+    for key in STORED_KEYS:
         value = (values or {}).get(key)
-        if value is None:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "seed" and key in (values or {}) and (value is None or (number and float(value).is_integer())):
+            merged[key] = None if value is None else int(value)
+        elif value is None:
             continue
-        if key in ("system_prompt", "adapter") and isinstance(value, str):
+        elif key in TEXT_KEYS and isinstance(value, str):
             merged[key] = value
-        elif key in ("max_new_tokens", "history_turns") and isinstance(value, (int, float)) \
-                and not isinstance(value, bool) and value >= 1:
+        elif key in COUNT_KEYS and number and value >= 1:
             merged[key] = int(value)
-        elif key in ("temperature", "top_p") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif key not in TEXT_KEYS + COUNT_KEYS + ("seed",) and number:
             merged[key] = float(value)
     return merged
 

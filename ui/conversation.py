@@ -15,7 +15,8 @@ from sessions import SessionNotFound, StaleVersion
 from sessions.model import DEFAULT_TITLE
 from ui.chat_format import engine_messages, last_user_index, settings_from, short_title, turns_in
 from ui.errors import Refusal
-from ui.services import Generated, Services, provenance
+from engine.requests import Reply, Sampling
+from ui.services import Services, provenance
 
 STREAM_INTERVAL = 0.05  # seconds between UI updates while streaming
 
@@ -71,7 +72,7 @@ class CancelBoard:
 class ReplyJob:
     """One reply being generated: iterate for the growing text, then `save()` it into the session."""
 
-    def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Generated, params: Any,
+    def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Reply, params: Any,
                  replace: bool, turns: int = 0):
         self.convo, self.owner, self.session, self.gen, self.params = convo, owner, session, gen, params
         self.replace = replace
@@ -171,11 +172,9 @@ class Conversation:
                  settings: dict | None = None, edit: bool = False, expected_version: int | None = None) -> dict:
         """Save the user's message (after an edit: drop the old last message and what followed)."""
         text = text.strip()
-        limit = self.services.cfg.generation.max_message_chars
         if not text and not image_path:
             raise Refusal("empty")
-        if len(text) > limit:
-            raise Refusal("too_long", n=len(text), limit=limit)
+        self.services.chat.check_text(text)     # the door's own check, before the message is stored
         session = self.store.get(owner, session_id) if session_id else self.create(owner)
         if settings:
             session = self.save_settings(owner, session, settings)
@@ -214,7 +213,7 @@ class Conversation:
         return self.store.put_attachment(Path(path).read_bytes(), suffix)
 
     def start_reply(self, owner: str, session_id: str, cancel: threading.Event, *, replace: bool = False,
-                    expected_version: int | None = None, overrides: dict | None = None) -> ReplyJob:
+                    expected_version: int | None = None, asked: Sampling = Sampling()) -> ReplyJob:
         """Begin the reply to the last user message (replace=True: Retry, a new version of the last reply)."""
         session = self.store.get(owner, session_id)
         if expected_version is not None and replace and session["version"] != expected_version:
@@ -226,15 +225,8 @@ class Conversation:
         if not replace and index != len(messages) - 1:
             raise Refusal("nothing_to_retry")
         settings = self.settings(session)
-        params = self.services.params_for({**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}})
         history = engine_messages(messages[: index + 1], settings["system_prompt"])
         image_refs = messages[index].get("attachments", [])
-        if image_refs:
-            gen = self._vision(owner, image_refs[0], history, params, cancel)
-        else:
-            gen = self.services.chat_stream(history, params, cancel)
-        return ReplyJob(self, owner, session, gen, params, replace, turns_in(history))
-
-    def _vision(self, owner: str, ref: str, history: list[dict], params: Any, cancel: threading.Event) -> Generated:
-        path = self.store.attachment_path(owner, ref)
-        return self.services.vision_stream(str(path), history, params, cancel)
+        image = str(self.store.attachment_path(owner, image_refs[0])) if image_refs else None
+        gen = self.services.reply(history, settings, cancel, asked=asked, image=image)
+        return ReplyJob(self, owner, session, gen, gen.params, replace, turns_in(history))

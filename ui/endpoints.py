@@ -14,6 +14,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 
+from engine.requests import Sampling
 from ui.errors import Refusal, shown_to_user
 from ui.i18n import lang_of
 from ui.page import Shared
@@ -23,24 +24,20 @@ MAX_LIST = 200
 
 
 def uploaded(file: Any, what: str) -> str:
-    """The server path of a file the client uploaded; anything else is refused (no reading server files)."""
+    """The server path of a file the client uploaded; anything else is refused (no reading server files).
+    The second check: api/guard.py has already turned a file field that names no upload into null (before
+    Gradio could move it and name the path in its error); this holds for any way a value reaches us."""
     path = file.get("path") if isinstance(file, dict) else getattr(file, "path", None) if file else None
-    if not path:
-        raise Refusal("need_image" if what == "image" else "need_audio")
-    resolved = Path(path).resolve()
-    if not resolved.is_relative_to(Path(get_upload_folder()).resolve()):
-        raise Refusal("need_image" if what == "image" else "need_audio")
+    refusal = Refusal("need_image" if what == "image" else "need_audio")   # never names the path it was given
+    if not path or not isinstance(path, str) or "\x00" in path:
+        raise refusal
+    try:
+        resolved = Path(path).resolve()
+        if not (resolved.is_relative_to(Path(get_upload_folder()).resolve()) and resolved.is_file()):
+            raise refusal
+    except (OSError, ValueError, RuntimeError):
+        raise refusal from None
     return str(resolved)
-
-
-def bounded(value: Any, name: str, low: float, high: float, kind: type = int) -> Any:
-    """None, or a number within [low, high]; anything else is refused with a sentence (never a 500)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-            or not low <= value <= high or (kind is int and value != int(value)):
-        raise Refusal("bad_number", name=name, low=low, high=high)
-    return kind(value)
 
 
 def checked_adapter(services: Any, name: str) -> str | None:
@@ -92,15 +89,18 @@ class Endpoints:
 
     def chat(self, message: str, session_id: str = "", owner_token: str = "", system_prompt: str = "",
              max_new_tokens: int | None = None, temperature: float | None = None, adapter: str = "",
+             top_p: float | None = None, seed: int | None = None, presence_penalty: float | None = None,
+             frequency_penalty: float | None = None,
              request: gr.Request = None) -> Iterator[str]:  # type: ignore[assignment]
         """Stream the growing reply to `message`. With session_id (and an owner), the turn is saved in that chat.
-        `adapter`: a LoRA adapter made for the loaded model (its name, as /v1/models lists it); "" is the base."""
+        `adapter`: a LoRA adapter made for the loaded model (its name, as /v1/models lists it); "" is the base.
+        The sampling options (None: the chat's or the configured default) hold for this reply only."""
         lang = lang_of(request)
         convo, services = self.shared.convo, self.shared.services
         cancel = threading.Event()
+        asked = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                         presence_penalty=presence_penalty, frequency_penalty=frequency_penalty)
         with shown_to_user(lang):
-            overrides = {"max_new_tokens": bounded(max_new_tokens, "max_new_tokens", 1, services.engine.max_context),
-                         "temperature": bounded(temperature, "temperature", 0, 2, float)}
             if not (message or "").strip():
                 raise Refusal("empty")
             adapter_name = checked_adapter(services, adapter)
@@ -109,18 +109,16 @@ class Endpoints:
                 settings = {"system_prompt": system_prompt} if system_prompt else None
                 if adapter_name:
                     settings = {**(settings or {}), "adapter": adapter_name}
+                services.chat.check_sampling(asked)     # refused before the message is saved
                 convo.add_user(owner, session_id, message, settings=settings)
-                job = convo.start_reply(owner, session_id, cancel, overrides=overrides)
+                job = convo.start_reply(owner, session_id, cancel, asked=asked)
             else:
-                limit = services.cfg.generation.max_message_chars
-                if len(message) > limit:
-                    raise Refusal("too_long", n=len(message), limit=limit)
-                settings = {**services.default_settings(), **{k: v for k, v in overrides.items() if v is not None}}
+                settings = {**services.default_settings(), "adapter": adapter_name}
                 system = system_prompt or settings["system_prompt"]
                 msgs = ([{"role": "system", "content": system}] if system.strip() else []) + \
                     [{"role": "user", "content": message}]
                 job = None
-                gen = services.chat_stream(msgs, services.params_for(settings), cancel, adapter=adapter_name)
+                gen = services.reply(msgs, settings, cancel, asked=asked)
         if job is None:
             yield from growing_text(gen.stream)
             if gen.stream.stats.completion_tokens:
@@ -145,9 +143,8 @@ class Endpoints:
         services = self.shared.services
         with shown_to_user(lang):
             path = uploaded(image, "image")
-            settings = services.default_settings()
-            gen = services.vision_stream(path, [{"role": "user", "content": question or ""}],
-                                         services.params_for(settings), threading.Event())
+            gen = services.reply([{"role": "user", "content": question or ""}], services.default_settings(),
+                                 threading.Event(), image=path)
         yield from growing_text(gen.stream)
 
     def transcribe(self, audio: FileData, language: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]

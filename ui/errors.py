@@ -39,6 +39,7 @@ MESSAGE_KEYS: dict[str, str] = {
     "server_busy": "busy", "model_not_available": "unavailable",
     "invalid_media": "media", "invalid_image": "media", "invalid_audio": "media", "invalid_input": "speech",
     "generation_failed": "generation", "out_of_memory": "generation", "remote_server_error": "generation",
+    "out_of_range": "bad_number", "message_too_long": "too_long",
 }
 
 
@@ -48,6 +49,9 @@ def engine_message(exc: EngineError, lang: str) -> str:
 
     detail = plain_detail(str(exc)).rstrip(".")
     key = MESSAGE_KEYS.get(exc.code) or ("prompt" if exc.status < 500 else "generation")
+    values = getattr(exc, "values", None)
+    if values is not None:          # the error carries what its sentence needs (OutOfRange, MessageTooLong)
+        return say(lang, key, **values)
     if key == "busy":
         return say(lang, "busy", seconds=exc.retry_after or 2)
     if key == "unavailable":

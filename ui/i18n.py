@@ -30,6 +30,11 @@ EN: dict[str, str] = {
     "chat.system_prompt": "System prompt", "chat.system_prompt_ph": "e.g. Answer briefly, in Korean.",
     "chat.temperature": "Temperature (0 = greedy)", "chat.max_new_tokens": "Max new tokens",
     "chat.top_p": "Top-p", "chat.empty_hint": "Start typing below. Your chats stay on this machine.",
+    "chat.seed": "Seed", "chat.seed_info": "Empty: a different reply each time. A number: the same reply to the same "
+    "message (when the model is not busy with others).",
+    "chat.presence_penalty": "Presence penalty", "chat.frequency_penalty": "Frequency penalty",
+    "chat.penalty_info": "Above 0: fewer repeated words (presence: once a word is used; frequency: the more it is "
+    "used). 0 turns it off.",
     "chat.queue_note": "When many people use the model at once you may see “busy, try again”: wait a moment.",
     # image
     "image.input": "Image (upload, paste or webcam)", "image.question": "Question about the image",
@@ -110,6 +115,10 @@ KO: dict[str, str] = {
     "chat.system_prompt": "시스템 프롬프트", "chat.system_prompt_ph": "예: 짧게 한국어로 답하세요.",
     "chat.temperature": "온도 (0 = 탐욕적)", "chat.max_new_tokens": "최대 새 토큰 수",
     "chat.top_p": "Top-p", "chat.empty_hint": "아래에 입력하세요. 대화는 이 컴퓨터에만 저장됩니다.",
+    "chat.seed": "시드", "chat.seed_info": "비워 두면 매번 다른 답변, 숫자를 넣으면 같은 메시지에 같은 답변(다른 요청과 "
+    "함께 처리되지 않을 때).",
+    "chat.presence_penalty": "존재 페널티", "chat.frequency_penalty": "빈도 페널티",
+    "chat.penalty_info": "0보다 크면 같은 단어를 덜 반복합니다(존재: 한 번 쓰인 단어, 빈도: 많이 쓰일수록). 0이면 꺼집니다.",
     "chat.queue_note": "여러 사람이 동시에 쓰면 “바쁨, 다시 시도” 메시지가 나올 수 있습니다. 잠시 기다려 주세요.",
     "image.input": "이미지 (업로드, 붙여넣기, 웹캠)", "image.question": "이미지에 대한 질문",
     "image.question_ph": "이 사진에 무엇이 있나요?", "image.ask": "질문하기", "image.stop": "⏹ 중지",

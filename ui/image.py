@@ -45,11 +45,11 @@ class ImageHandlers:
             yield say(lang, "working"), gr.skip()      # the image model may take seconds to load on first use
             try:
                 with shown_to_user(lang):
-                    params = services.params_for(services.default_settings())
-                    system = services.default_settings()["system_prompt"]
+                    settings = services.default_settings()
+                    system = settings["system_prompt"]
                     messages = ([{"role": "system", "content": system}] if system.strip() else []) + \
                         [{"role": "user", "content": question}]
-                    gen = services.vision_stream(image, messages, params, cancel)
+                    gen = services.reply(messages, settings, cancel, image=image)
             except gr.Error:
                 yield "", gr.skip()                    # refused: no "working" left behind
                 raise

@@ -4,12 +4,12 @@ any model, estimated from its config alone."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from config.files import atomic_write_text
 from config import PRECISIONS, ConfigError, config_from_dict
 from ui.errors import Refusal, shown_to_user
 from ui.i18n import lang_of, say, t
@@ -201,12 +201,7 @@ def save_precision(config_path: str, precision: str) -> None:
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     data.setdefault("engine", {})["precision"] = precision
     config_from_dict(data)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 class ModelsHandlers:

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ui.conversation import Conversation
-from ui.chat_format import display_messages
+from ui.chat_format import SETTING_KEYS, display_messages
 from ui.chat_list import render, rows_from_summaries
 from ui.i18n import lang_of, say
 from ui.owners import Owners
@@ -35,24 +35,20 @@ class ChatView:
     version: gr.State
     session_list: gr.HTML
     search: gr.Textbox
-    system_prompt: gr.Textbox
-    temperature: gr.Slider
-    max_new_tokens: gr.Slider
-    top_p: gr.Slider
-    history_turns: gr.Slider
+    settings: dict[str, Any]        # SETTING_KEYS -> the component showing that setting of the chat
 
     def outputs(self) -> list[Any]:
-        return [self.chatbot, self.session_id, self.version, self.session_list, self.search, self.system_prompt,
-                self.temperature, self.max_new_tokens, self.top_p, self.history_turns]
+        return [self.chatbot, self.session_id, self.version, self.session_list, self.search, *self.settings_inputs()]
 
     def settings_inputs(self) -> list[Any]:
-        return [self.system_prompt, self.temperature, self.max_new_tokens, self.top_p, self.history_turns]
+        return [self.settings[k] for k in SETTING_KEYS]
 
 
-def settings_dict(system_prompt: Any, temperature: Any, max_new_tokens: Any, top_p: Any,
-                  history_turns: Any = None) -> dict:
-    return {"system_prompt": system_prompt or "", "temperature": temperature,
-            "max_new_tokens": max_new_tokens, "top_p": top_p, "history_turns": history_turns}
+def settings_dict(*values: Any) -> dict:
+    """The settings components' values (in SETTING_KEYS order) as a chat's settings."""
+    settings = dict(zip(SETTING_KEYS, values))
+    settings["system_prompt"] = settings.get("system_prompt") or ""
+    return settings
 
 
 def chat_display(shared: Shared, owner: str, session: dict | None, lang: str) -> list[dict]:
@@ -73,5 +69,4 @@ def view_values(shared: Shared, owner: str, session: dict | None, request: gr.Re
     settings = shared.convo.settings(session)
     sid = session["id"] if session else ""
     return (chat_display(shared, owner, session, lang), sid, session["version"] if session else None,
-            list_html(shared, owner, sid, lang), "", settings["system_prompt"], settings["temperature"],
-            settings["max_new_tokens"], settings["top_p"], settings["history_turns"])
+            list_html(shared, owner, sid, lang), "", *[settings[k] for k in SETTING_KEYS])

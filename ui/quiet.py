@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ui.gradio_bridge import queue_of
+
 QUEUE_POLL_SECONDS = 0.02
 PROGRESS_POLL_SECONDS = 0.1
 
 
 def quiet_queue(blocks: gr.Blocks) -> gr.Blocks:
     """Call after `blocks.queue(...)`, which builds a fresh queue with Gradio's defaults."""
-    queue = blocks._queue
+    queue = queue_of(blocks)
     queue.sleep_when_free = max(queue.sleep_when_free, QUEUE_POLL_SECONDS)
     queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, PROGRESS_POLL_SECONDS)
     return blocks

@@ -12,12 +12,13 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.serving.generation import GenerationParams
 from engine.errors import ModelUnavailable
+from engine.requests import ChatService, Reply, Sampling
+from engine.serving.generation import GenerationParams
 
 
 @dataclass
@@ -46,70 +47,6 @@ class Metrics:
             return self._last
 
 
-@dataclass(frozen=True)
-class ChatParams(GenerationParams):
-    """A chat's generation settings plus the LoRA adapter it runs under (None: the base model).
-
-    The adapter rides with the params, so every path that turns a chat's settings into params
-    (params_for) and then into a stream (chat_stream) uses the chat's adapter without extra arguments.
-    """
-
-    adapter: str | None = None
-
-    def sampling(self) -> GenerationParams:
-        """The plain GenerationParams the engine takes."""
-        return GenerationParams(**{f.name: getattr(self, f.name) for f in fields(GenerationParams)})
-
-
-def _plain(params: GenerationParams) -> GenerationParams:
-    return params.sampling() if isinstance(params, ChatParams) else params
-
-
-@dataclass
-class Generated:
-    """One reply's stream and where it came from."""
-
-    stream: Any          # engine.serving.generation.ChatStream
-    model: str
-    rung: str
-    adapter: str | None = None
-    adapter_fingerprint: str | None = None     # the adapter's own id (meta.json run_id)
-    adapter_base: str | None = None            # fingerprint of the base it was trained on
-
-
-class HeldStream:
-    """A ChatStream that keeps its model marked busy (manager.use) until it ends or is closed."""
-
-    def __init__(self, stream: Any, stack: ExitStack):
-        self.stream, self._stack = stream, stack
-
-    @property
-    def stats(self) -> Any:
-        return self.stream.stats
-
-    def __iter__(self) -> "HeldStream":
-        return self
-
-    def __next__(self) -> str:
-        try:
-            return next(self.stream)
-        except BaseException:
-            self.release()
-            raise
-
-    def close(self) -> None:
-        try:
-            self.stream.close()
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        self._stack.close()  # idempotent
-
-    def __del__(self) -> None:
-        self.release()
-
-
 class Services:
     def __init__(self, cfg: Any, engine: Any, store: Any, manager: Any = None, *,
                  config_path: str | None = None, public: bool = False):
@@ -117,24 +54,29 @@ class Services:
         self.config_path = config_path
         self.public = public            # shared publicly without login: settings stay read-only
         self.metrics = Metrics()
-        base = GenerationParams.from_config(cfg.generation)
-        self.base_params = ChatParams(**{f.name: getattr(base, f.name) for f in fields(GenerationParams)})
+        self.chat = ChatService.from_config(cfg, engine, manager)    # the one door into chat
         self._view_dir = Path(tempfile.gettempdir()) / "localchat-attachments"
 
     # ----------------------------------------------------------- settings
     def default_settings(self) -> dict:
         g = self.cfg.generation
         return {"system_prompt": g.system_prompt, "temperature": g.temperature,
-                "max_new_tokens": g.max_new_tokens, "top_p": g.top_p, "history_turns": g.max_history_turns}
+                "max_new_tokens": g.max_new_tokens, "top_p": g.top_p, "history_turns": g.max_history_turns,
+                "seed": None, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
-    def params_for(self, settings: dict) -> ChatParams:
-        """Sampling settings of a chat (and its adapter, settings["adapter"]; "" or None: the base)."""
+    @staticmethod
+    def sampling(settings: dict) -> Sampling:
+        """A chat's stored settings as sampling options (its history_turns is the engine's max_history_turns)."""
+        return Sampling.of({**settings, "max_history_turns": settings.get("history_turns")})
+
+    def reply(self, messages: list[dict], settings: dict, cancel: threading.Event | None, *,
+              asked: Sampling = Sampling(), image: Any = None) -> Reply:
+        """A reply to `messages` under a chat's `settings` (its adapter: settings["adapter"]), with what this
+        call asks on top (`asked`), through the one door: every check there, before any text."""
         adapter = settings.get("adapter")
-        params = self.base_params.with_overrides(temperature=settings.get("temperature"),
-                                                 top_p=settings.get("top_p"),
-                                                 max_new_tokens=settings.get("max_new_tokens"),
-                                                 max_history_turns=settings.get("history_turns"))
-        return replace(params, adapter=adapter if isinstance(adapter, str) and adapter else None)
+        request = self.chat.request(messages, asked.over(self.sampling(settings)), image=image,
+                                    adapter=adapter if isinstance(adapter, str) and adapter else None)
+        return self.chat.open_chat(request, cancel)
 
     # ----------------------------------------------------------- adapters
     @property
@@ -157,21 +99,6 @@ class Services:
                                "(engine.backend = \"openai\"), and adapters need the model loaded here")
         return registry.check(name)
 
-    # -------------------------------------------------------------- text
-    def chat_stream(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None,
-                    adapter: str | None = None) -> Generated:
-        """Raises PromptError/PromptTooLong/AdapterError before any text when the request cannot be taken.
-
-        The adapter is `adapter`, else params.adapter (ChatParams), else none (the base model)."""
-        report = self.engine.report
-        adapter = adapter or getattr(params, "adapter", None) or None
-        plain = _plain(params)
-        if adapter is None:
-            return Generated(self.engine.stream(messages, plain, cancel), report.model_id, report.rung)
-        info = self.check_adapter(adapter)
-        stream = self.engine.stream(messages, plain, cancel, adapter=info.name)
-        return Generated(stream, report.model_id, report.rung, info.name, info.run_id, info.base_fingerprint)
-
     # ----------------------------------------------------- optional models
     @contextmanager
     def _use(self, name: str, what: str) -> Iterator[Any]:
@@ -185,23 +112,6 @@ class Services:
             raise ModelUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, what=what) from exc
         with stack:
             yield model
-
-    def vision_stream(self, image: Any, messages: list[dict], params: GenerationParams,
-                      cancel: threading.Event) -> Generated:
-        """Image + conversation (ending with the user's question) -> streamed answer from the image model.
-
-        The image model stays marked busy until the stream ends or is closed."""
-        stack = ExitStack()
-        vision = stack.enter_context(self._use("vision", "image"))
-        try:
-            *history, last = messages
-            question = last["content"].strip() or "Describe this image."
-            stream = vision.ask(image, question, _plain(params), history=history, cancel=cancel)
-        except BaseException:
-            stack.close()
-            raise
-        report = vision.report
-        return Generated(HeldStream(stream, stack), report.model_id, report.rung)
 
     def transcribe(self, audio: Any, language: str | None = None) -> Any:
         """Audio (path or bytes) -> Transcript(text, language, no_speech, ...)."""
@@ -241,13 +151,14 @@ class Services:
         return str(dest)
 
 
-def provenance(gen: Generated, params: GenerationParams, stats: Any, **extra: Any) -> dict:
+def provenance(gen: Reply, params: GenerationParams, stats: Any, **extra: Any) -> dict:
     """Everything needed to know later how a reply was made (stored with the message)."""
     return {
         "model": gen.model, "rung": gen.rung, "adapter": gen.adapter,
         "adapter_fingerprint": gen.adapter_fingerprint, "adapter_base_fingerprint": gen.adapter_base,
         "sampling": {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
                      "max_new_tokens": params.max_new_tokens, "repetition_penalty": params.repetition_penalty,
+                     "presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty,
                      "seed": params.seed},
         "prompt_tokens": int(stats.prompt_tokens), "completion_tokens": int(stats.completion_tokens),
         "tokens_per_second": round(float(stats.tokens_per_second), 2), "seconds": round(float(stats.seconds), 3),

@@ -8,7 +8,9 @@ from typing import Any
 
 import gradio as gr
 
+from ui.chat_format import SETTING_KEYS
 from ui.errors import Refusal, shown_to_user
+from ui.gradio_bridge import event_data
 from ui.chat_list import render, rows_from_hits
 from ui.i18n import lang_of, say, t
 from ui.owners import new_token, valid_token
@@ -64,7 +66,7 @@ def new_chat_js(defaults: dict) -> str:
     message typed right after it can only go there (the chat is stored with its first message). A server
     round trip here let a quick message land in the chat shown before. While a reply is written (Stop in
     place of Send) nothing changes: the reply would go on drawing into the new chat; `busy_note` says why."""
-    values = [defaults[k] for k in ("system_prompt", "temperature", "max_new_tokens", "top_p", "history_turns")]
+    values = [defaults[k] for k in SETTING_KEYS]
     return ("(...shown) => { if (document.querySelector('#chat-input .stop-button')) return shown;"
             " document.querySelectorAll('#session-list .chat-row.current').forEach((r) => {"
             " r.classList.remove('current'); r.querySelector('.chat-open')?.removeAttribute('aria-current'); });"
@@ -107,7 +109,7 @@ class SessionHandlers:
 
     def row_action(self, token: Any, current: Any, evt: gr.EventData, request: gr.Request) -> tuple:
         """A click in the list (ui/assets/chat_list.js): open a chat, or ask before deleting one."""
-        data = evt._data if isinstance(getattr(evt, "_data", None), dict) else {}
+        data = event_data(evt)
         action, session_id = data.get("action"), data.get("id")
         lang = lang_of(request)
         hidden = (gr.Group(visible=False), gr.skip(), gr.skip())
@@ -126,7 +128,7 @@ class SessionHandlers:
 
     def rename(self, token: Any, current: Any, evt: gr.EventData, request: gr.Request) -> tuple:
         """The title typed in place of a row's title (Enter or leaving the field)."""
-        data = evt._data if isinstance(getattr(evt, "_data", None), dict) else {}
+        data = event_data(evt)
         lang = lang_of(request)
         with shown_to_user(lang):
             owner = self._owner(request, token)

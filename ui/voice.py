@@ -14,6 +14,7 @@ import gradio as gr
 
 from ui.conversation import STREAM_INTERVAL
 from ui.chat_format import reply_content
+from engine.requests import Sampling
 from ui.errors import message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
@@ -96,12 +97,11 @@ class VoiceHandlers:
             yield say(lang, "working"), gr.skip()
             with shown_to_user(lang):
                 settings = services.default_settings()
-                params = services.params_for({**settings, "max_new_tokens": min(int(settings["max_new_tokens"]),
-                                                                                  SPOKEN_MAX_TOKENS)})
                 system = settings["system_prompt"]
                 messages = ([{"role": "system", "content": system}] if system.strip() else []) + \
                     [{"role": "user", "content": text}]
-                gen = services.chat_stream(messages, params, cancel)
+                spoken = Sampling(max_new_tokens=min(int(settings["max_new_tokens"]), SPOKEN_MAX_TOKENS))
+                gen = services.reply(messages, settings, cancel, asked=spoken)
             answer, last, error = "", 0.0, None
             try:
                 for piece in gen.stream:

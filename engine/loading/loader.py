@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import torch
 
+from engine import hf_bridge
 from engine.loading.memory import attempt, half_dtype, is_out_of_memory
 from engine.loading.preflight import (CUDA_CONTEXT_BYTES, GiB, RUNGS, RungEstimate, estimate_rungs, first_fitting_rung,
                               kv_cache_bytes)
@@ -102,7 +103,7 @@ def _empty(model_cls: Any, config: Any, dtype: torch.dtype) -> Any:
     with init_empty_weights():
         if hasattr(model_cls, "from_config"):
             return model_cls.from_config(config, dtype=dtype)
-        return model_cls._from_config(config, dtype=dtype)
+        return hf_bridge.model_from_config(model_cls, config, dtype=dtype)
 
 
 def offload_device_map(model_cls: Any, config: Any, plan: LoadPlan, *, gpu_bytes: int, cpu_bytes: int,
@@ -120,8 +121,8 @@ def offload_device_map(model_cls: Any, config: Any, plan: LoadPlan, *, gpu_bytes
     quantizer = AutoHfQuantizer.from_config(_bnb4(plan, compute), pre_quantized=False)
     quantizer.preprocess_model(model, dtype=compute, device_map=None)
     max_memory = quantizer.adjust_max_memory({plan.gpu: int(gpu_bytes), "cpu": int(cpu_bytes)})
-    device_map = infer_auto_device_map(model, max_memory=max_memory, no_split_module_classes=model._no_split_modules,
-                                       hf_quantizer=quantizer)
+    device_map = infer_auto_device_map(model, max_memory=max_memory,
+                                       no_split_module_classes=hf_bridge.no_split_modules(model), hf_quantizer=quantizer)
     return dict(device_map)
 
 

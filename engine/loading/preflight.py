@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine import hf_bridge
+
 RUNGS = ("fp16", "8bit", "4bit", "4bit-offload")
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -49,7 +51,7 @@ def _layer_sizes(config, skip: tuple[str, ...]) -> tuple[int, int, int]:
         if isinstance(module, torch.nn.Linear) and not any(part in name for part in skip):
             quantizable += module.weight.numel()
     total = sum(p.numel() for p in model.parameters())
-    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    blocks = hf_bridge.no_split_modules(model)
     largest = max((sum(p.numel() for p in m.parameters()) for m in model.modules() if type(m).__name__ in blocks),
                   default=0)
     return quantizable, total - quantizable, largest

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from config.files import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,7 @@ def write_quality(path: str | Path, model_id: str, rows: list[QualityRow], text_
         data = {}
     data[model_id] = {"text": text_name, "rows": [asdict(r) for r in rows]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".quality-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def relative_costs(rows: list[QualityRow]) -> list[tuple[QualityRow, float, float]]:

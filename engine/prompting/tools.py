@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from engine import hf_bridge
 from engine.prompting.constrained import JsonConstraint
 from engine.errors import ToolsUnsupported
 
@@ -155,11 +156,7 @@ def response_schema(tokenizer: Any, model: Any) -> dict | None:
     by model_type (imported only here: transformers' serving module also loads fastapi)."""
     if getattr(tokenizer, "response_template", None) is not None:
         return tokenizer.response_template
-    try:
-        from transformers.cli.serving.utils import get_response_template
-    except ImportError:   # transformers' serving extras (fastapi) missing: no built-in parsers, tools refused
-        return None
-    return get_response_template(tokenizer, model)
+    return hf_bridge.response_template(tokenizer, model)   # None without transformers' serving extras (fastapi)
 
 
 class TemplateToolPrompt:
@@ -188,7 +185,7 @@ class TemplateToolPrompt:
         if spec.forced and not self._hermes():
             raise ToolsUnsupported(f"tool_choice {spec.choice!r} forces a call, which this server does only for "
                                    "the <tool_call>{json}</tool_call> format (Qwen2/Qwen3 and Hermes templates); "
-                                   "use tool_choice auto with this model", "tool_choice")
+                                   "use tool_choice auto with this model", param="tool_choice")
         tools = [{"type": "function", "function": f} for f in spec.functions()] if spec.choice != "none" else None
         ids = render_ids(self.codec, _template_messages(messages), generation_prompt=True, tools=tools)
         return ids + self.codec.encode(HERMES_OPEN + "\n") if spec.forced else ids

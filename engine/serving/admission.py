@@ -13,8 +13,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 SMOOTHING = 0.2   # weight of the newest interval in the moving average
+
+
+@dataclass(frozen=True)
+class Admission:
+    """How many requests may wait (server.queue_size) and how long one may expect to wait (server.max_wait_s)
+    before new ones are refused as busy; given to the engine once, where it is built."""
+    max_waiting: int = 64
+    max_wait_s: float | None = None
+
+    @classmethod
+    def from_config(cls, server: Any) -> "Admission":
+        return cls(server.queue_size, server.max_wait_s)
 
 
 @dataclass(frozen=True)

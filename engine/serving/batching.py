@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Sequence
 
+from engine import hf_bridge
 from engine.serving.admission import WaitEstimator
 from engine.prompting.codec import TextCodec
 from engine.loading.memory import release
@@ -248,7 +249,7 @@ def unsupported_reason(model: Any) -> str | None:
         # It runs, and fast, but measured wrong: greedy replies differ from plain `generate` (QUANTIZED_CB).
         bits = "4-bit" if getattr(model, "is_loaded_in_4bit", False) else "8-bit"
         return f"the model is quantized {bits} (bitsandbytes): {QUANTIZED_CB[bits]}"
-    attn = getattr(model.config, "_attn_implementation", None) or "eager"
+    attn = hf_bridge.attn_implementation(model.config)
     if not (attn in ("sdpa", "eager") or "flash" in attn):
         return f"attention implementation {attn!r} is not supported by continuous batching"
     return None
@@ -274,7 +275,7 @@ def _stop_manager(manager: Any) -> None:
         # Ask first, then wake the thread (it may be asleep on _IdleWake with no timeout), then wait for it.
         status = manager.background_thread_status
         status.request_stop(status.HARD_STOP, manager.distributed_helper.global_rank)
-        manager._wake_up_loop.set()
+        hf_bridge.wake_batching_loop(manager)
         manager.stop(block=True, timeout=10, hard_stop=True)
 
 
@@ -304,14 +305,6 @@ def _nothing_to_do(manager: Any) -> bool:
 def _is_oom_text(error: str) -> bool:
     text = error.lower()
     return "out of memory" in text or "can't allocate memory" in text
-
-
-class _DirectLoop:
-    """Stands in for an event loop in transformers' OutputRouter: runs the callback at once, in its thread."""
-
-    @staticmethod
-    def call_soon_threadsafe(callback, *args) -> None:
-        callback(*args)
 
 
 def _with_lazy_cache(make: Any) -> Any:
@@ -438,9 +431,9 @@ class ContinuousBatcher:
             auto_switch_to_flash=False,          # keep the model usable by plain generate (fallback, vision)
             allow_block_sharing=False, max_memory_percent=0.9, cpu_offload_space=0.0)
         self._manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
-        self._manager._create_batch_processor = _with_lazy_cache(self._manager._create_batch_processor)
+        hf_bridge.wrap_batch_processor_factory(self._manager, _with_lazy_cache)
         self._manager.logit_processor = batch_sampler(codec.stops)   # read when the batching thread starts
-        self._manager._wake_up_loop = _IdleWake(self._manager)  # idle means idle: no 10 Hz polling
+        hf_bridge.replace_wake_event(self._manager, _IdleWake(self._manager))  # idle means idle: no 10 Hz polling
         self._start_lock = threading.Lock()
         self._ensure_running()
         # transformers' batching thread is not a daemon: stop it when this batcher is collected, and at exit
@@ -470,13 +463,13 @@ class ContinuousBatcher:
                           relayed=lambda sink: self._run(kept, prompt, params, cancel, stats, sink))
 
     def needs_plain_path(self, params: GenerationParams) -> bool:
-        """What the batch does not do per request: a seed, a repetition penalty, top-k, logprobs, a JSON
+        """What the batch does not do per request: a seed, repetition/presence/frequency penalties, top-k, logprobs, a JSON
         constraint (per-request processors) or tools; and greedy requests when engine.batch_greedy is false,
         which keeps them exact: in the batch (its sampler takes a temperature-0 row's argmax) identical
         greedy requests sent together got different replies on the tiny bf16 model, since the batch's
         rounding depends on what else is in each step."""
         greedy_alone = params.temperature <= 0 and not self.batch_greedy
-        return (params.seed is not None or params.repetition_penalty != 1.0 or greedy_alone
+        return (params.seed is not None or params.repetition_penalty != 1.0 or params.penalised or greedy_alone
                 or params.top_k > 0 or params.logprobs is not None or params.constraint is not None
                 or params.tools is not None)
 
@@ -501,12 +494,10 @@ class ContinuousBatcher:
         reply = _Reply(self.codec, params, stats, cancel, sink or inbox.put,
                        on_end=(lambda: inbox.put(_END)) if inbox is not None else None)
         rid = f"chat-{uuid.uuid4().hex}"
-        router = self._manager.output_router
         alone = False        # handed to the plain path, whose stats are the request's
         try:
             self._ensure_running()
-            with router._lock:  # the request's own handler, called on the batching thread
-                router.result_handlers[rid] = (reply.take, _DirectLoop)
+            hf_bridge.register_result_handler(self._manager, rid, reply.take)  # called on the batching thread
             added = self._manager.add_request(prompt, request_id=rid, max_new_tokens=params.max_new_tokens,
                                               streaming=True, eos_token_id=list(self.codec.stops),
                                               **self._sampling(params))
@@ -540,8 +531,7 @@ class ContinuousBatcher:
             raise
         finally:
             reply.close()
-            with router._lock:
-                router.result_handlers.pop(rid, None)
+            hf_bridge.unregister_result_handler(self._manager, rid)
             if not reply.finished:
                 self._manager.cancel_request(rid)  # frees its cache blocks at the next step
             self.slots.release()

@@ -20,9 +20,10 @@ from engine.loading.memory import forget, is_out_of_memory, release
 from engine.prompting.mistral import PromptError, encode_chat, normalize_messages
 from engine.prompting.constrained import ConstrainedLogits, GrammarTokenizer, JsonConstraint
 from engine.serving.logprobs import LogprobRecorder, TokenLogprob, describe
+from engine.serving.penalties import PresenceFrequencyPenalty
 from engine.prompting.textstream import IncrementalDecoder, StopMatcher
 from engine.prompting.tools import ToolCall, ToolSpec, tool_prompt
-from engine.errors import GenerationError, GenerationOutOfMemory, PromptTooLong
+from engine.errors import ConstraintError, GenerationError, GenerationOutOfMemory, PromptTooLong
 
 
 class TrimCancelled(Exception):
@@ -39,6 +40,8 @@ class GenerationParams:
     top_p: float = 0.95
     top_k: int = 0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0    # OpenAI's: subtracted once from each token already in the reply
+    frequency_penalty: float = 0.0   # OpenAI's: subtracted per occurrence in the reply
     stop: tuple[str, ...] = ()
     seed: int | None = None
     max_history_turns: int = 20
@@ -63,6 +66,11 @@ class GenerationParams:
     def least_new_tokens(self) -> int:
         """min_new_tokens as it can be honoured: never above max_new_tokens."""
         return min(self.min_new_tokens, self.max_new_tokens)
+
+    @property
+    def penalised(self) -> bool:
+        """Presence or frequency penalties asked for (a per-request logits processor)."""
+        return self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
     def generate_kwargs(self) -> dict:
         sample = self.temperature > 0
@@ -339,6 +347,18 @@ class Generator:
         if params.constraint is not None:
             self.grammar.matcher(params.constraint)
 
+    def check_request(self, params: GenerationParams) -> None:
+        """Compile what the request constrains the reply with, before any model work: its response_format, and
+        the tool-call format a forced tool choice imposes (ConstraintError naming that parameter)."""
+        self.check_constraint(params)
+        if params.tools is not None and params.tools.forced:
+            try:
+                self.grammar.matcher(self.tool_prompt.constraint(params.tools))
+            except ConstraintError as exc:
+                raise ConstraintError(f"a tool's parameters cannot be used as a JSON schema: "
+                                      f"{str(exc).removeprefix('the JSON schema cannot be used: ')}",
+                                      param="tools") from None
+
     def _stream_tools(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event) -> ChatStream:
         """A conversation with tools: the model's tool prompt (not trimmed), the reply parsed for calls."""
         spec = params.tools
@@ -387,6 +407,8 @@ class Generator:
         try:
             constrained = (ConstrainedLogits(self.grammar.matcher(params.constraint), 0, tuple(self.codec.stops))
                            if params.constraint is not None else None)
+            penalties = (PresenceFrequencyPenalty(params.presence_penalty, params.frequency_penalty)
+                         if params.penalised else None)
             while True:
                 done = len(decoder.ids)
                 attempt = replace(params, max_new_tokens=params.max_new_tokens - done,
@@ -395,6 +417,9 @@ class Generator:
                 inputs = inputs_for(list(decoder.ids))
                 # logprobs are the model's own (before the grammar masks tokens out), as vLLM reports them
                 processors: list = [LogprobRecorder(sink)] if params.logprobs is not None else []
+                if penalties is not None:
+                    penalties.restart_at(inputs["input_ids"].shape[1] - done)
+                    processors.append(penalties)
                 if constrained is not None:  # tokens already generated were consumed by the grammar
                     constrained.restart_at(inputs["input_ids"].shape[1])
                     processors.append(constrained)

@@ -124,6 +124,10 @@ class RemoteChat:
             kw["stop"] = list(params.stop)
         if params.seed is not None:
             kw["seed"] = params.seed
+        if params.presence_penalty:
+            kw["presence_penalty"] = params.presence_penalty
+        if params.frequency_penalty:
+            kw["frequency_penalty"] = params.frequency_penalty
         if params.min_new_tokens:
             kw["extra_body"] = {"min_tokens": params.min_new_tokens}   # vLLM's name; a server without it says so
         return kw

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 from transformers import LogitsProcessorList
-from transformers.generation.continuous_batching.cb_logits_processors import (
-    ContinuousBatchingLogitsProcessor, ContinuousBatchingLogitsProcessorList)
+from engine.hf_bridge import (ContinuousBatchingLogitsProcessor, ContinuousBatchingLogitsProcessorList,
+                              prompt_tokens_moved)
 
 def _only(scores: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """-inf everywhere but `index` ([B, 1]) in each row."""
@@ -49,7 +49,7 @@ class _PerRequestFloat(ContinuousBatchingLogitsProcessor):
 
 def tokens_generated(state) -> int:
     """Reply tokens so far, counting those a soft reset moved into the prompt (transformers' requests.py)."""
-    moved = getattr(state, "_true_initial_tokens", 0)
+    moved = prompt_tokens_moved(state)
     return len(state.generated_tokens) + (len(state.initial_tokens) - moved if moved else 0)
 
 
