@@ -163,7 +163,7 @@ class Conversation:
         """Keep a chat's system prompt and sampling settings; a no-op when nothing changed."""
         current = self.settings(session)
         wanted = settings_from(settings, current)
-        if wanted == current and all(k in session["settings"] for k in wanted):
+        if wanted == current and all(k in session["settings"] or wanted[k] is None for k in wanted):
             return session
         return self.store.update_settings(owner, session["id"], wanted)
 
