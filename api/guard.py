@@ -93,6 +93,18 @@ def carries_gradio_files(scope: Scope) -> bool:
     return not content_type.lower().startswith("multipart/")
 
 
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands on the body already read, then waits for the disconnect as the server would."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int):
         super().__init__(413, f"the request body is larger than {limit // 2**20} MB", code="request_too_large")
@@ -158,12 +170,7 @@ class ApiGuard:
         except ClientLeft:
             return
 
-        async def replay() -> Message:
-            if body:
-                return body.pop(0)
-            return await receive()  # after the body: wait for the disconnect, as the server would
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def gradio_call(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand on a Gradio call with its file fields checked (see the module's docstring)."""
@@ -172,6 +179,11 @@ class ApiGuard:
         except ClientLeft:
             return
         raw = b"".join(m.get("body", b"") for m in messages)
+        # Most calls (every page event) name no file and are not parsed here; a body with a \u escape is, since
+        # "gradio\u002eFileData" reads as the marker once decoded.
+        if FILE_DATA.encode() not in raw and b"\\u" not in raw:
+            await self.app(scope, replaying(messages, receive), send)
+            return
         try:
             body, changed = without_foreign_files(json.loads(raw), upload_folder())
         except ValueError:   # not JSON: Gradio refuses it itself, and there is no file field to move
@@ -183,13 +195,4 @@ class ApiGuard:
             raw = json.dumps(body).encode()
             headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
             scope = dict(scope, headers=headers + [(b"content-length", str(len(raw)).encode())])
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()  # after the body: wait for the disconnect, as the server would
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying([{"type": "http.request", "body": raw, "more_body": False}], receive), send)

@@ -136,3 +136,14 @@ def test_only_a_file_inside_the_upload_folder_passes(tmp_path):
     assert changed and named == {"image": None, "question": "q"}
     clean = {"data": [forged(str(good)), "q", {"path": "/etc/passwd"}]}   # no meta: Gradio moves nothing
     assert without_foreign_files(clean, folder.resolve()) == (clean, False)
+
+
+def test_a_marker_written_with_json_escapes_is_guarded_too(server):
+    """A body that spells the file marker with \\u escapes reads as the same field once decoded: the guard's quick
+    pass over bodies without the marker must not let it through."""
+    raw = json.dumps({"data": [forged("/etc/passwd"), "q"]}).replace("gradio.FileData", "gradio\\u002eFileData")
+    assert "gradio.FileData" not in raw
+    r = httpx.post(server.url + "/gradio_api/call/describe_image", content=raw,
+                   headers={"Content-Type": "application/json"}, timeout=30)
+    stream = httpx.get(server.url + f"/gradio_api/call/describe_image/{r.json()['event_id']}", timeout=120).text
+    assert_refused(server, stream, "describe_image", "en")
