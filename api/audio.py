@@ -16,26 +16,25 @@ from api.errors import ApiError, bad_request, unavailable
 from api.responses import transcription, verbose_transcription, wire
 from api.schemas import SpeechRequest
 from api.state import ApiState
+from engine.errors import EngineError
 
 TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
 
 
 def _use(state: ApiState, name: str, what: str, call) -> Any:
-    """Run `call(model)` with the manager's model `name`; failures become 400 (bad input) or 503 (no model)."""
-    from engine.loading.loader import ModelLoadError
-    from engine.manager import ModelUnavailable
-    from engine.media.inputs import MediaError
-    from engine.loading.sources import SourceError
-    from engine.media.speech import SpeechError
-
+    """Run `call(model)` with the manager's model `name`. Engine errors answer as themselves (api/errors.py:
+    ImageError/AudioError 400 invalid_audio, SpeechError 400 invalid_input); a model that cannot be had names
+    the feature that needed it (503)."""
     if state.manager is None:
         raise unavailable(what, "no model manager is configured")
     try:
         with state.manager.use(name) as model:
             return call(model)
-    except (MediaError, SpeechError) as exc:
-        raise bad_request(str(exc), None, "invalid_audio" if isinstance(exc, MediaError) else "invalid_input") from None
-    except (ModelUnavailable, ModelLoadError, SourceError, KeyError) as exc:
+    except EngineError as exc:
+        if exc.code == "model_not_available":
+            raise unavailable(what, str(exc).strip("'\"")) from None
+        raise
+    except KeyError as exc:
         raise unavailable(what, str(exc).strip("'\"")) from None
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Request

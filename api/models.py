@@ -63,7 +63,8 @@ class ModelNames:
                        param="model", code="model_not_found")
 
     def _adapter(self, name: str) -> Resolved | None:
-        from engine.adapters import AdapterError, AdapterMismatch, read_adapter
+        from engine.adapters import read_adapter
+        from engine.errors import AdapterError, AdapterMismatch
 
         try:
             info = read_adapter(self.adapters.adapters_dir, name)

@@ -313,7 +313,8 @@ class _EntrySpy:
 
 def step_cards(s: Settings, r: Results, folder: Path) -> None:
     """(b): emulated cards; start at fp16, step down on real OOMs, memory at baseline before each rung."""
-    from engine.loading.loader import LoadPlan, ModelLoadError, load_pretrained
+    from engine.loading.loader import LoadPlan, load_pretrained
+    from engine.errors import ModelLoadError
     from engine.loading.memory import release
 
     if not s.cuda:

@@ -23,6 +23,8 @@ Precision = Literal["auto", "fp16", "8bit", "4bit"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 # "auto", or a fixed number of chat slots.
 Slots = Literal["auto"] | Annotated[StrictInt, Field(ge=1, le=256)]
+
+
 @section("engine")
 class EngineConfig:
     model: StrictStr = Field("mistralai/Mistral-7B-Instruct-v0.3", description="Hub id, local folder (safetensors "

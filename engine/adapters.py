@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 from engine import hf_bridge
 from engine.errors import AdapterError, AdapterMismatch, AdapterNameError, AdapterNotFound
 
@@ -62,7 +62,7 @@ class AdapterInfo:
 def validate_name(name: Any) -> str:
     """Return the name if it is a plain folder name; raise AdapterNameError otherwise."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise AdapterNameError(f"adapter name {name!r} is not allowed: use {NAME_RULE}")
+        raise AdapterNameError(f"adapter name {name!r} is not allowed: use {NAME_RULE}", values={"name": str(name)})
     return name
 
 
@@ -72,7 +72,7 @@ def adapter_path(adapters_dir: str | Path, name: str) -> Path:
     root = Path(adapters_dir).resolve()
     path = (root / name).resolve()
     if path.parent != root:
-        raise AdapterNameError(f"adapter {name!r} points outside the adapters folder {root}")
+        raise AdapterNameError(f"adapter {name!r} points outside the adapters folder {root}", values={"name": name})
     return path
 
 
@@ -108,22 +108,23 @@ def read_adapter(adapters_dir: str | Path, name: str) -> AdapterInfo:
     """The complete adapter `name`, or AdapterNotFound saying what is missing."""
     path = adapter_path(adapters_dir, name)
     if not path.is_dir():
-        raise AdapterNotFound(f"no adapter named {name!r} in {Path(adapters_dir)}")
+        raise AdapterNotFound(f"no adapter named {name!r} in {Path(adapters_dir)}", values={"name": name})
     for needed in (WEIGHTS_FILE, CONFIG_FILE):
         if not (path / needed).is_file():
             if (path / "adapter_model.bin").is_file():
                 raise AdapterNotFound(f"adapter {name!r} has only adapter_model.bin (a pickle, never loaded): "
-                                      "convert it to safetensors")
-            raise AdapterNotFound(f"adapter {name!r} is incomplete: {needed} is missing")
+                                      "convert it to safetensors", values={"name": name})
+            raise AdapterNotFound(f"adapter {name!r} is incomplete: {needed} is missing", values={"name": name})
     try:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AdapterNotFound(f"adapter {name!r} is incomplete: {META_FILE} is missing") from None
+        raise AdapterNotFound(f"adapter {name!r} is incomplete: {META_FILE} is missing",
+                              values={"name": name}) from None
     except (OSError, ValueError) as exc:
-        raise AdapterNotFound(f"adapter {name!r}: {META_FILE} is unreadable ({exc})") from None
+        raise AdapterNotFound(f"adapter {name!r}: {META_FILE} is unreadable ({exc})", values={"name": name}) from None
     missing = [k for k in REQUIRED_META if not isinstance(meta, dict) or k not in meta]
     if missing:
-        raise AdapterNotFound(f"adapter {name!r}: {META_FILE} lacks {', '.join(missing)}")
+        raise AdapterNotFound(f"adapter {name!r}: {META_FILE} lacks {', '.join(missing)}", values={"name": name})
     return AdapterInfo(name, path, meta)
 
 
@@ -229,7 +230,8 @@ class AdapterRegistry:
             raise AdapterMismatch(
                 f"adapter {name!r} was trained on {info.base_model_id} ({_short(info.base_fingerprint)}), "
                 f"but the loaded model is {self.base_model_id} ({_short(self.fingerprint)}): "
-                "train it again on this model, or load the model it was made for")
+                "train it again on this model, or load the model it was made for",
+                values={"name": name, "adapter_base": info.base_model_id, "base": self.base_model_id})
         return info
 
     # -- per-request selection -----------------------------------------------------------------

@@ -16,13 +16,16 @@ from engine.backend import ChatBackend
 from engine.errors import AdapterError
 from engine.serving.admission import Admission
 from engine.serving.batching import LoadStats, build_scheduler, kv_budget_bytes
-from engine.prompting.codec import TemplateMissing, TextCodec
+from engine.prompting.codec import TextCodec
+from engine.errors import TemplateMissing
 from config import EngineConfig
 from engine.serving.generation import ChatStream, GenerationParams, Generator
-from engine.loading.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained
+from engine.loading.loader import LoadPlan, LoadReport, load_pretrained
+from engine.errors import ModelLoadError
 from engine.serving import zerogpu
 from engine.loading.preflight import GiB, Concurrency, fixed_concurrency, size_concurrency
-from engine.loading.sources import OFFLINE_DEMO, ModelSource, SourceError, resolve_source
+from engine.loading.sources import OFFLINE_DEMO, ModelSource, resolve_source
+from engine.errors import SourceError
 
 DEMO_NOTICE = "Demo model with random weights: replies are noise, not answers."
 OFFLINE_NOTICE = ("Small offline model (SmolLM2-135M-Instruct, real weights), not the configured model: short, "

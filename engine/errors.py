@@ -15,10 +15,12 @@ class EngineError(Exception):
     status: int = 500
     param: str | None = None
     retry_after: int | None = None
+    values: dict | None = None      # what a translated sentence needs (a name, a limit), beside the English one
 
     def __init__(self, message: str = "", *, code: str | None = None, param: str | None = None,
-                 retry_after: int | None = None, status: int | None = None):
+                 retry_after: int | None = None, status: int | None = None, values: dict | None = None):
         super().__init__(message)
+        self.values = values
         if code is not None:
             self.code = code
         if param is not None:
@@ -71,12 +73,12 @@ class AdapterError(RequestError):
 
 class AdapterNameError(AdapterError):
     """The name is not a plain folder name inside the adapters folder."""
-    code = "adapter_unusable"
+    code = "adapter_not_found"
 
 
 class AdapterNotFound(AdapterError):
     """No complete adapter of that name."""
-    code = "adapter_unusable"
+    code = "adapter_not_found"
 
 
 class AdapterMismatch(AdapterError):
@@ -87,6 +89,16 @@ class AdapterMismatch(AdapterError):
 class MediaError(RequestError):
     """An upload the app cannot use (an image or audio file); one sentence why."""
     code, param = "invalid_media", "messages"
+
+
+class ImageError(MediaError):
+    """An image the app cannot use."""
+    code = "invalid_image"
+
+
+class AudioError(MediaError):
+    """An audio file the app cannot use."""
+    code, param = "invalid_audio", "file"
 
 
 class SpeechError(RequestError):

@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator
 import psutil
 import torch
 
-from engine.loading.loader import ModelLoadError, model_bytes
+from engine.loading.loader import model_bytes
+from engine.errors import ModelLoadError
 from engine.loading.memory import forget, is_out_of_memory, release
 from engine.loading.preflight import GiB
 from engine.errors import ModelUnavailable

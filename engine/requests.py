@@ -15,7 +15,7 @@ import math
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from engine.adapters import AdapterInfo
 from engine.errors import AdapterError, EngineError, MessageTooLong, ModelUnavailable, RequestError
@@ -63,8 +63,7 @@ class OutOfRange(RequestError):
     def __init__(self, name: str, bound: Bound, shown: str | None = None):
         low, high = (int(bound.low), int(bound.high)) if bound.integer else (bound.low, bound.high)
         super().__init__(f"{shown or name} must be {'an integer' if bound.integer else 'a number'} from {low} "
-                         f"to {high}", param=shown or name)
-        self.values = {"name": shown or name, "low": low, "high": high}
+                         f"to {high}", param=shown or name, values={"name": shown or name, "low": low, "high": high})
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ class ChatService:
             raise RequestError(f"{local_only} is not supported with {where}", param=local_only,
                                code="unsupported_parameter")
         checked_image = self._image(image, adapter) if image is not None else None
-        info = self._adapter(adapter) if adapter else None
+        info = self.check_adapter(adapter) if adapter else None
         if checked_image is None and not self.engine.remote:
             self.engine.check_request(params)        # JSON schema and forced tool calls compiled now
         if checked_image is not None:
@@ -223,10 +222,9 @@ class ChatService:
         """generation.max_message_chars, before any tokenizing (MessageTooLong naming the message)."""
         limit = self.limits.max_message_chars
         if len(text) > limit:
-            err = MessageTooLong(f"{param} is {len(text)} characters; this server takes at most {limit} per "
-                                 "message (generation.max_message_chars)", param=param)
-            err.values = {"n": len(text), "limit": limit}
-            raise err
+            raise MessageTooLong(f"{param} is {len(text)} characters; this server takes at most {limit} per "
+                                 "message (generation.max_message_chars)", param=param,
+                                 values={"n": len(text), "limit": limit})
 
     def check_sampling(self, sampling: Sampling) -> None:
         """The sampling checks alone, for a caller that stores a message before asking for its reply."""
@@ -255,7 +253,8 @@ class ChatService:
             values["stop"] = stop
         return self.defaults.with_overrides(**values)
 
-    def _adapter(self, name: str) -> AdapterInfo:
+    def check_adapter(self, name: str) -> AdapterInfo:
+        """The adapter `name` if this engine can use it (made for this base); AdapterError saying why not."""
         registry = self.engine.adapters
         if registry is None:
             raise AdapterError(f"adapter {name!r} cannot be used: the chat model runs on a remote server "

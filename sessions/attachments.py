@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from config.files import TMP_MARK, fsync_dir
+
 from .errors import AttachmentNotFound, InvalidSessionData, StorageFailure
 from .locking import StoreLocks
 from .model import ATTACHMENT_REF_RE, Limits, clean_suffix
-from .storage import TMP_MARK, atomic_write_bytes, fsync_dir
+from .storage import atomic_write_bytes
 
 
 class AttachmentStore:

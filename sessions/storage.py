@@ -19,7 +19,6 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from config import files
-from config.files import TMP_MARK, fsync_dir  # noqa: F401 - re-exported for attachments.py and store.py
 
 from .errors import StorageFailure
 
@@ -43,7 +42,7 @@ def unlink_durably(path: Path) -> None:
     """Remove a file and make the removal survive a crash."""
     try:
         os.unlink(path)
-        fsync_dir(path.parent)
+        files.fsync_dir(path.parent)
     except FileNotFoundError:
         return
     except OSError as exc:

@@ -54,13 +54,13 @@ from .model import (
     new_session_id,
     owner_key,
 )
+from config.files import TMP_MARK, fsync_dir
+
 from .record import MESSAGES, META, META_DOC_ID, session_from_tables, summary_of, tables_from_session
 from .search import prepare_query, search_session
 from .storage import (
-    TMP_MARK,
     CorruptFile,
     commit_db,
-    fsync_dir,
     open_db,
     read_tables_stat,
     unlink_durably,

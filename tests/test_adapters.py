@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters import (AdapterMismatch, AdapterNameError, AdapterNotFound, AdapterRegistry, adapter_path,
-                             base_fingerprint, list_adapters, read_adapter, validate_name)
+from engine.adapters import (AdapterRegistry, adapter_path, base_fingerprint, list_adapters, read_adapter, validate_name)
+from engine.errors import AdapterMismatch, AdapterNameError, AdapterNotFound
 from engine.chat import ChatEngine
 from config import EngineConfig
 from engine.loading.demo.chat import demo_chat_model

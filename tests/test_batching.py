@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.serving.batching import (ContinuousBatcher, EngineBusy, FifoSlots, QueuedGenerator, build_scheduler,
-                             choose_path, size_cache)
-from engine.serving.generation import GenerationError, GenerationParams
+from engine.serving.batching import (ContinuousBatcher, FifoSlots, QueuedGenerator, build_scheduler, choose_path, size_cache)
+from engine.errors import EngineBusy
+from engine.serving.generation import GenerationParams
+from engine.errors import GenerationError
 from tests.waiting import wait_for
 
 SAMPLED = GenerationParams(max_new_tokens=12, min_new_tokens=12, temperature=1.0, top_p=1.0)

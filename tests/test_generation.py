@@ -5,7 +5,8 @@ import time
 import pytest
 import torch
 
-from engine.serving.generation import GenerationError, GenerationParams, PromptTooLong, trim_history
+from engine.serving.generation import GenerationParams, trim_history
+from engine.errors import GenerationError, PromptTooLong
 from engine.prompting.textstream import IncrementalDecoder, StopMatcher
 
 GREEDY = GenerationParams(max_new_tokens=40, min_new_tokens=40, temperature=0.0)

@@ -5,8 +5,8 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, MistralForCausalLM
 
-from engine.loading.loader import (LoadPlan, ModelLoadError, _empty, _rung_kwargs, load_pretrained,
-                           offload_gpu_bytes, offloaded_modules, plan_rungs)
+from engine.loading.loader import (LoadPlan, _empty, _rung_kwargs, load_pretrained, offload_gpu_bytes, offloaded_modules, plan_rungs)
+from engine.errors import ModelLoadError
 from engine.loading.memory import is_out_of_memory
 from engine.loading.preflight import CUDA_CONTEXT_BYTES, GiB, estimate_rungs, first_fitting_rung
 

@@ -8,7 +8,8 @@ import psutil
 import pytest
 import torch
 
-from engine.manager import ModelManager, ModelUnavailable, estimate_bytes, object_bytes
+from engine.manager import ModelManager, estimate_bytes, object_bytes
+from engine.errors import ModelUnavailable
 
 MB = 1024 ** 2
 
@@ -368,7 +369,7 @@ def test_real_model_load_out_of_memory_is_retried():
 
 
 def test_precision_ladder_exhausted_counts_as_out_of_memory():
-    from engine.loading.loader import ModelLoadError
+    from engine.errors import ModelLoadError
 
     m, loaders = manager_with(10_000, "a")
     m.register("v", Loader("v", fail=[ModelLoadError("v could not be loaded at any precision (fp16: out of memory)")]),

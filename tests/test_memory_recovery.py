@@ -137,7 +137,8 @@ def test_out_of_memory_classifier(exc, oom):
 
 def test_speech_oom_is_a_clear_error_and_the_voice_stays_usable():
     from config import EngineConfig
-    from engine.media.speech import SpeechError, Voice
+    from engine.media.speech import Voice
+    from engine.errors import SpeechError
 
     voice = Voice.load(EngineConfig(), "en", demo=True)
     fired = []

@@ -4,8 +4,6 @@ where the engine is built. Real engine (tiny demo model), real app over HTTP, re
 """
 from __future__ import annotations
 
-import threading
-
 import httpx
 import pytest
 import torch

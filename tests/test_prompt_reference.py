@@ -5,7 +5,8 @@ from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from engine.loading.demo import mistral_tokenizer_file
-from engine.prompting.mistral import PromptError, encode_chat
+from engine.prompting.mistral import encode_chat
+from engine.errors import PromptError
 
 S, U, A = "system", "user", "assistant"
 CORPUS = {

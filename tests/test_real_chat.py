@@ -9,8 +9,10 @@ from engine.chat import ChatEngine
 from engine.prompting.codec import CHAT_TEMPLATE, TextCodec
 from config import EngineConfig
 from engine.serving.generation import GenerationParams
-from engine.prompting.mistral import PromptError, encode_chat
-from engine.loading.sources import SourceError, resolve_source
+from engine.prompting.mistral import encode_chat
+from engine.errors import PromptError
+from engine.loading.sources import resolve_source
+from engine.errors import SourceError
 
 GREEDY = GenerationParams(max_new_tokens=24, temperature=0)
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]

@@ -11,8 +11,8 @@ import pytest
 from openai import OpenAI
 
 from config import EngineConfig
-from engine.serving.generation import GenerationError, GenerationParams
-from engine.prompting.mistral import PromptError
+from engine.serving.generation import GenerationParams
+from engine.errors import GenerationError, PromptError
 from engine.serving.remote import RemoteChat, keep_turns
 from tests.conftest import AppServer, free_port
 from tests.waiting import wait_for

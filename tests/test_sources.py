@@ -5,7 +5,8 @@ import pytest
 
 from engine.chat import ChatEngine
 from config import EngineConfig
-from engine.loading.sources import SourceError, resolve_source
+from engine.loading.sources import resolve_source
+from engine.errors import SourceError
 
 
 def test_local_folder_without_safetensors_is_refused(tmp_path):

@@ -89,7 +89,8 @@ def test_plain_path_streams_through_the_gpu_wrapper(plain_engine):
 
 def test_what_crosses_into_a_zerogpu_worker_pickles(plain_engine):
     """On ZeroGPU `spaces` pickles the decorated call's arguments and every item it yields."""
-    from engine.serving.generation import GenerationParams, PromptTooLong
+    from engine.serving.generation import GenerationParams
+    from engine.errors import PromptTooLong
 
     args = ([{"role": "user", "content": "짧게 답해 주세요."}], GenerationParams(max_new_tokens=6), None, None)
     assert pickle.loads(pickle.dumps(args)) == args
@@ -97,11 +98,7 @@ def test_what_crosses_into_a_zerogpu_worker_pickles(plain_engine):
     assert isinstance(items[-1], type(plain_engine.stream(args[0], args[1]).stats))
     back = pickle.loads(pickle.dumps(items))
     assert back[:-1] == items[:-1] and vars(back[-1]) == vars(items[-1])
-    from engine.adapters import AdapterError
-    from engine.serving.generation import GenerationError
-    from engine.loading.loader import ModelLoadError
-    from engine.media.inputs import MediaError
-    from engine.media.speech import SpeechError
+    from engine.errors import AdapterError, GenerationError, MediaError, ModelLoadError, SpeechError
 
     for cls in (PromptTooLong, AdapterError, GenerationError, ModelLoadError, MediaError, SpeechError):
         raised = pickle.loads(pickle.dumps(zerogpu.Raised(cls("원인: 9000 tokens"))))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.media.inputs import (AudioLimits, MediaError, clip_from_samples, is_silent, load_audio, resample,
-                          split_for_whisper)
+from engine.media.inputs import AudioLimits, clip_from_samples, is_silent, load_audio, resample, split_for_whisper
+from engine.errors import MediaError
 from tests.media_fixtures import tone, wav_bytes, wav_with_rate
 
 

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.media.inputs import MediaError, load_audio
-from engine.media.speech import NO_SPEECH, SpeechError, Transcript, normalize_language
+from engine.media.inputs import load_audio
+from engine.errors import MediaError
+from engine.media.speech import NO_SPEECH, Transcript, normalize_language
+from engine.errors import SpeechError
 from tests.media_fixtures import engine_config, speech_files, stt, tone, wav_bytes  # noqa: F401
 
 

@@ -6,7 +6,8 @@ import io
 import pytest
 import soundfile as sf
 
-from engine.media.speech import Speech, SpeechError, split_sentences, text_language
+from engine.media.speech import Speech, split_sentences, text_language
+from engine.errors import SpeechError
 from tests.media_fixtures import engine_config, voice_en, voice_ko  # noqa: F401
 
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from engine.loading.sources import SourceError, resolve_source
+from engine.loading.sources import resolve_source
+from engine.errors import SourceError
 from tests.conftest import AppServer
 from tests.waiting import wait_for
 

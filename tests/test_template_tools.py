@@ -10,7 +10,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from engine.prompting.codec import TextCodec
 from engine.loading.demo.tool_template import tool_template_model
 from engine.loading.sources import resolve_source
-from engine.prompting.tools import TemplateToolPrompt, ToolSpec, ToolsUnsupported, renders_tools
+from engine.prompting.tools import TemplateToolPrompt, ToolSpec, renders_tools
+from engine.errors import ToolsUnsupported
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                              "parameters": {"type": "object", "properties": {

@@ -231,7 +231,7 @@ def test_cancel_stops_the_run_and_one_run_at_a_time(shared, tuning):
 
 def test_a_remote_chat_model_refuses_adapters_with_the_reason(shared):
     """engine.backend = "openai": no AdapterRegistry; a chat that asks for an adapter is told why."""
-    from engine.adapters import AdapterError
+    from engine.errors import AdapterError
 
     remote = SimpleNamespace(report=shared.services.engine.report, adapters=None, remote=True, max_context=4096)
     services = Services(shared.services.cfg, remote, shared.services.store)

@@ -8,9 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.serving.generation import ChatStream, GenerationParams, PromptTooLong
-from engine.media.inputs import MediaError
-from engine.prompting.mistral import PromptError
+from engine.serving.generation import ChatStream, GenerationParams
+from engine.errors import MediaError, PromptError, PromptTooLong
 from engine.media.vision import VisionEngine
 from tests.media_fixtures import engine_config, image_bytes, vision_engine  # noqa: F401
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.media.inputs import ImageLimits, MediaError, check_image, load_image
+from engine.media.inputs import ImageLimits, check_image, load_image
+from engine.errors import MediaError
 from tests.media_fixtures import image_bytes, png_claiming
 
 

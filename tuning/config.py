@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from config import ConfigError, section, type_name
-from engine.adapters import AdapterNameError, validate_name
+from engine.adapters import validate_name
+from engine.errors import AdapterNameError
 
 MISTRAL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PREFIX = "tuning"

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.prompting.codec import TextCodec
-from engine.prompting.mistral import PromptError, encode_chat
+from engine.prompting.mistral import encode_chat
+from engine.errors import PromptError
 
 IGNORE_INDEX = -100      # label of tokens that carry no loss (prompt, system, user turns)
 ROLES = ("system", "user", "assistant")

@@ -292,8 +292,7 @@ def _train_locked(cfg: TrainConfig, token: CancelToken, state: Any) -> TrainResu
 
 def main(argv: Sequence[str] | None = None) -> int:
     from config import ConfigError
-    from engine.loading.loader import ModelLoadError
-    from engine.loading.sources import SourceError
+    from engine.errors import ModelLoadError, SourceError
     from tuning.dataset import DatasetError
     from tuning.output import PublishError
 

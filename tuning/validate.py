@@ -25,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from transformers import AutoTokenizer
 
         from engine.prompting.codec import TextCodec
-        from engine.loading.sources import SourceError, resolve_source
+        from engine.loading.sources import resolve_source
+        from engine.errors import SourceError
 
         try:
             source = resolve_source(args.base)

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from engine.adapters import AdapterError
+from engine.errors import AdapterError
 from ui.conversation import STREAM_INTERVAL, ReplyJob
 from ui.chat_format import SETTING_KEYS, engine_messages, last_user_index, message_text, visible_messages
 from ui.errors import Refusal, message_for, shown_to_user

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.serving.generation import GenerationError
+from engine.errors import GenerationError
 from sessions import SessionNotFound, StaleVersion
 from sessions.model import DEFAULT_TITLE
 from ui.chat_format import engine_messages, last_user_index, settings_from, short_title, turns_in
@@ -72,9 +72,9 @@ class CancelBoard:
 class ReplyJob:
     """One reply being generated: iterate for the growing text, then `save()` it into the session."""
 
-    def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Reply, params: Any,
-                 replace: bool, turns: int = 0):
-        self.convo, self.owner, self.session, self.gen, self.params = convo, owner, session, gen, params
+    def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Reply, replace: bool,
+                 turns: int = 0):
+        self.convo, self.owner, self.session, self.gen = convo, owner, session, gen
         self.replace = replace
         self.turns = turns      # user turns in the conversation handed to the engine, before trimming
         self.text = ""
@@ -116,7 +116,7 @@ class ReplyJob:
             return self.saved
         stats = self.gen.stream.stats
         message = {"role": "assistant", "content": self.text, "status": self.status,
-                   "provenance": provenance(self.gen, self.params, stats,
+                   "provenance": provenance(self.gen, stats,
                                             history_turns=max(1, self.turns - int(stats.dropped_turns)))}
         store = self.convo.services.store
         if self.replace and self.session["messages"] and self.session["messages"][-1]["role"] == "assistant":
@@ -229,4 +229,4 @@ class Conversation:
         image_refs = messages[index].get("attachments", [])
         image = str(self.store.attachment_path(owner, image_refs[0])) if image_refs else None
         gen = self.services.reply(history, settings, cancel, asked=asked, image=image)
-        return ReplyJob(self, owner, session, gen, gen.params, replace, turns_in(history))
+        return ReplyJob(self, owner, session, gen, replace, turns_in(history))

@@ -40,28 +40,6 @@ def uploaded(file: Any, what: str) -> str:
     return str(resolved)
 
 
-def checked_adapter(services: Any, name: str) -> str | None:
-    """The adapter `name` if the loaded base can use it; a Refusal naming both bases when it was made for another."""
-    from engine.adapters import AdapterError, AdapterMismatch, read_adapter
-
-    name = (name or "").strip()
-    if not name:
-        return None
-    registry = services.adapters
-    try:
-        info = read_adapter(registry.adapters_dir, name) if registry is not None else None
-    except AdapterError:
-        info = None
-    if info is None:
-        raise Refusal("adapter_unknown", name=name)
-    try:
-        services.check_adapter(name)
-    except AdapterMismatch:
-        raise Refusal("adapter_other_base", name=name, adapter_base=info.base_model_id,
-                      base=services.engine.model_id) from None
-    return info.name
-
-
 def public_session(session: dict) -> dict:
     """A session as the API returns it: everything but the internal owner id."""
     return {k: v for k, v in session.items() if k != "owner"}
@@ -103,12 +81,12 @@ class Endpoints:
         with shown_to_user(lang):
             if not (message or "").strip():
                 raise Refusal("empty")
-            adapter_name = checked_adapter(services, adapter)
+            adapter_name = (adapter or "").strip() or None
             if session_id:
                 owner = self._owner(request, owner_token)
                 settings = {"system_prompt": system_prompt} if system_prompt else None
                 if adapter_name:
-                    settings = {**(settings or {}), "adapter": adapter_name}
+                    settings = {**(settings or {}), "adapter": services.check_adapter(adapter_name).name}
                 services.chat.check_sampling(asked)     # refused before the message is saved
                 convo.add_user(owner, session_id, message, settings=settings)
                 job = convo.start_reply(owner, session_id, cancel, asked=asked)

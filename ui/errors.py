@@ -40,7 +40,11 @@ MESSAGE_KEYS: dict[str, str] = {
     "invalid_media": "media", "invalid_image": "media", "invalid_audio": "media", "invalid_input": "speech",
     "generation_failed": "generation", "out_of_memory": "generation", "remote_server_error": "generation",
     "out_of_range": "bad_number", "message_too_long": "too_long",
+    "adapter_not_found": "adapter_unknown", "adapter_base_mismatch": "adapter_other_base",
 }
+
+
+DETAIL_KEYS = ("busy", "unavailable", "media", "speech", "generation")   # sentences that need no values
 
 
 def engine_message(exc: EngineError, lang: str) -> str:
@@ -48,10 +52,11 @@ def engine_message(exc: EngineError, lang: str) -> str:
     from ui.i18n import say
 
     detail = plain_detail(str(exc)).rstrip(".")
-    key = MESSAGE_KEYS.get(exc.code) or ("prompt" if exc.status < 500 else "generation")
-    values = getattr(exc, "values", None)
-    if values is not None:          # the error carries what its sentence needs (OutOfRange, MessageTooLong)
-        return say(lang, key, **values)
+    key = MESSAGE_KEYS.get(exc.code)
+    if key is not None and exc.values is not None:   # the error carries what its sentence needs
+        return say(lang, key, **exc.values)
+    if key not in DETAIL_KEYS:
+        key = "prompt" if exc.status < 500 else "generation"
     if key == "busy":
         return say(lang, "busy", seconds=exc.retry_after or 2)
     if key == "unavailable":

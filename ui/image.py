@@ -64,7 +64,7 @@ class ImageHandlers:
                 error = exc
             stats = gen.stream.stats
             status = "error" if error else ("stopped" if stats.finish_reason == "cancelled" else "complete")
-            prov = provenance(gen, params, stats)
+            prov = provenance(gen, stats)
             if stats.completion_tokens:
                 services.metrics.record(gen.model, stats)
             kept = {"question": question, "image": image, "text": text, "status": status, "provenance": prov}

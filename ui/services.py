@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from engine.adapters import AdapterInfo
 from engine.errors import ModelUnavailable
 from engine.requests import ChatService, Reply, Sampling
-from engine.serving.generation import GenerationParams
 
 
 @dataclass
@@ -89,15 +89,9 @@ class Services:
         registry = self.adapters
         return [a for a in registry.available() if a.compatible] if registry is not None else []
 
-    def check_adapter(self, name: str) -> Any:
+    def check_adapter(self, name: str) -> AdapterInfo:
         """AdapterInfo of `name` if this engine can use it; AdapterError (a clear sentence) otherwise."""
-        from engine.adapters import AdapterError
-
-        registry = self.adapters
-        if registry is None:
-            raise AdapterError(f"adapter {name!r} cannot be used: the chat model runs on a remote server "
-                               "(engine.backend = \"openai\"), and adapters need the model loaded here")
-        return registry.check(name)
+        return self.chat.check_adapter(name)
 
     # ----------------------------------------------------- optional models
     @contextmanager
@@ -151,8 +145,9 @@ class Services:
         return str(dest)
 
 
-def provenance(gen: Reply, params: GenerationParams, stats: Any, **extra: Any) -> dict:
+def provenance(gen: Reply, stats: Any, **extra: Any) -> dict:
     """Everything needed to know later how a reply was made (stored with the message)."""
+    params = gen.params
     return {
         "model": gen.model, "rung": gen.rung, "adapter": gen.adapter,
         "adapter_fingerprint": gen.adapter_fingerprint, "adapter_base_fingerprint": gen.adapter_base,

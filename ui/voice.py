@@ -115,7 +115,7 @@ class VoiceHandlers:
             if stats.completion_tokens:
                 services.metrics.record(gen.model, stats)
             status = "error" if error else ("stopped" if stats.finish_reason == "cancelled" else "complete")
-            yield reply_content(answer, provenance(gen, params, stats), status, partial(say, lang)), answer
+            yield reply_content(answer, provenance(gen, stats), status, partial(say, lang)), answer
             if error is not None:
                 raise gr.Error(message_for(error, lang) or str(error), print_exception=False)
         finally:

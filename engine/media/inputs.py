@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from engine.errors import MediaError
+from engine.errors import AudioError, ImageError, MediaError
 
 # Decoders we allow (phone MPO photos open as JPEG). PIL would otherwise also try EPS (which runs
 # Ghostscript) and other rarities.
@@ -61,6 +61,7 @@ class AudioClip:
 
 
 def _read_bytes(data: bytes | str | Path, limit: int, what: str) -> bytes:
+    refused = ImageError if what == "image" else AudioError
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
     else:
@@ -68,18 +69,18 @@ def _read_bytes(data: bytes | str | Path, limit: int, what: str) -> bytes:
         try:
             size = path.stat().st_size
             if size > limit:
-                raise MediaError(f"the {what} is {size / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted")
+                raise refused(f"the {what} is {size / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted")
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise MediaError(f"the {what} file was not found") from None
+            raise refused(f"the {what} file was not found") from None
         except IsADirectoryError:
-            raise MediaError(f"the {what} path is a folder, not a file") from None
+            raise refused(f"the {what} path is a folder, not a file") from None
         except OSError as exc:
-            raise MediaError(f"the {what} file cannot be read ({exc.strerror})") from None
+            raise refused(f"the {what} file cannot be read ({exc.strerror})") from None
     if not raw:
-        raise MediaError(f"the {what} file is empty")
+        raise refused(f"the {what} file is empty")
     if len(raw) > limit:
-        raise MediaError(f"the {what} is {len(raw) / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted")
+        raise refused(f"the {what} is {len(raw) / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted")
     return raw
 
 
@@ -91,29 +92,29 @@ def load_image(data: bytes | str | Path, limits: ImageLimits = ImageLimits()) ->
     try:
         img = Image.open(io.BytesIO(raw), formats=list(IMAGE_FORMATS))
     except UnidentifiedImageError:
-        raise MediaError("this file is not an image we can read; use JPEG, PNG, WEBP, GIF, BMP or TIFF") from None
+        raise ImageError("this file is not an image we can read; use JPEG, PNG, WEBP, GIF, BMP or TIFF") from None
     except Image.DecompressionBombError:
-        raise MediaError("the image claims more pixels than is safe to decode (a decompression bomb?)") from None
+        raise ImageError("the image claims more pixels than is safe to decode (a decompression bomb?)") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise MediaError(f"the image file is damaged ({exc})") from None
+        raise ImageError(f"the image file is damaged ({exc})") from None
     _check_size(*img.size, limits)  # from the header alone: a bomb is refused before it is decoded
     try:
         img.load()  # decodes now: truncated or corrupt data fails here, not inside the model
     except Image.DecompressionBombError:
-        raise MediaError("the image claims more pixels than is safe to decode (a decompression bomb?)") from None
+        raise ImageError("the image claims more pixels than is safe to decode (a decompression bomb?)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise MediaError(f"the image file is truncated or damaged ({str(exc).rstrip('.')})") from None
+        raise ImageError(f"the image file is truncated or damaged ({str(exc).rstrip('.')})") from None
     return check_image(img, limits)
 
 
 def _check_size(width: int, height: int, limits: ImageLimits) -> None:
     if width < 1 or height < 1:
-        raise MediaError("the image has no pixels")
+        raise ImageError("the image has no pixels")
     if width * height > limits.max_pixels:
-        raise MediaError(f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
+        raise ImageError(f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); "
                          f"at most {limits.max_pixels / 1e6:.0f} megapixels are accepted")
     if max(width, height) > limits.max_side:
-        raise MediaError(f"the image is {width}x{height} pixels; no side may be longer than {limits.max_side}")
+        raise ImageError(f"the image is {width}x{height} pixels; no side may be longer than {limits.max_side}")
 
 
 def check_image(img, limits: ImageLimits = ImageLimits()) -> CheckedImage:
@@ -170,21 +171,21 @@ def load_audio(data: bytes | str | Path, limits: AudioLimits = AudioLimits()) ->
         with sf.SoundFile(io.BytesIO(raw)) as f:
             rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
             if not limits.min_rate <= rate <= limits.max_rate:
-                raise MediaError(f"the audio claims a sample rate of {rate} Hz; expected "
+                raise AudioError(f"the audio claims a sample rate of {rate} Hz; expected "
                                  f"{limits.min_rate} to {limits.max_rate} Hz")
             if channels < 1:
-                raise MediaError("the audio has no channels")
+                raise AudioError("the audio has no channels")
             if frames > limits.max_seconds * rate:
-                raise MediaError(f"the audio is {frames / rate:.0f} s long; at most {limits.max_seconds:.0f} s "
+                raise AudioError(f"the audio is {frames / rate:.0f} s long; at most {limits.max_seconds:.0f} s "
                                  "are accepted")
             samples = f.read(dtype="float32", always_2d=True)
     except MediaError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
-        raise MediaError(f"this file is not audio we can read ({AUDIO_FORMATS}): "
+        raise AudioError(f"this file is not audio we can read ({AUDIO_FORMATS}): "
                          f"{str(exc).splitlines()[0][:120]}") from None
     if samples.size and not np.isfinite(samples).all():
-        raise MediaError("the audio contains invalid samples (NaN or infinity); the file is damaged")
+        raise AudioError("the audio contains invalid samples (NaN or infinity); the file is damaged")
     return clip_from_samples(samples, rate)
 
 
@@ -197,9 +198,9 @@ def clip_from_samples(samples: np.ndarray, rate: int) -> AudioClip:
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise MediaError("audio samples must be (frames,) or (frames, channels)")
+        raise AudioError("audio samples must be (frames,) or (frames, channels)")
     if arr.size and not np.isfinite(arr).all():
-        raise MediaError("the audio contains invalid samples (NaN or infinity); the file is damaged")
+        raise AudioError("the audio contains invalid samples (NaN or infinity); the file is damaged")
     channels = arr.shape[1]
     mono = arr.mean(axis=1) if channels > 1 else arr[:, 0]
     out = resample(mono, rate, TARGET_RATE)

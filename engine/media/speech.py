@@ -24,10 +24,10 @@ from engine.serving import zerogpu
 from config import EngineConfig
 from engine.loading.loader import LoadReport, model_bytes
 from engine.loading.memory import attempt
-from engine.media.inputs import (TARGET_RATE, AudioClip, AudioLimits, MediaError, is_silent, load_audio,
-                          split_for_whisper)
-from engine.loading.sources import ModelSource, SourceError, resolve_source
-from engine.errors import SpeechError
+from engine.media.inputs import TARGET_RATE, AudioClip, AudioLimits, is_silent, load_audio, split_for_whisper
+from engine.errors import MediaError
+from engine.loading.sources import ModelSource, resolve_source
+from engine.errors import SourceError, SpeechError
 
 NO_SPEECH = "No speech heard: the recording is silent or too quiet."
 DEMO_STT_NOTICE = "Demo speech recogniser with random weights: transcripts are noise, not words."

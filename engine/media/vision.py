@@ -17,12 +17,15 @@ import torch
 from engine.serving import zerogpu
 from engine.prompting.codec import TextCodec
 from config import EngineConfig
-from engine.serving.generation import ChatStream, GenerationParams, Generator, PromptTooLong
-from engine.loading.loader import LoadPlan, LoadReport, ModelLoadError, load_pretrained, model_bytes
+from engine.serving.generation import ChatStream, GenerationParams, Generator
+from engine.errors import PromptTooLong
+from engine.loading.loader import LoadPlan, LoadReport, load_pretrained, model_bytes
+from engine.errors import ModelLoadError
 from engine.media.inputs import CheckedImage, ImageLimits, check_image, load_image
 from engine.loading.preflight import GiB
 from engine.prompting.mistral import normalize_messages
-from engine.loading.sources import ModelSource, SourceError, resolve_source
+from engine.loading.sources import ModelSource, resolve_source
+from engine.errors import SourceError
 
 IMAGE_TOKEN = "<image>"
 DEMO_NOTICE = "Demo image model with random weights: answers are noise, not descriptions."

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from engine import hf_bridge
 from engine.prompting.constrained import JsonConstraint
-from engine.errors import ToolsUnsupported
+from engine.errors import PromptError, ToolsUnsupported
 
 CONTROL = ("[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")
 VERSION_FILE = re.compile(r"tokenizer\.model\.(v\d+)$")
@@ -232,7 +232,8 @@ TEMPLATE_ROLES = ("system", "user", "assistant", "tool")
 def _template_messages(messages: Sequence[dict]) -> list[dict]:
     """OpenAI messages -> what chat templates read (transformers' convention: arguments as a dict).
     PromptError names a message a template could not take."""
-    from engine.prompting.mistral import PromptError, check_message
+    from engine.prompting.mistral import check_message
+    from engine.errors import PromptError
 
     out = []
     for i, m in enumerate(messages):

@@ -42,8 +42,8 @@ from engine.serving.admission import WaitEstimator
 from engine.prompting.codec import TextCodec
 from engine.loading.memory import release
 from engine.serving.sampling import batch_sampler
-from engine.serving.generation import (ChatStream, GenerationError, GenerationParams, Generator, Sink, StreamStats,
-                               cancelled_stream)
+from engine.serving.generation import ChatStream, GenerationParams, Generator, Sink, StreamStats, cancelled_stream
+from engine.errors import GenerationError
 from engine.prompting.textstream import IncrementalDecoder, StopMatcher
 from engine.serving.zeroed import give_back_zero_pages
 from engine.errors import EngineBusy, GenerationOutOfMemory

@@ -17,7 +17,7 @@ import torch
 
 from engine.prompting.codec import TextCodec
 from engine.loading.memory import forget, is_out_of_memory, release
-from engine.prompting.mistral import PromptError, encode_chat, normalize_messages
+from engine.prompting.mistral import encode_chat, normalize_messages
 from engine.prompting.constrained import ConstrainedLogits, GrammarTokenizer, JsonConstraint
 from engine.serving.logprobs import LogprobRecorder, TokenLogprob, describe
 from engine.serving.penalties import PresenceFrequencyPenalty

@@ -13,9 +13,11 @@ import threading
 import time
 from typing import Any, Iterator, Sequence
 
-from engine.serving.batching import EngineBusy, FifoSlots, LoadStats
+from engine.serving.batching import FifoSlots, LoadStats
+from engine.errors import EngineBusy
 from config import ConfigError, EngineConfig
-from engine.serving.generation import ChatStream, GenerationError, GenerationParams, StreamStats
+from engine.serving.generation import ChatStream, GenerationParams, StreamStats
+from engine.errors import GenerationError
 from engine.loading.loader import LoadReport
 from engine.loading.preflight import AUTO_SLOTS_CAP, Concurrency, fixed_concurrency
 from engine.prompting.mistral import normalize_messages
