@@ -65,6 +65,25 @@ def test_openai_client_through_both_apps(front, back):
     assert r.status_code == 400 and served(back) == before + 2  # refused at the front, never sent
 
 
+def test_penalties_and_seed_reach_the_remote_server(front, back):
+    """The front passes presence/frequency penalties and the seed on: its reply is the back's own reply to them."""
+    via_front = OpenAI(base_url=front.url + "/v1", api_key="unused", max_retries=0)
+    direct = OpenAI(base_url=back.url + "/v1", api_key=BACK_KEY, max_retries=0)
+    # 64 tokens at least: the tiny model's greedy reply repeats itself by then, so a penalty changes it
+    ask = dict(model="local-chat", messages=[{"role": "user", "content": "Tell me about the sea."}], max_tokens=64,
+               extra_body={"min_tokens": 64})
+    seeded = dict(ask, temperature=1.0, seed=11)
+
+    def text(client, **kw):
+        return client.chat.completions.create(**kw).choices[0].message.content
+
+    plain = text(direct, **dict(ask, temperature=0))
+    for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+        penalised = dict(ask, temperature=0, **penalty)
+        assert text(via_front, **penalised) == text(direct, **penalised) != plain, penalty
+    assert text(via_front, **seeded) == text(direct, **seeded)
+
+
 def test_the_back_refuses_without_its_key(back):
     r = httpx.get(back.url + "/v1/models", timeout=10)
     assert r.status_code == 401

@@ -158,6 +158,26 @@ def test_send_reply_retry_edit(conversation):
         conversation.add_user(owner, session["id"], "   ")
 
 
+def test_a_chats_seed_and_penalties_reach_its_replies_and_can_be_cleared(conversation):
+    """The Chat tab's seed and penalty settings are the chat's own: stored, used for its replies (provenance
+    says so), and a seed emptied again means no seed. The same seed gives the same sampled reply."""
+    owner = "anon:" + "f" * 32
+    session = conversation.add_user(owner, None, "Hello")
+    settings = {"temperature": 1.0, "seed": 5, "presence_penalty": 0.5, "frequency_penalty": 1.5}
+    session = conversation.save_settings(owner, session, settings)
+    first = conversation.start_reply(owner, session["id"], threading.Event())
+    list(first)
+    saved = first.save()
+    sampling = saved["messages"][-1]["provenance"]["sampling"]
+    assert (sampling["seed"], sampling["presence_penalty"], sampling["frequency_penalty"]) == (5, 0.5, 1.5)
+    again = conversation.start_reply(owner, session["id"], threading.Event(), replace=True,
+                                     expected_version=saved["version"])
+    list(again)
+    assert again.save()["messages"][-1]["content"] == saved["messages"][-1]["content"]
+    cleared = conversation.save_settings(owner, conversation.store.get(owner, session["id"]), {"seed": None})
+    assert conversation.settings(cleared)["seed"] is None
+
+
 def test_stop_saves_the_partial_reply_as_stopped(conversation):
     owner = "anon:" + "c" * 32
     session = conversation.add_user(owner, None, "Tell a long story")
