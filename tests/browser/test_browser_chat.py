@@ -107,6 +107,22 @@ def test_retry_replaces_the_last_reply(server, new_context):
     assert after["messages"][-1]["provenance"]["sampling"]["temperature"] == 1.5
 
 
+def test_seed_and_penalties_are_chat_settings(server, new_context):
+    """The seed box and the penalty sliders under Settings: what is typed there answers the chat's next reply."""
+    page = pages.open_app(new_context(), server.url)
+    pages.set_max_tokens(page, SHORT)
+    page.fill("#seed input", "7")
+    page.keyboard.press("Enter")
+    page.fill("#frequency-penalty input[type=number]", "1.5")
+    page.keyboard.press("Enter")
+    page.fill("#presence-penalty input[type=number]", "-0.5")
+    page.keyboard.press("Enter")
+    pages.send(page, "Say something")
+    pages.wait_replies_done(page, 1)
+    sampling = api_session(server, pages.owner_token(page))["messages"][-1]["provenance"]["sampling"]
+    assert (sampling["seed"], sampling["frequency_penalty"], sampling["presence_penalty"]) == (7, 1.5, -0.5), sampling
+
+
 def test_edit_last_message_and_resend(server, new_context):
     page = pages.open_app(new_context(), server.url)
     pages.set_max_tokens(page, SHORT)
