@@ -127,7 +127,7 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     # engine.max_concurrent as resolved ("auto": sized from memory at load): the UI runs as many chats as the engine
     blocks.queue(default_concurrency_limit=engine.concurrency.slots, max_size=cfg.server.queue_size)
     quiet_queue(blocks)  # no 1 ms polling while idle (ui/quiet.py)
-    api = build_api(cfg, engine, host=host, manager=manager, policy=policy)
+    api = build_api(cfg, engine, host=host, manager=manager, policy=policy, door=services.chat)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
                               auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS, js=JS,
                               run_history=False, footer_links=["api", "gradio", "settings"])

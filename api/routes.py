@@ -15,6 +15,7 @@ from api.auth import KeyPolicy, key_policy
 from api.errors import ApiError, install_error_handlers
 from api.guard import ApiGuard
 from api.state import ApiState
+from engine.requests import ChatService
 
 
 KNOWN = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/audio/transcriptions": "POST",
@@ -36,12 +37,13 @@ def _unknown_routes() -> APIRouter:
 
 
 def build_api(cfg: Any, engine: Any, *, host: str | None = None, manager: Any = None,
-              policy: KeyPolicy | None = None) -> FastAPI:
+              policy: KeyPolicy | None = None, door: ChatService | None = None) -> FastAPI:
     """`host`: the address the server listens on (default GRADIO_SERVER_NAME, else server.host).
     `manager`: the ModelManager holding the vision and speech models (None: those routes answer 503).
-    `policy`: the exposure rule (default: key_policy(cfg, host), no login)."""
+    `policy`: the exposure rule (default: key_policy(cfg, host), no login).
+    `door`: the door into chat the page uses too (default: one built from cfg over `engine`)."""
     policy = policy or key_policy(cfg, host)
-    state = ApiState(cfg=cfg, engine=engine, names=models.names_for(engine.model_id, getattr(engine, "adapters", None), getattr(engine.report, "prompt_path", "")), policy=policy, manager=manager)
+    state = ApiState(cfg=cfg, engine=engine, names=models.names_for(engine.model_id, getattr(engine, "adapters", None), getattr(engine.report, "prompt_path", "")), policy=policy, manager=manager, chat=door)
     app = FastAPI(title="Local chat API", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state
     install_error_handlers(app)

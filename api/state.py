@@ -9,7 +9,6 @@ from typing import Any
 from api.auth import KeyPolicy
 from api.models import ModelNames
 from engine.requests import ChatService
-from engine.serving.generation import GenerationParams
 
 MiB = 2 ** 20
 
@@ -44,12 +43,8 @@ class ApiState:
             self.chat = ChatService.from_config(self.cfg, self.engine, self.manager)
 
     @property
-    def base_params(self) -> GenerationParams:
-        return GenerationParams.from_config(self.cfg.generation)
-
-    @property
     def max_upload_bytes(self) -> int:
-        return self.cfg.server.max_upload_mb * MiB
+        return self.chat.limits.max_upload_bytes
 
     @property
     def max_body_bytes(self) -> int:

@@ -262,12 +262,16 @@ class ChatService:
         return registry.check(name)
 
     def _image(self, image: Any, adapter: str | None) -> "CheckedImage":
-        from engine.media.inputs import ImageLimits, load_image
-
         if adapter:
             raise RequestError(f"the adapter {adapter!r} applies to the chat model; a message with an image is "
                                "answered by the image model, which takes no adapter", param="model")
-        if hasattr(image, "format") and hasattr(image, "image"):   # a CheckedImage already
+        return self.check_image(image)
+
+    def check_image(self, image: Any) -> "CheckedImage":
+        """An image (bytes or a path) decoded and checked against the upload limit; ImageError saying why not."""
+        from engine.media.inputs import CheckedImage, ImageLimits, load_image
+
+        if isinstance(image, CheckedImage):
             return image
         return load_image(image, ImageLimits(max_bytes=self.limits.max_upload_bytes))
 

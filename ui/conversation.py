@@ -205,10 +205,7 @@ class Conversation:
         return self.store.append(owner, session["id"], {"role": "user", "content": text.strip(), "attachments": keep})
 
     def _put_image(self, path: str) -> str:
-        from engine.media.inputs import ImageLimits, load_image
-
-        limits = ImageLimits(max_bytes=self.services.cfg.server.max_upload_mb * 2**20)
-        checked = load_image(path, limits)  # MediaError says why a file is refused
+        checked = self.services.chat.check_image(path)  # the door's own check, before the image is stored
         suffix = {"JPEG": "jpg", "MPO": "jpg"}.get(checked.format, checked.format.lower() or "png")
         return self.store.put_attachment(Path(path).read_bytes(), suffix)
 
