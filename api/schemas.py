@@ -10,7 +10,15 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
 
+from engine.requests import SAMPLING_LIMITS
+
 INT64 = 2 ** 63
+
+
+def limits_of(name: str) -> dict:
+    """Field bounds of an engine sampling option, from the one table of ranges (engine/requests.py)."""
+    bound = SAMPLING_LIMITS[name]
+    return {"ge": bound.low, "le": bound.high}
 
 
 def _encodable(text: str) -> str:
@@ -124,21 +132,21 @@ class ChatCompletionRequest(BaseModel):
 
     model: Text = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    temperature: Number | None = Field(None, ge=0.0, le=2.0)
+    temperature: Number | None = Field(None, **limits_of("temperature"))
     top_p: Number | None = Field(None, gt=0.0, le=1.0)
     max_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
     max_completion_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
     min_tokens: StrictInt | None = Field(None, ge=0, lt=INT64,   # vLLM's name
                                          description="no end of reply before this many tokens")
     stop: Text | list[Text] | None = None
-    seed: StrictInt | None = Field(None, ge=-INT64, lt=INT64, description="a 64-bit integer, as OpenAI takes")
-    presence_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
+    seed: StrictInt | None = Field(None, **limits_of("seed"), description="a 64-bit integer, as OpenAI takes")
+    presence_penalty: Number | None = Field(None, **limits_of("presence_penalty"))
+    frequency_penalty: Number | None = Field(None, **limits_of("frequency_penalty"))
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: StrictInt = Field(1, ge=1, le=MAX_CHOICES, description=f"choices per request, at most {MAX_CHOICES}")
     logprobs: StrictBool | None = None
-    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    top_logprobs: StrictInt | None = Field(None, **limits_of("logprobs"))
     response_format: ResponseFormat | None = None
     tools: list[ToolParam] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None

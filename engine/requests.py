@@ -21,7 +21,7 @@ from engine.adapters import AdapterInfo
 from engine.errors import AdapterError, EngineError, MessageTooLong, ModelUnavailable, RequestError
 from engine.prompting.constrained import JsonConstraint
 from engine.prompting.tools import ToolSpec
-from engine.serving.generation import ChatStream, GenerationParams, StreamStats
+from engine.serving.generation import ChatStream, GenerationParams
 
 if TYPE_CHECKING:
     from engine.chat import ChatEngine
@@ -123,56 +123,13 @@ class ChatRequest:
 @dataclass
 class Reply:
     """One reply's stream and where it came from (stored as the reply's provenance)."""
-    stream: Any                                # a ChatStream, or a HeldStream around one
+    stream: ChatStream
     model: str
     rung: str
     params: GenerationParams = GenerationParams()   # what it was generated with
     adapter: str | None = None
     adapter_fingerprint: str | None = None     # the adapter's own id (meta.json run_id)
     adapter_base: str | None = None            # fingerprint of the base it was trained on
-
-
-class HeldStream:
-    """A ChatStream that keeps its model marked busy (manager.use) until it ends or is closed."""
-
-    def __init__(self, stream: ChatStream, stack: ExitStack):
-        self.stream, self._stack = stream, stack
-
-    @property
-    def stats(self) -> StreamStats:
-        return self.stream.stats
-
-    def __iter__(self) -> "HeldStream":
-        return self
-
-    def __next__(self) -> str:
-        try:
-            return next(self.stream)
-        except BaseException:
-            self.release()
-            raise
-
-    def relay(self, sink: Any) -> None:
-        """The push form (api/streaming.py): pieces to `sink` as they come, the model released at the end."""
-        try:
-            self.stream.relay(sink)
-        finally:
-            self.release()
-
-    def text(self) -> str:
-        return "".join(self)
-
-    def close(self) -> None:
-        try:
-            self.stream.close()
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        self._stack.close()  # idempotent
-
-    def __del__(self) -> None:
-        self.release()
 
 
 class ChatService:
@@ -311,8 +268,9 @@ class ChatService:
         except BaseException:
             stack.close()
             raise
-        return Reply(HeldStream(stream, stack), vision.report.model_id, vision.report.rung, request.params)
+        # the image model stays marked busy until the reply ends or is closed
+        return Reply(stream.finally_(stack.close), vision.report.model_id, vision.report.rung, request.params)
 
 
-__all__ = ["ChatRequest", "ChatService", "DESCRIBE_IMAGE", "HeldStream", "OutOfRange", "Reply",
+__all__ = ["ChatRequest", "ChatService", "DESCRIBE_IMAGE", "OutOfRange", "Reply",
            "RequestLimits", "SAMPLING_LIMITS", "Sampling", "checked_number"]

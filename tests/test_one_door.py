@@ -176,3 +176,43 @@ def test_every_backend_the_engine_builds_meets_the_protocol(tiny_engine):
 
     assert isinstance(tiny_engine.scheduler, ChatBackend)
     assert isinstance(QueuedGenerator(tiny_engine.generator, FifoSlots(1)), ChatBackend)
+
+
+def test_an_image_reply_holds_the_image_model_exactly_as_long_as_it_runs(tiny_engine, tmp_path):
+    """The image model stays marked busy (never evicted) while its reply runs, in the pull and the relay form,
+    and is free again when the reply ends, is closed unread, or is dropped unread."""
+    import gc
+
+    from PIL import Image
+
+    from engine.manager import ModelManager, register_media_models
+
+    cfg = AppConfig()
+    manager = ModelManager.from_config(cfg.engine)
+    register_media_models(manager, cfg.engine, demo=True)
+    door = ChatService(tiny_engine, manager, door_defaults(), max_message_chars=1000, max_upload_bytes=2**20)
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (16, 16), "red").save(picture)
+
+    def users() -> int:
+        return next(row["users"] for row in manager.state() if row["name"] == "vision")
+
+    def reply():
+        return door.open_chat(door.request([{"role": "user", "content": "?"}], Sampling(max_new_tokens=3),
+                                           image=str(picture)))
+
+    read = reply()
+    assert users() == 1
+    read.stream.text()
+    assert users() == 0
+    relayed, pieces = reply(), []
+    relayed.stream.relay(pieces.append)
+    assert users() == 0 and "".join(pieces)
+    closed = reply()          # still referenced: only close() can have let the model go
+    closed.stream.close()
+    assert users() == 0
+    dropped = reply()
+    assert users() == 1
+    del dropped
+    gc.collect()
+    assert users() == 0

@@ -241,6 +241,20 @@ class CancelOnEvent:
 Sink = Callable[[str], None]
 
 
+class _Once:
+    """A callback that runs at most once, whoever calls it first."""
+
+    def __init__(self, callback: Callable[[], None]):
+        self._callback: Callable[[], None] | None = callback
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
+
+
 class ChatStream:
     """Iterator of text pieces; `stats` is complete once iteration ends (or the stream is closed).
 
@@ -251,6 +265,22 @@ class ChatStream:
     def __init__(self, pieces: Iterator[str], stats: StreamStats,
                  relayed: Callable[[Sink], Iterator[str]] | None = None):
         self._pieces, self.stats, self._relayed = pieces, stats, relayed
+        self._on_close: Callable[[], None] | None = None
+
+    def finally_(self, done: Callable[[], None]) -> "ChatStream":
+        """This stream, in either mode, with `done` called once when it ends, fails or is closed (begun or not):
+        how a caller holds something (a model marked busy) for exactly as long as the reply."""
+        once = _Once(done)
+
+        def guarded(inner: Iterator[str]) -> Iterator[str]:
+            try:
+                yield from inner
+            finally:
+                once()
+
+        held = ChatStream(guarded(self), self.stats, relayed=lambda sink: guarded(self.via(sink)))
+        held._on_close = once
+        return held
 
     def via(self, sink: Sink) -> Iterator[str]:
         """This stream for a relay: pieces go to `sink` where they are made, and the iterator yields the
@@ -274,7 +304,11 @@ class ChatStream:
 
     def close(self) -> None:
         self._relayed = None
-        self._pieces.close()
+        try:
+            self._pieces.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
     def text(self) -> str:
         return "".join(self)
