@@ -18,10 +18,12 @@ import asyncio
 import threading
 from typing import Any, AsyncIterator, Callable
 
+from engine.serving.generation import ChatStream
+
 
 class StreamPump:
-    def __init__(self, stream: Any, cancel: threading.Event, cleanup: Callable[[], None] | None = None):
-        self.stream, self.cancel, self._cleanup = stream, cancel, cleanup
+    def __init__(self, stream: ChatStream, cancel: threading.Event):
+        self.stream, self.cancel = stream, cancel
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._pending: list[str] = []
@@ -65,10 +67,8 @@ class StreamPump:
             self.error = exc
         finally:
             try:
-                self.stream.close()
+                self.stream.close()     # a stream that holds a model lets it go here (ChatStream.finally_)
             finally:
-                if self._cleanup is not None:
-                    self._cleanup()
                 self._push(end=True)
 
     async def pieces(self) -> AsyncIterator[str]:

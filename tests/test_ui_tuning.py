@@ -116,8 +116,8 @@ def test_the_adapter_is_chosen_per_chat_and_changes_the_greedy_reply(shared, tra
     assert dropdown.choices[0][0] == "(base model)"
     assert chat.adapter_refresh(BASE, request("ko")).choices[0][0] == "(기본 모델)"
 
-    out = chat.send({"text": "안녕하세요, 자기소개 해 주세요.", "files": []}, TOKEN, "", None, False, "", 0.0, 16, 1.0,
-                    20, BASE, request())
+    out = chat.send(request(), {"text": "안녕하세요, 자기소개 해 주세요.", "files": []}, TOKEN, "", None, False, BASE,
+                    "", 0.0, 16, 1.0, 20)
     session_id = out[6]     # box, editing, cancel_edit, typing, stop, chatbot, session_id, ...
     base = chat_reply(chat, session_id)
     assert base["provenance"]["adapter"] is None and base["content"]
@@ -127,7 +127,7 @@ def test_the_adapter_is_chosen_per_chat_and_changes_the_greedy_reply(shared, tra
     assert stored["settings"]["adapter"] == name and stored["version"] == version
     assert chat.adapter_view(TOKEN, session_id, request()).value == name      # a reopened chat shows its adapter
 
-    for _ in chat.retry(TOKEN, session_id, version, "", 0.0, 16, 1.0, 20, name, request()):
+    for _ in chat.retry(request(), TOKEN, session_id, version, name, "", 0.0, 16, 1.0, 20):
         pass
     tuned = shared.services.store.get(OWNER, session_id)["messages"][-1]
     info = shared.services.check_adapter(name)
@@ -147,7 +147,7 @@ def test_the_adapter_is_chosen_per_chat_and_changes_the_greedy_reply(shared, tra
 
 def test_unusable_adapters_are_refused_with_their_reason(shared, trained, tmp_path):
     chat = ChatHandlers(shared)
-    out = chat.send({"text": "hi", "files": []}, TOKEN, "", None, False, "", 0.0, 4, 1.0, 20, BASE, request())
+    out = chat.send(request(), {"text": "hi", "files": []}, TOKEN, "", None, False, BASE, "", 0.0, 4, 1.0, 20)
     session_id = out[6]
     with pytest.raises(gr.Error, match="no adapter named 'nope'"):
         chat.save_adapter(TOKEN, session_id, "nope", request())
