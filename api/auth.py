@@ -15,12 +15,12 @@ import hmac
 import ipaddress
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 from fastapi import Request
 
 from api.errors import ApiError
-from config import ConfigError
+from config import AppConfig, ConfigError
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 # Gradio paths that only serve the page shell and static files: no model, no file, no user data.
@@ -97,7 +97,7 @@ class KeyPolicy:
             raise ApiError(401, "incorrect API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
 
-def key_policy(cfg: Any, host: str | None = None, environ: Mapping[str, str] | None = None, *,
+def key_policy(cfg: AppConfig, host: str | None = None, environ: Mapping[str, str] | None = None, *,
                login: bool = False) -> KeyPolicy:
     """Decide from config, the listening host, the environment and whether a login is configured;
     raise ApiKeyRequired (one line) if public and keyless."""

@@ -79,7 +79,8 @@ def request_features(body: ChatCompletionRequest, messages: list[dict]) -> Featu
                           "where the reply ends", "min_tokens")
     stop = None if body.stop is None else (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
     sampling = Sampling(max_new_tokens=body.max_completion_tokens or body.max_tokens, min_new_tokens=body.min_tokens,
-                        temperature=body.temperature, top_p=body.top_p, seed=body.seed,
+                        temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
+                        repetition_penalty=body.repetition_penalty, seed=body.seed,
                         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
                         logprobs=(body.top_logprobs or 0) if body.logprobs else None, stop=stop)
     return Features(sampling, body.n, constraint, tools)

@@ -6,7 +6,7 @@ one line) when the server would be reachable beyond loopback without an API key.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
@@ -15,7 +15,12 @@ from api.auth import KeyPolicy, key_policy
 from api.errors import ApiError, install_error_handlers
 from api.guard import ApiGuard
 from api.state import ApiState
+from config import AppConfig
 from engine.requests import ChatService
+
+if TYPE_CHECKING:
+    from engine.chat import ChatEngine
+    from engine.manager import ModelManager
 
 
 KNOWN = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/audio/transcriptions": "POST",
@@ -36,7 +41,7 @@ def _unknown_routes() -> APIRouter:
     return r
 
 
-def build_api(cfg: Any, engine: Any, *, host: str | None = None, manager: Any = None,
+def build_api(cfg: AppConfig, engine: ChatEngine, *, host: str | None = None, manager: ModelManager | None = None,
               policy: KeyPolicy | None = None, door: ChatService | None = None) -> FastAPI:
     """`host`: the address the server listens on (default GRADIO_SERVER_NAME, else server.host).
     `manager`: the ModelManager holding the vision and speech models (None: those routes answer 503).

@@ -12,8 +12,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Stric
 
 from engine.requests import SAMPLING_LIMITS
 
-INT64 = 2 ** 63
-
 
 def limits_of(name: str) -> dict:
     """Field bounds of an engine sampling option, from the one table of ranges (engine/requests.py)."""
@@ -134,12 +132,15 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: Number | None = Field(None, **limits_of("temperature"))
     top_p: Number | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
-    max_completion_tokens: StrictInt | None = Field(None, ge=1, lt=INT64)
-    min_tokens: StrictInt | None = Field(None, ge=0, lt=INT64,   # vLLM's name
+    max_tokens: StrictInt | None = Field(None, **limits_of("max_new_tokens"))
+    max_completion_tokens: StrictInt | None = Field(None, **limits_of("max_new_tokens"))
+    min_tokens: StrictInt | None = Field(None, **limits_of("min_new_tokens"),   # vLLM's name
                                          description="no end of reply before this many tokens")
     stop: Text | list[Text] | None = None
     seed: StrictInt | None = Field(None, **limits_of("seed"), description="a 64-bit integer, as OpenAI takes")
+    top_k: StrictInt | None = Field(None, **limits_of("top_k"), description="vLLM's name; 0 turns it off")
+    repetition_penalty: Number | None = Field(None, **limits_of("repetition_penalty"),
+                                              description="vLLM's name; 1.0 turns it off")
     presence_penalty: Number | None = Field(None, **limits_of("presence_penalty"))
     frequency_penalty: Number | None = Field(None, **limits_of("frequency_penalty"))
     stream: StrictBool = False

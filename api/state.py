@@ -4,11 +4,16 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from api.auth import KeyPolicy
 from api.models import ModelNames
+from config import AppConfig
 from engine.requests import ChatService
+
+if TYPE_CHECKING:
+    from engine.chat import ChatEngine
+    from engine.manager import ModelManager
 
 MiB = 2 ** 20
 
@@ -30,11 +35,11 @@ class Counters:
 
 @dataclass
 class ApiState:
-    cfg: Any
-    engine: Any
+    cfg: AppConfig
+    engine: ChatEngine
     names: ModelNames
     policy: KeyPolicy
-    manager: Any = None               # engine.manager.ModelManager: vision, stt, tts-ko, tts-en
+    manager: ModelManager | None = None   # vision, stt, tts-ko, tts-en; None: those routes answer 503
     counters: Counters = field(default_factory=Counters)
     chat: ChatService | None = None   # the one door into chat (engine/requests.py); built from cfg when None
 

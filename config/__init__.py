@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -143,7 +143,7 @@ SECTIONS: dict[str, type] = {"engine": EngineConfig, "generation": GenerationCon
                              "server": ServerConfig, "sessions": SessionsConfig, "space": SpaceConfig}
 
 
-def config_from_dict(data: Any) -> AppConfig:
+def config_from_dict(data: object) -> AppConfig:
     """Validate a parsed config.json; keys starting with "_" ("_comment") are notes and are skipped."""
     if not isinstance(data, dict):
         raise ConfigError("config: the file must hold a JSON object with sections " + ", ".join(SECTIONS))

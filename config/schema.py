@@ -147,7 +147,7 @@ def bounds(owner: type, name: str) -> tuple[Any, Any]:
     return lo, hi
 
 
-def type_name(tp: Any) -> str:
+def type_name(tp: object) -> str:
     """A JSON user's word for a type: string, integer, number, true/false, list of ..., X or null."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

@@ -18,9 +18,14 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from engine import hf_bridge
 from engine.errors import AdapterError, AdapterMismatch, AdapterNameError, AdapterNotFound
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.serving.generation import ChatStream
 
 META_FILE = "meta.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -59,7 +64,7 @@ class AdapterInfo:
         return f"{self.name}: {m['method']} r={m['r']} on {m['base_model_id']}, {m['steps']} steps, {loss}"
 
 
-def validate_name(name: Any) -> str:
+def validate_name(name: object) -> str:
     """Return the name if it is a plain folder name; raise AdapterNameError otherwise."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise AdapterNameError(f"adapter name {name!r} is not allowed: use {NAME_RULE}", values={"name": str(name)})
@@ -235,7 +240,8 @@ class AdapterRegistry:
         return info
 
     # -- per-request selection -----------------------------------------------------------------
-    def gated(self, model: Any, stream: Any, info: "AdapterInfo | str | None") -> Any:
+    def gated(self, model: "torch.nn.Module", stream: "ChatStream | Callable[[], ChatStream]",
+              info: "AdapterInfo | str | None") -> "ChatStream":
         """Wrap a lazy ChatStream (or a no-argument function making one) so it generates with adapter
         `info` (an AdapterInfo, a name, or None for the base) applied to `model`.
 
@@ -243,8 +249,6 @@ class AdapterRegistry:
         selection is held from the first piece until the stream ends or is closed. Close streams you
         abandon: an unfinished, unclosed stream keeps other adapters waiting.
         """
-        from engine.serving.generation import ChatStream
-
         if isinstance(info, str) or info == "":
             info = self.check(info) if info else None   # a bare name: checked here (ChatService.request checks once)
         if callable(stream) and not hasattr(stream, "stats"):
@@ -257,9 +261,9 @@ class AdapterRegistry:
             finally:
                 self._leave()
 
-        return ChatStream(pieces(stream), stream.stats, relayed=lambda sink: pieces(stream.via(sink)))
+        return stream.around(pieces)
 
-    def unload(self, model: Any, name: str) -> bool:
+    def unload(self, model: "torch.nn.Module", name: str) -> bool:
         """Free adapter `name` from memory (waits for requests using any adapter to finish)."""
         validate_name(name)
         token = object()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from engine.adapters import AdapterInfo, AdapterRegistry
 from engine.backend import ChatBackend
@@ -26,6 +26,9 @@ from engine.serving import zerogpu
 from engine.loading.preflight import GiB, Concurrency, fixed_concurrency, size_concurrency
 from engine.loading.sources import OFFLINE_DEMO, ModelSource, resolve_source
 from engine.errors import SourceError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 DEMO_NOTICE = "Demo model with random weights: replies are noise, not answers."
 OFFLINE_NOTICE = ("Small offline model (SmolLM2-135M-Instruct, real weights), not the configured model: short, "
@@ -45,7 +48,7 @@ def load_plan(cfg: EngineConfig) -> LoadPlan:
                     concurrent=1 if cfg.max_concurrent == "auto" else cfg.max_concurrent)
 
 
-def resolve_concurrency(cfg: EngineConfig, model: Any, context: int, plan: LoadPlan) -> Concurrency:
+def resolve_concurrency(cfg: EngineConfig, model: PreTrainedModel, context: int, plan: LoadPlan) -> Concurrency:
     """engine.max_concurrent for this loaded model: the configured number, or "auto" sized from the KV budget."""
     if cfg.max_concurrent != "auto":
         return fixed_concurrency(cfg.max_concurrent)
@@ -57,7 +60,7 @@ def resolve_concurrency(cfg: EngineConfig, model: Any, context: int, plan: LoadP
 
 @dataclass
 class ChatEngine:
-    model: Any                      # None with a remote backend
+    model: PreTrainedModel | None   # None with a remote backend
     codec: TextCodec | None         # None with a remote backend
     report: LoadReport
     generator: Generator | None     # the plain single-request path; None with a remote backend

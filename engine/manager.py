@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import psutil
 import torch
@@ -28,6 +28,9 @@ from engine.errors import ModelLoadError
 from engine.loading.memory import forget, is_out_of_memory, release
 from engine.loading.preflight import GiB
 from engine.errors import ModelUnavailable
+
+if TYPE_CHECKING:
+    from config import EngineConfig
 
 MiB = 1024 ** 2
 # Weights of the default models as published (fp16/fp32 safetensors), for deciding before the first load.
@@ -44,9 +47,9 @@ KNOWN_SIZES = MappingProxyType({
 @dataclass
 class _Entry:
     name: str
-    loader: Callable[..., Any] | None     # None: registered already loaded and cannot be reloaded (never evicted)
+    loader: Callable[..., object] | None  # None: registered already loaded and cannot be reloaded (never evicted)
     estimate: int
-    obj: Any = None
+    obj: object = None                    # the loaded model, whatever its loader returned
     bytes: int = 0
     users: int = 0
     tick: int = 0                         # LRU order: larger is more recent
@@ -57,7 +60,7 @@ class _Entry:
     loading: bool = False
 
 
-def object_bytes(obj: Any) -> int:
+def object_bytes(obj: object) -> int:
     """Bytes a loaded object holds: its memory_bytes(), else its (or its .model's) parameters and buffers."""
     if hasattr(obj, "memory_bytes"):
         return int(obj.memory_bytes())
@@ -98,13 +101,13 @@ class ModelManager:
         self._events: deque[str] = deque(maxlen=max_events)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "ModelManager":
+    def from_config(cls, cfg: EngineConfig) -> "ModelManager":
         budget = int(cfg.max_gpu_memory * GiB) if cfg.max_gpu_memory is not None else None
         return cls(budget_bytes=budget, headroom=cfg.kv_headroom)
 
     # -- registry -------------------------------------------------------------------------------------
 
-    def register(self, name: str, loader: Callable[..., Any], estimate_bytes: int) -> None:
+    def register(self, name: str, loader: Callable[..., object], estimate_bytes: int) -> None:
         """Add a lazily loaded model. `loader()` or `loader(room_bytes)` returns the loaded object;
         room_bytes is what the fixed budget leaves (None when the budget is free memory, read live)."""
         with self._lock:
@@ -112,8 +115,8 @@ class ModelManager:
                 raise ValueError(f"model {name!r} is already registered")
             self._entries[name] = _Entry(name, loader, int(estimate_bytes))
 
-    def register_loaded(self, name: str, obj: Any, bytes: int | None = None, *,
-                        loader: Callable[..., Any] | None = None) -> None:
+    def register_loaded(self, name: str, obj: object, bytes: int | None = None, *,
+                        loader: Callable[..., object] | None = None) -> None:
         """Add a model that is already loaded (the chat engine). Without a loader it is never unloaded."""
         size = object_bytes(obj) if bytes is None else int(bytes)
         with self._lock:
@@ -136,8 +139,9 @@ class ModelManager:
     # -- use ------------------------------------------------------------------------------------------
 
     @contextmanager
-    def use(self, name: str) -> Iterator[Any]:
-        """The loaded model, marked busy until the block ends (so it is never unloaded mid-request)."""
+    def use(self, name: str) -> Iterator[object]:
+        """The loaded model, marked busy until the block ends (so it is never unloaded mid-request): whatever
+        the loader returned (the manager only sizes, reports and closes it); the caller knows what it registered."""
         obj = self._acquire(name)
         try:
             yield obj
@@ -154,7 +158,7 @@ class ModelManager:
         with self.use(name):
             pass
 
-    def _acquire(self, name: str) -> Any:
+    def _acquire(self, name: str) -> object:
         with self._lock:
             entry = self._entry(name)
             if entry.obj is not None:
@@ -176,13 +180,13 @@ class ModelManager:
                 self._events.append(f"loaded {name} ({entry.bytes / MiB:.0f} MiB)")
                 return self._mark(entry)
 
-    def _mark(self, entry: _Entry) -> Any:
+    def _mark(self, entry: _Entry) -> object:
         entry.users += 1
         self._clock += 1
         entry.tick, entry.last_used = self._clock, time.time()
         return entry.obj
 
-    def _load_with_eviction(self, entry: _Entry) -> Any:
+    def _load_with_eviction(self, entry: _Entry) -> object:
         while self.room_bytes() < entry.estimate and self._evict_one(exclude=entry.name, why=f"room for {entry.name}"):
             pass
         while True:
@@ -207,7 +211,7 @@ class ModelManager:
             raise ModelUnavailable(f"{entry.name} does not fit in memory even with every idle model unloaded{hint}. "
                                    "Free GPU memory, raise engine.max_gpu_memory, or pick a smaller model.") from cause
 
-    def _call_loader(self, entry: _Entry) -> Any:
+    def _call_loader(self, entry: _Entry) -> object:
         loader = entry.loader
         params = [p for p in inspect.signature(loader).parameters.values()
                   if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -301,7 +305,7 @@ def _free_device_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def register_media_models(manager: ModelManager, cfg: Any, *, demo: bool = False) -> None:
+def register_media_models(manager: ModelManager, cfg: EngineConfig, *, demo: bool = False) -> None:
     """Register vision, stt, tts-ko and tts-en with loaders built from EngineConfig (nothing loads yet)."""
     from engine.media.speech import SpeechToText, Voice, speech_model_ids
     from engine.media.vision import VisionEngine

@@ -15,7 +15,7 @@ import math
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from engine.adapters import AdapterInfo
 from engine.errors import AdapterError, EngineError, MessageTooLong, ModelUnavailable, RequestError
@@ -24,9 +24,10 @@ from engine.prompting.tools import ToolSpec
 from engine.serving.generation import ChatStream, GenerationParams
 
 if TYPE_CHECKING:
+    from config import AppConfig
     from engine.chat import ChatEngine
     from engine.manager import ModelManager
-    from engine.media.inputs import CheckedImage
+    from engine.media.inputs import CheckedImage, ImageData
 
 DESCRIBE_IMAGE = "Describe this image."   # the question for an image sent without one
 MAX_STOP = 4
@@ -63,7 +64,8 @@ class OutOfRange(RequestError):
     def __init__(self, name: str, bound: Bound, shown: str | None = None):
         low, high = (int(bound.low), int(bound.high)) if bound.integer else (bound.low, bound.high)
         super().__init__(f"{shown or name} must be {'an integer' if bound.integer else 'a number'} from {low} "
-                         f"to {high}", param=shown or name, values={"name": shown or name, "low": low, "high": high})
+                         f"to {high}", param=shown or name,
+                         values={"name": shown or name, "low": low, "high": high, "integer": bound.integer})
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class Sampling:
     stop: tuple[str, ...] | None = None
 
     @classmethod
-    def of(cls, values: dict[str, Any]) -> "Sampling":
+    def of(cls, values: Mapping[str, object]) -> "Sampling":
         """The options in `values` that Sampling knows (a chat's stored settings, a form), others ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known and v is not None and v != ""})
@@ -93,7 +95,7 @@ class Sampling:
         return replace(other, **{f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None})
 
 
-def checked_number(name: str, value: Any, shown: str | None = None) -> float | int:
+def checked_number(name: str, value: object, shown: str | None = None) -> float | int:
     """`value` if it is a number in SAMPLING_LIMITS[name]; OutOfRange naming it otherwise (bools, NaN too)."""
     bound = SAMPLING_LIMITS[name]
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) \
@@ -141,7 +143,7 @@ class ChatService:
         self.limits = RequestLimits(max_message_chars, max_upload_bytes, engine.max_context)
 
     @classmethod
-    def from_config(cls, cfg: Any, engine: "ChatEngine", manager: "ModelManager | None") -> "ChatService":
+    def from_config(cls, cfg: AppConfig, engine: ChatEngine, manager: ModelManager | None) -> ChatService:
         """The door as config.json sets it: generation defaults, generation.max_message_chars, the upload limit."""
         return cls(engine, manager, GenerationParams.from_config(cfg.generation),
                    max_message_chars=cfg.generation.max_message_chars,
@@ -149,7 +151,7 @@ class ChatService:
 
     # ------------------------------------------------------------------------------------ validation
     def request(self, messages: Sequence[dict], sampling: Sampling = Sampling(), *, adapter: str | None = None,
-                image: Any = None, constraint: JsonConstraint | None = None, tools: ToolSpec | None = None,
+                image: ImageData | CheckedImage | None = None, constraint: JsonConstraint | None = None, tools: ToolSpec | None = None,
                 names: dict[str, str] | None = None) -> ChatRequest:
         """Every check of a chat request, once. `names` maps an option to the caller's own name for it
         (/v1's max_tokens for max_new_tokens), so a refusal names what the caller sent."""
@@ -218,13 +220,13 @@ class ChatService:
                                "(engine.backend = \"openai\"), and adapters need the model loaded here")
         return registry.check(name)
 
-    def _image(self, image: Any, adapter: str | None) -> "CheckedImage":
+    def _image(self, image: ImageData | CheckedImage, adapter: str | None) -> CheckedImage:
         if adapter:
             raise RequestError(f"the adapter {adapter!r} applies to the chat model; a message with an image is "
                                "answered by the image model, which takes no adapter", param="model")
         return self.check_image(image)
 
-    def check_image(self, image: Any) -> "CheckedImage":
+    def check_image(self, image: ImageData | CheckedImage) -> CheckedImage:
         """An image (bytes or a path) decoded and checked against the upload limit; ImageError saying why not."""
         from engine.media.inputs import CheckedImage, ImageLimits, load_image
 

@@ -18,7 +18,7 @@ from .errors import (
     StorageFailure,
 )
 from .exchange import ImportReport
-from .model import SCHEMA_VERSION, Limits
+from .model import SCHEMA_VERSION, Limits, Message, SearchHit, Session, SessionSummary
 from .store import SessionStore
 
 __all__ = [
@@ -26,11 +26,15 @@ __all__ = [
     "ImportReport",
     "InvalidSessionData",
     "Limits",
+    "Message",
     "SCHEMA_VERSION",
+    "SearchHit",
+    "Session",
     "SessionCorrupt",
     "SessionError",
     "SessionNotFound",
     "SessionStore",
+    "SessionSummary",
     "SessionWarning",
     "StaleVersion",
     "StorageFailure",

@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from .errors import InvalidSessionData, SessionNotFound
 
@@ -29,6 +29,50 @@ ATTACHMENT_REF_RE = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,10}")
 SUFFIX_RE = re.compile(r"\.?([A-Za-z0-9]{1,10})")
 DEFAULT_TITLE = "New chat"
 MAX_OWNER_CHARS = 1000
+
+
+# What the store hands out: plain JSON-able dicts, typed here so callers know the keys.
+class Message(TypedDict):
+    """One stored message, as clean_message makes it."""
+    id: str
+    role: str                   # one of ROLES
+    content: str
+    attachments: list[str]      # attachment refs (sha256.suffix)
+    status: str                 # one of STATUSES
+    created_at: float
+    provenance: NotRequired[dict[str, object]]   # assistant messages only: how the reply was made
+
+
+class Session(TypedDict):
+    """A whole session (SessionStore.get and every write return one)."""
+    id: str
+    owner: str | None
+    title: str
+    settings: dict[str, object]   # plain JSON, as the caller stored it
+    messages: list[Message]
+    version: int
+    created_at: float
+    updated_at: float
+    schema: int
+
+
+class SessionSummary(TypedDict):
+    """A session in the list view (SessionStore.list): no messages, no settings."""
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    version: int
+    message_count: int
+
+
+class SearchHit(TypedDict):
+    """One session found by SessionStore.search: where the query first matched."""
+    session_id: str
+    title: str
+    snippet: str
+    updated_at: float
+    message_index: int | None   # None: the title matched
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import InvalidSessionData
-from .model import SCHEMA_VERSION, SESSION_ID_RE, is_number, clean_message
+from .model import SCHEMA_VERSION, SESSION_ID_RE, Session, SessionSummary, is_number, clean_message
 from .storage import CorruptFile
 
 META = "meta"
@@ -44,7 +44,7 @@ def ordered_messages(messages_table: dict[str, Any]) -> list[tuple[int, dict[str
 
 def session_from_tables(
     tables: dict[str, dict[str, Any]], *, owner: str | None, owner_key: str, session_id: str
-) -> dict[str, Any]:
+) -> Session:
     """Check a schema-2 file and build the public session dict.
 
     Structure is checked strictly (a file that fails is treated as corrupt);
@@ -109,7 +109,7 @@ def tables_from_session(session: dict[str, Any], owner_key: str) -> dict[str, di
     }
 
 
-def summary_of(session: dict[str, Any]) -> dict[str, Any]:
+def summary_of(session: Session) -> SessionSummary:
     """The list view of a session: no messages, no settings."""
     return {
         "id": session["id"],

@@ -12,6 +12,7 @@ import unicodedata
 from typing import Any
 
 from .errors import InvalidSessionData
+from .model import SearchHit, Session
 
 MAX_QUERY_CHARS = 1000
 SNIPPET_BEFORE = 40
@@ -62,7 +63,7 @@ def make_snippet(text: str, start: int, end: int) -> str:
     return ("…" if left > 0 else "") + excerpt + ("…" if right < len(text) else "")
 
 
-def search_session(session: dict[str, Any], folded_query: str) -> dict[str, Any] | None:
+def search_session(session: Session, folded_query: str) -> SearchHit | None:
     """One hit per matching session: the first matching message, else the title."""
     for index, message in enumerate(session["messages"]):
         found = locate(message["content"], folded_query)
@@ -74,7 +75,7 @@ def search_session(session: dict[str, Any], folded_query: str) -> dict[str, Any]
     return None
 
 
-def _hit(session: dict[str, Any], snippet: str, message_index: int | None) -> dict[str, Any]:
+def _hit(session: Session, snippet: str, message_index: int | None) -> SearchHit:
     return {
         "session_id": session["id"],
         "title": session["title"],

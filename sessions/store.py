@@ -44,6 +44,9 @@ from .model import (
     DEFAULT_TITLE,
     SCHEMA_VERSION,
     Limits,
+    SearchHit,
+    Session,
+    SessionSummary,
     attachment_refs,
     check_expected_version,
     check_session_id,
@@ -79,7 +82,7 @@ MAX_PAGE = 1000
 @dataclass(frozen=True)
 class _CachedSummary:
     signature: tuple[int, ...]
-    summary: dict[str, Any]
+    summary: SessionSummary
 
 
 def _signature(st: os.stat_result) -> tuple[int, ...]:
@@ -124,7 +127,7 @@ class SessionStore:
             self.check()
 
     # ------------------------------------------------------------------ reads
-    def list(self, owner: str, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    def list(self, owner: str, offset: int = 0, limit: int = 50) -> list[SessionSummary]:
         """Summaries of the owner's sessions, newest (updated_at) first."""
         okey = owner_key(owner)
         offset = _check_int(offset, "offset", 0, 10**9)
@@ -133,11 +136,11 @@ class SessionStore:
         summaries.sort(key=lambda s: (s["updated_at"], s["id"]), reverse=True)
         return [dict(s) for s in summaries[offset : offset + limit]]
 
-    def get(self, owner: str, session_id: str) -> dict[str, Any]:
+    def get(self, owner: str, session_id: str) -> Session:
         """The full session; SessionNotFound for a missing id or another owner's id."""
         return self._load(owner, owner_key(owner), check_session_id(session_id))
 
-    def search(self, owner: str, query: str, limit: int = 50) -> list[dict[str, Any]]:
+    def search(self, owner: str, query: str, limit: int = 50) -> list[SearchHit]:
         """Sessions whose title or messages contain `query` (casefolded), newest first."""
         okey = owner_key(owner)
         folded = prepare_query(query)
@@ -174,7 +177,7 @@ class SessionStore:
         return self._attachments.path_for_owner(okey, ref, refers)
 
     # ----------------------------------------------------------------- writes
-    def create(self, owner: str, title: str | None = None, settings: dict | None = None) -> dict[str, Any]:
+    def create(self, owner: str, title: str | None = None, settings: dict | None = None) -> Session:
         okey = owner_key(owner)
         session = {
             "id": new_session_id(),
@@ -186,10 +189,10 @@ class SessionStore:
         session["created_at"] = session["updated_at"] = time.time()
         return self._write_new(owner, okey, session)
 
-    def rename(self, owner: str, session_id: str, title: str, expected_version: int | None = None) -> dict[str, Any]:
+    def rename(self, owner: str, session_id: str, title: str, expected_version: int | None = None) -> Session:
         title = clean_title(title, self.limits)
 
-        def change(db: TinyDB, session: dict[str, Any]) -> list[str]:
+        def change(db: TinyDB, session: Session) -> list[str]:
             db.table(META).update({"title": title}, doc_ids=[META_DOC_ID])
             return []
 
@@ -197,12 +200,12 @@ class SessionStore:
 
     def update_settings(
         self, owner: str, session_id: str, settings: dict, expected_version: int | None = None
-    ) -> dict[str, Any]:
+    ) -> Session:
         """Merge `settings` into the session's settings; a key set to None is removed."""
         if not isinstance(settings, dict):
             raise InvalidSessionData(f"Session settings must be an object, got {type(settings).__name__}.")
 
-        def change(db: TinyDB, session: dict[str, Any]) -> list[str]:
+        def change(db: TinyDB, session: Session) -> list[str]:
             merged = dict(session["settings"])
             for key, value in settings.items():
                 if value is None:
@@ -216,11 +219,11 @@ class SessionStore:
 
     def append(
         self, owner: str, session_id: str, message: dict, expected_version: int | None = None
-    ) -> dict[str, Any]:
+    ) -> Session:
         """Add a message; on return it is on disk (fsync'ed) and survives kill -9."""
         message = clean_message(message, self.limits)
 
-        def change(db: TinyDB, session: dict[str, Any]) -> list[str]:
+        def change(db: TinyDB, session: Session) -> list[str]:
             if len(session["messages"]) >= self.limits.max_messages:
                 raise InvalidSessionData(
                     f"This chat has reached {self.limits.max_messages} messages; start a new chat."
@@ -234,13 +237,13 @@ class SessionStore:
 
     def replace_last_assistant(
         self, owner: str, session_id: str, message: dict, expected_version: int | None = None
-    ) -> dict[str, Any]:
+    ) -> Session:
         """Retry: swap the last assistant reply for a new one."""
         message = clean_message(message, self.limits)
         if message["role"] != "assistant":
             raise InvalidSessionData("The replacement for an assistant reply must have role 'assistant'.")
 
-        def change(db: TinyDB, session: dict[str, Any]) -> list[str]:
+        def change(db: TinyDB, session: Session) -> list[str]:
             table = db.table(MESSAGES)
             docs = sorted(table.all(), key=lambda doc: doc.doc_id)
             if not docs or docs[-1].get("role") != "assistant":
@@ -252,12 +255,12 @@ class SessionStore:
 
         return self._mutate(owner, session_id, expected_version, change)
 
-    def truncate(self, owner: str, session_id: str, keep: int, expected_version: int | None = None) -> dict[str, Any]:
+    def truncate(self, owner: str, session_id: str, keep: int, expected_version: int | None = None) -> Session:
         """Keep the first `keep` messages (edit & resend drops the rest)."""
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
             raise InvalidSessionData(f"keep must be a non-negative integer, got {keep!r}.")
 
-        def change(db: TinyDB, session: dict[str, Any]) -> list[str]:
+        def change(db: TinyDB, session: Session) -> list[str]:
             count = len(session["messages"])
             if keep > count:
                 raise InvalidSessionData(f"Cannot keep {keep} messages: this chat has only {count}.")
@@ -372,7 +375,7 @@ class SessionStore:
             self.warnings.append(message)
         warnings.warn(message, SessionWarning, stacklevel=3)
 
-    def _remember(self, path: Path, st: os.stat_result, session: dict[str, Any]) -> None:
+    def _remember(self, path: Path, st: os.stat_result, session: Session) -> None:
         if time.time_ns() - st.st_mtime_ns <= RACY_NS:
             return  # too recent to trust a stat signature; it is re-read next time
         with self._cache_lock:
@@ -382,7 +385,7 @@ class SessionStore:
         with self._cache_lock:
             self._cache.pop(path, None)
 
-    def _summary(self, okey: str, sid: str) -> dict[str, Any] | None:
+    def _summary(self, okey: str, sid: str) -> SessionSummary | None:
         path = self._session_path(okey, sid)
         try:
             st = os.stat(path)
@@ -394,7 +397,7 @@ class SessionStore:
         session = self._load_quietly(None, okey, sid)
         return summary_of(session) if session else None
 
-    def _decode(self, owner: str | None, okey: str, sid: str, tables: dict, mtime: float) -> tuple[dict, dict | None]:
+    def _decode(self, owner: str | None, okey: str, sid: str, tables: dict, mtime: float) -> tuple[Session, dict | None]:
         """(session, migrated tables or None). Raises CorruptFile or FutureSchema."""
         try:
             new_tables, schema = migrate(tables, okey, sid, mtime)
@@ -410,7 +413,7 @@ class SessionStore:
         self._warn(message)
         return SessionError(message)
 
-    def _load(self, owner: str | None, okey: str, sid: str) -> dict[str, Any]:
+    def _load(self, owner: str | None, okey: str, sid: str) -> Session:
         """Read without the lock (files are only ever replaced whole); lock only to repair."""
         path = self._session_path(okey, sid)
         try:
@@ -430,7 +433,7 @@ class SessionStore:
         self._remember(path, st, session)
         return session
 
-    def _load_quietly(self, owner: str | None, okey: str, sid: str) -> dict[str, Any] | None:
+    def _load_quietly(self, owner: str | None, okey: str, sid: str) -> Session | None:
         """For scans (list, search, export all): a bad file is warned about and skipped."""
         try:
             return self._load(owner, okey, sid)
@@ -439,7 +442,7 @@ class SessionStore:
         except SessionError:  # not found, moved aside or from a newer app: already warned
             return None
 
-    def _decode_locked(self, owner: str | None, okey: str, sid: str, path: Path, db: TinyDB) -> dict[str, Any]:
+    def _decode_locked(self, owner: str | None, okey: str, sid: str, path: Path, db: TinyDB) -> Session:
         """Read the session in an open db (caller holds its lock); quarantine or migrate as needed."""
         try:
             tables = db.storage.read()
@@ -486,8 +489,8 @@ class SessionStore:
         owner: str,
         session_id: str,
         expected_version: int | None,
-        change: Callable[[TinyDB, dict[str, Any]], list[str]],
-    ) -> dict[str, Any]:
+        change: Callable[[TinyDB, Session], list[str]],
+    ) -> Session:
         """Lock, read, check the version, apply `change`, bump the version, write once.
 
         `change` edits the open TinyDB and returns attachment refs it adds;
@@ -516,7 +519,7 @@ class SessionStore:
             self._attachments.drop_refs(okey, sid, dropped)
         return updated
 
-    def _write_new(self, owner: str, okey: str, session: dict[str, Any]) -> dict[str, Any]:
+    def _write_new(self, owner: str, okey: str, session: dict[str, Any]) -> Session:
         """Write a session that must not exist yet (create, import); a taken id gets a new one."""
         folder = self._owners / okey
         if not folder.exists():

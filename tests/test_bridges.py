@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from engine import hf_bridge
+from engine.pins import InternalsChanged
 from ui import gradio_bridge
 
 NEEDS_HF = "engine/hf_bridge.py needs updating"
@@ -147,36 +148,36 @@ def test_bridge_functions_name_what_is_missing(monkeypatch, cb_manager, cb_model
     from transformers.modeling_utils import PreTrainedModel
 
     monkeypatch.delattr(ContinuousBatchingManager, "_create_batch_processor")
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"no longer has ContinuousBatchingManager\."
+    with pytest.raises(InternalsChanged, match=r"no longer has ContinuousBatchingManager\."
                        r"_create_batch_processor: engine/hf_bridge\.py needs updating"):
         hf_bridge.wrap_batch_processor_factory(cb_manager, lambda make: make)
 
     monkeypatch.delattr(cb_manager, "_wake_up_loop")
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"ContinuousBatchingManager\._wake_up_loop"):
+    with pytest.raises(InternalsChanged, match=r"ContinuousBatchingManager\._wake_up_loop"):
         hf_bridge.wake_batching_loop(cb_manager)
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"ContinuousBatchingManager\._wake_up_loop"):
+    with pytest.raises(InternalsChanged, match=r"ContinuousBatchingManager\._wake_up_loop"):
         hf_bridge.replace_wake_event(cb_manager, threading.Event())
 
     monkeypatch.delattr(cb_manager.output_router, "_lock")
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"OutputRouter\._lock"):
+    with pytest.raises(InternalsChanged, match=r"OutputRouter\._lock"):
         hf_bridge.register_result_handler(cb_manager, "r", print)
 
     monkeypatch.delattr(PreTrainedModel, "_from_config")
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"PreTrainedModel\._from_config"):
+    with pytest.raises(InternalsChanged, match=r"PreTrainedModel\._from_config"):
         hf_bridge.model_from_config(type(cb_model), cb_model.config)
     monkeypatch.delattr(cb_model, "_no_split_modules")                    # set per instance by post_init
     for cls in type(cb_model).__mro__:                                    # PreTrainedModel's, Mistral's own
         if "_no_split_modules" in vars(cls):
             monkeypatch.delattr(cls, "_no_split_modules")
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"PreTrainedModel\._no_split_modules"):
+    with pytest.raises(InternalsChanged, match=r"PreTrainedModel\._no_split_modules"):
         hf_bridge.no_split_modules(cb_model)
 
     monkeypatch.delattr(importlib.import_module("transformers.cli.serving.utils"), "get_response_template")
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"transformers\.cli\.serving\.utils\.get_response_template:"):
+    with pytest.raises(InternalsChanged, match=r"transformers\.cli\.serving\.utils\.get_response_template:"):
         hf_bridge.response_template(None, cb_model)
 
     monkeypatch.delattr(importlib.import_module(hf_bridge._CB_PROCESSORS), "ContinuousBatchingLogitsProcessor")
-    with pytest.raises(hf_bridge.InternalsChanged, match=r"cb_logits_processors\.ContinuousBatchingLogitsProcessor:"):
+    with pytest.raises(InternalsChanged, match=r"cb_logits_processors\.ContinuousBatchingLogitsProcessor:"):
         hf_bridge.ContinuousBatchingLogitsProcessor
 
 
@@ -225,7 +226,7 @@ def test_event_data_renamed_by_an_upgrade_is_named(monkeypatch):
 
     monkeypatch.setattr(gr.EventData, "__init__", __init__)
     _only_names(gradio_bridge.missing_names(), "EventData._data", NEEDS_GR)
-    with pytest.raises(gradio_bridge.InternalsChanged, match=r"no longer has EventData\._data: ui/gradio_bridge"):
+    with pytest.raises(InternalsChanged, match=r"no longer has EventData\._data: ui/gradio_bridge"):
         gradio_bridge.event_data(gr.EventData(None, {"action": "open"}))
 
 
@@ -263,20 +264,20 @@ def test_gradio_bridge_functions_name_what_is_missing(monkeypatch):
 
     blocks = gr.Blocks()
     monkeypatch.delattr(blocks, "_queue")
-    with pytest.raises(gradio_bridge.InternalsChanged, match=r"no longer has Blocks\._queue: ui/gradio_bridge"):
+    with pytest.raises(InternalsChanged, match=r"no longer has Blocks\._queue: ui/gradio_bridge"):
         gradio_bridge.queue_of(blocks)
     monkeypatch.delattr(blocks, "has_launched")
-    with pytest.raises(gradio_bridge.InternalsChanged, match=r"Blocks\.has_launched"):
+    with pytest.raises(InternalsChanged, match=r"Blocks\.has_launched"):
         gradio_bridge.mark_launched(blocks)
 
     original = gr.Blocks.launch
     try:
-        with pytest.raises(gradio_bridge.InternalsChanged, match=r"one_launch\.<launch closure>\.task "):
+        with pytest.raises(InternalsChanged, match=r"one_launch\.<launch closure>\.task "):
             gradio_bridge.take_zerogpu_startup()       # launch is not spaces' hook
         calls = []
         zero_gradio.one_launch(lambda *a: calls.append(a), 1)
         monkeypatch.delattr(zero_gradio, "_orig_launch")
-        with pytest.raises(gradio_bridge.InternalsChanged, match=r"spaces\.zero\.gradio\._orig_launch"):
+        with pytest.raises(InternalsChanged, match=r"spaces\.zero\.gradio\._orig_launch"):
             gradio_bridge.take_zerogpu_startup()
         assert calls == []
     finally:

@@ -21,10 +21,10 @@ def _error_of(server, endpoint: str, data: list) -> str:
 def test_raw_chat_call_without_its_message_is_refused_clearly(app_server):
     error = _error_of(app_server, "chat", [])
     assert not any(r in error for r in REPRS), error
-    assert "The chat endpoint takes 11 values (message, session_id, owner_token, system_prompt, " \
-           "max_new_tokens, temperature, adapter, top_p, seed, presence_penalty, frequency_penalty); " \
-           "this call sent 0." in error
-    assert "chat 엔드포인트는 값 11개" in error
+    assert "The chat endpoint takes 13 values (message, session_id, owner_token, system_prompt, " \
+           "max_new_tokens, temperature, adapter, top_p, seed, presence_penalty, frequency_penalty, top_k, " \
+           "repetition_penalty); this call sent 0." in error
+    assert "chat 엔드포인트는 값 13개" in error
 
 
 def test_a_raw_call_written_before_the_endpoint_grew_still_works(app_server):

@@ -89,6 +89,8 @@ BAD_TYPES = [
     ("seed 2**64", {"seed": 18446744073709551616}, "seed", "less than"),
     ("seed -2**64", {"seed": -18446744073709551616}, "seed", "greater than"),
     ("max_tokens 2**64", {"max_tokens": 2 ** 64}, "max_tokens", "less than"),
+    ("max_tokens 2**31", {"max_tokens": 2 ** 31}, "max_tokens", "less than or equal to 2147483647"),
+    ("min_tokens 2**31", {"min_tokens": 2 ** 31}, "min_tokens", "less than or equal to 2147483647"),
     ("max_tokens string", {"max_tokens": "2"}, "max_tokens", "valid integer"),
     ("max_tokens true", {"max_tokens": True}, "max_tokens", "valid integer"),
     ("max_tokens 2.0", {"max_tokens": 2.0}, "max_tokens", "valid integer"),
@@ -234,6 +236,6 @@ def test_gradio_refuses_lone_surrogates_with_a_clear_error(server):
 def test_gradio_chat_bounds_its_numbers(server):
     for value in ("18446744073709551616", "1e300", "0", "-1"):
         last = gradio_call(server, "chat", '{"data": ["hi", "", "", "", %s, null, ""]}' % value)
-        assert "max_new_tokens must be a number from 1 to" in last, (value, last)
+        assert "max_new_tokens must be an integer from 1 to" in last, (value, last)
     last = gradio_call(server, "chat", '{"data": ["hi", "", "", "", null, 1e309, ""]}')
     assert "temperature must be a number from 0 to 2" in last or "event: error" in last, last

@@ -1,5 +1,6 @@
 """One door into chat (engine/requests.py): every check of a request lives there and holds for /v1, the Gradio
-endpoints and the page alike; presence/frequency penalties and a seed go through every door; admission is set
+endpoints and the page alike; presence/frequency penalties, a seed, top_k and a repetition penalty go through
+every door; admission is set
 where the engine is built. Real engine (tiny demo model), real app over HTTP, real `openai` and gradio clients.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def test_each_sampling_option_is_checked_once_naming_the_callers_own_name(door):
     with pytest.raises(OutOfRange) as caught:
         door.request(HI, Sampling(presence_penalty=2.5))
     assert caught.value.param == "presence_penalty" and caught.value.status == 400
-    assert caught.value.values == {"name": "presence_penalty", "low": -2.0, "high": 2.0}
+    assert caught.value.values == {"name": "presence_penalty", "low": -2.0, "high": 2.0, "integer": False}
     with pytest.raises(OutOfRange) as caught:
         door.request(HI, Sampling(max_new_tokens=0), names={"max_new_tokens": "max_tokens"})
     assert caught.value.param == "max_tokens"
@@ -168,6 +169,38 @@ def test_seed_and_penalties_through_the_gradio_endpoint(app_server):
 
     with pytest.raises(AppError, match="frequency_penalty must be a number from -2.0 to 2.0"):
         client.predict("hi", frequency_penalty=9.0, api_name="/chat")
+
+
+def test_top_k_and_repetition_penalty_over_v1_and_the_gradio_endpoint(openai_client, app_server):
+    """The two options added on the one-door shape (engine untouched). With one seed, a hot sample cut to the top
+    token (top_k 1) is another reply than the same sample over the whole vocabulary, and the same again when
+    asked twice; a repetition penalty changes the greedy reply; out of range is a 400 / an AppError naming it.
+    (Not compared with the greedy reply: the tiny bf16 model has exact ties, which top_k keeps.)"""
+    ask = dict(model="local-chat", messages=HI, max_tokens=16)
+
+    def text(**extra) -> str:
+        return openai_client.chat.completions.create(**(ask | extra)).choices[0].message.content
+
+    seeded = dict(temperature=1.5, seed=3)
+    cut = text(**seeded, extra_body={"top_k": 1})
+    assert cut == text(**seeded, extra_body={"top_k": 1}) != text(**seeded, extra_body={"top_k": 0})
+    # Both on the plain path (top_k or a penalty set): the batch's kernels round differently. 64 tokens: the tiny
+    # model's greedy reply repeats itself by then, so a penalty on repeats has something to change.
+    greedy = dict(temperature=0.0, max_tokens=64)
+    assert text(**greedy, extra_body={"top_k": 1, "min_tokens": 64}) != \
+        text(**greedy, extra_body={"repetition_penalty": 2.0, "min_tokens": 64})
+    for name, value in (("top_k", 1001), ("repetition_penalty", 3.0)):
+        r = httpx.post(app_server.url + "/v1/chat/completions", timeout=60,
+                       json={"model": "local-chat", "messages": HI, name: value})
+        assert r.status_code == 400 and r.json()["error"]["param"] == name, r.text
+
+    client = Client(app_server.url, verbose=False)
+    hot = dict(temperature=1.5, seed=3, max_new_tokens=16, api_name="/chat")
+    assert client.predict(HI[0]["content"], top_k=1, **hot) != client.predict(HI[0]["content"], top_k=0, **hot)
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="top_k must be an integer from 0 to 1000"):
+        client.predict("hi", top_k=5000, api_name="/chat")
 
 
 def test_every_backend_the_engine_builds_meets_the_protocol(tiny_engine):

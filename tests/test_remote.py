@@ -66,7 +66,8 @@ def test_openai_client_through_both_apps(front, back):
 
 
 def test_penalties_and_seed_reach_the_remote_server(front, back):
-    """The front passes presence/frequency penalties and the seed on: its reply is the back's own reply to them."""
+    """The front passes presence/frequency/repetition penalties and the seed on: its reply is the back's own reply
+    to them."""
     via_front = OpenAI(base_url=front.url + "/v1", api_key="unused", max_retries=0)
     direct = OpenAI(base_url=back.url + "/v1", api_key=BACK_KEY, max_retries=0)
     # 64 tokens at least: the tiny model's greedy reply repeats itself by then, so a penalty changes it
@@ -78,7 +79,8 @@ def test_penalties_and_seed_reach_the_remote_server(front, back):
         return client.chat.completions.create(**kw).choices[0].message.content
 
     plain = text(direct, **dict(ask, temperature=0))
-    for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+    for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0},
+                    {"extra_body": {"min_tokens": 64, "repetition_penalty": 2.0}}):
         penalised = dict(ask, temperature=0, **penalty)
         assert text(via_front, **penalised) == text(direct, **penalised) != plain, penalty
     assert text(via_front, **seeded) == text(direct, **seeded)

@@ -64,12 +64,14 @@ def test_an_error_after_text_still_reaches_the_reader():
 def test_the_pump_relays_the_stream_rather_than_iterating_it():
     """A stream that can hand its pieces over from the thread that makes them (the continuous batch) is
     read that way: its relayed form, not its pulled one, reaches the reader."""
-    def relayed(sink):
+    def source(sink):
+        if sink is None:
+            yield "pulled"
+            return
         for piece in ("handed ", "over"):
             sink(piece)
-        yield from ()
 
-    stream = ChatStream(iter(["pulled"]), StreamStats(), relayed=relayed)
+    stream = ChatStream(source, StreamStats())
 
     async def main() -> str:
         return await StreamPump(stream, threading.Event()).text()

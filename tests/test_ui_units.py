@@ -163,13 +163,15 @@ def test_a_chats_seed_and_penalties_reach_its_replies_and_can_be_cleared(convers
     says so), and a seed emptied again means no seed. The same seed gives the same sampled reply."""
     owner = "anon:" + "f" * 32
     session = conversation.add_user(owner, None, "Hello")
-    settings = {"temperature": 1.0, "seed": 5, "presence_penalty": 0.5, "frequency_penalty": 1.5}
+    settings = {"temperature": 1.0, "seed": 5, "presence_penalty": 0.5, "frequency_penalty": 1.5, "top_k": 40,
+                "repetition_penalty": 1.2}
     session = conversation.save_settings(owner, session, settings)
     first = conversation.start_reply(owner, session["id"], threading.Event())
     list(first)
     saved = first.save()
     sampling = saved["messages"][-1]["provenance"]["sampling"]
     assert (sampling["seed"], sampling["presence_penalty"], sampling["frequency_penalty"]) == (5, 0.5, 1.5)
+    assert (sampling["top_k"], sampling["repetition_penalty"]) == (40, 1.2)
     again = conversation.start_reply(owner, session["id"], threading.Event(), replace=True,
                                      expected_version=saved["version"])
     list(again)

@@ -101,11 +101,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def with_overrides(self, **changes: Any) -> "TrainConfig":
+    def with_overrides(self, **changes: object) -> "TrainConfig":
         return replace(self, **changes)
 
 
-def config_from_dict(data: Any, overrides: dict | None = None) -> TrainConfig:
+def config_from_dict(data: object, overrides: dict | None = None) -> TrainConfig:
     """Validate a dict (unknown keys, types, limits) into a TrainConfig; ConfigError names the key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{PREFIX}: a training config is a JSON object of settings")

@@ -109,6 +109,11 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
                                      elem_id="presence-penalty")
         frequency_penalty = gr.Slider(-2.0, 2.0, value=defaults["frequency_penalty"], step=0.1,
                                       label=t("chat.frequency_penalty"), elem_id="frequency-penalty")
+        top_k = gr.Slider(0, 200, value=defaults["top_k"], step=1, label=t("chat.top_k"), info=t("chat.top_k_info"),
+                          elem_id="top-k")
+        repetition_penalty = gr.Slider(0.5, 2.0, value=defaults["repetition_penalty"], step=0.05,
+                                       label=t("chat.repetition_penalty"), info=t("chat.repetition_penalty_info"),
+                                       elem_id="repetition-penalty")
         adapter = gr.Dropdown(choices=adapter_choices(shared.services, "en", None), value=BASE, label=t("chat.adapter"),
                               info=t("chat.adapter_info"), elem_id="chat-adapter", interactive=True)
     with gr.Accordion(t("chat.compare_title"), open=False, elem_id="chat-compare",
@@ -124,7 +129,7 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
     version = gr.State(None)
     shown = dict(system_prompt=system_prompt, temperature=temperature, max_new_tokens=max_new_tokens, top_p=top_p,
                  history_turns=history_turns, seed=seed, presence_penalty=presence_penalty,
-                 frequency_penalty=frequency_penalty)
+                 frequency_penalty=frequency_penalty, top_k=top_k, repetition_penalty=repetition_penalty)
     view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, {k: shown[k] for k in SETTING_KEYS})
     return view, ChatControls(box, stop, retry, edit, cancel_edit, editing, adapter, compare, compare_base,
                               compare_adapter, typing)
@@ -162,12 +167,11 @@ class ChatHandlers:
                     *view_values(self.shared, owner, session, request))
 
     def _keep_adapter(self, owner: str, session: dict, value: Any) -> dict:
-        """Store the chat's adapter (settings["adapter"]; removed for the base) when it changed."""
+        """Store the chat's adapter (settings["adapter"]; removed for the base) when it changed. The caller has
+        checked it (before anything of the event is stored); the reply's door checks it again at use."""
         name = adapter_name(value)
         if name == adapter_name(session["settings"].get("adapter")):
             return session
-        if name is not None:
-            self.shared.services.check_adapter(name)
         return self.shared.services.store.update_settings(owner, session["id"], {"adapter": name})
 
     def reply(self, token: Any, session_id: Any, request: gr.Request) -> Iterator[tuple]:
@@ -183,6 +187,8 @@ class ChatHandlers:
                 raise Refusal("reply_running")
             if not session_id:
                 raise gr.Error(say(lang_of(request), "nothing_to_retry"))
+            if adapter_name(adapter) is not None:       # refused before the settings are saved
+                self.shared.services.check_adapter(adapter_name(adapter))
             session = self.shared.services.store.get(owner, session_id)
             session = self.convo.save_settings(owner, session, settings_dict(*settings))
             session = self._keep_adapter(owner, session, adapter)

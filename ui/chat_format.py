@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 
 # A chat's own settings, in the order the Settings panel shows them; the adapter is stored beside them.
 SETTING_KEYS = ("system_prompt", "temperature", "max_new_tokens", "top_p", "history_turns", "seed",
-                "presence_penalty", "frequency_penalty")
+                "presence_penalty", "frequency_penalty", "top_k", "repetition_penalty")
 STORED_KEYS = (*SETTING_KEYS, "adapter")
 TEXT_KEYS = ("system_prompt", "adapter")
 COUNT_KEYS = ("max_new_tokens", "history_turns")       # whole numbers from 1

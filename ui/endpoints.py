@@ -68,7 +68,8 @@ class Endpoints:
     def chat(self, message: str, session_id: str = "", owner_token: str = "", system_prompt: str = "",
              max_new_tokens: int | None = None, temperature: float | None = None, adapter: str = "",
              top_p: float | None = None, seed: int | None = None, presence_penalty: float | None = None,
-             frequency_penalty: float | None = None,
+             frequency_penalty: float | None = None, top_k: int | None = None,
+             repetition_penalty: float | None = None,
              request: gr.Request = None) -> Iterator[str]:  # type: ignore[assignment]
         """Stream the growing reply to `message`. With session_id (and an owner), the turn is saved in that chat.
         `adapter`: a LoRA adapter made for the loaded model (its name, as /v1/models lists it); "" is the base.
@@ -77,7 +78,8 @@ class Endpoints:
         convo, services = self.shared.convo, self.shared.services
         cancel = threading.Event()
         asked = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                         presence_penalty=presence_penalty, frequency_penalty=frequency_penalty)
+                         presence_penalty=presence_penalty, frequency_penalty=frequency_penalty, top_k=top_k,
+                         repetition_penalty=repetition_penalty)
         with shown_to_user(lang):
             if not (message or "").strip():
                 raise Refusal("empty")

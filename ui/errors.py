@@ -44,6 +44,8 @@ MESSAGE_KEYS: dict[str, str] = {
 }
 
 
+# The sentence for whole numbers, where the error says the value must be one (values["integer"]).
+INTEGER_KEYS: dict[str, str] = {"bad_number": "bad_integer"}
 DETAIL_KEYS = ("busy", "unavailable", "media", "speech", "generation")   # sentences that need no values
 
 
@@ -54,6 +56,8 @@ def engine_message(exc: EngineError, lang: str) -> str:
     detail = plain_detail(str(exc)).rstrip(".")
     key = MESSAGE_KEYS.get(exc.code)
     if key is not None and exc.values is not None:   # the error carries what its sentence needs
+        if exc.values.get("integer"):
+            key = INTEGER_KEYS.get(key, key)
         return say(lang, key, **exc.values)
     if key not in DETAIL_KEYS:
         key = "prompt" if exc.status < 500 else "generation"

@@ -8,41 +8,18 @@ Written against gradio 6.31.0 and spaces 0.51.3.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import gradio as gr
+
+from engine.pins import Bridge, Pin, pin_table
 
 WRITTEN_FOR = {"gradio": "6.31.0", "spaces": "0.51.3"}
 HERE = "ui/gradio_bridge.py"
 LAUNCH_CELLS = ("task", "task_args", "task_kwargs")   # the closure of spaces' one_launch hook
 
 
-@dataclass(frozen=True)
-class Pin:
-    """One (object, attribute) this module relies on.
-
-    how: "class"    - hasattr on the class
-         "instance" - set on instances by gradio: checked on a real object (passed in, or built here)
-         "module"   - a module-level name
-         "closure"  - a free variable of the `launch` function spaces' one_launch puts on gr.Blocks
-    """
-    library: str
-    module: str
-    owner: str        # class name inside `module`, the function for "closure", "" for a module-level name
-    attr: str
-    how: str
-    why: str
-
-    @property
-    def name(self) -> str:
-        if self.how == "closure":
-            return f"{self.module}.{self.owner}.<launch closure>.{self.attr}"
-        return f"{self.owner}.{self.attr}" if self.owner else f"{self.module}.{self.attr}"
-
-
-PINNED: dict[str, Pin] = {p.name: p for p in (
+PINNED: dict[str, Pin] = pin_table(
     Pin("gradio", "gradio.blocks", "Blocks", "_queue", "instance",
         "the Queue blocks.queue() builds: its idle polling is slowed (ui/quiet.py)"),
     Pin("gradio", "gradio.queueing", "Queue", "sleep_when_free", "instance",
@@ -60,45 +37,11 @@ PINNED: dict[str, Pin] = {p.name: p for p in (
     *(Pin("spaces", "spaces.zero.gradio", "one_launch", cell, "closure",
           "the ZeroGPU start-up task spaces runs from launch, which this app never calls (app.py)")
       for cell in LAUNCH_CELLS),
-)}
+)
+BRIDGE = Bridge(HERE, WRITTEN_FOR, PINNED)
 
 
-class InternalsChanged(RuntimeError):
-    """gradio (or spaces) no longer has a private name this module relies on."""
-
-    def __init__(self, name: str, detail: str = ""):
-        self.attribute = name
-        super().__init__(_message(PINNED[name] if name in PINNED else None, name, detail))
-
-
-def _version(library: str) -> str:
-    try:
-        from importlib.metadata import version
-        return version(library)
-    except Exception:   # noqa: BLE001 - the message must still be written
-        return "(not installed)"
-
-
-def _message(pin: Pin | None, name: str, detail: str = "") -> str:
-    library = pin.library if pin else "gradio"
-    extra = f" ({detail})" if detail else ""
-    return (f"{library} {_version(library)} no longer has {name}{extra}: {HERE} needs updating "
-            f"(written for {library} {WRITTEN_FOR[library]})")
-
-
-def _get(obj: Any, key: str) -> Any:
-    """obj.<PINNED[key].attr> (looked up in the instance's own dict when it is an instance attribute: EventData
-    answers every other name from _data itself), or InternalsChanged naming it."""
-    pin = PINNED[key]
-    if pin.how == "instance" and not isinstance(obj, type):
-        own = getattr(obj, "__dict__", {})
-        if pin.attr in own:
-            return own[pin.attr]
-        raise InternalsChanged(key)
-    try:
-        return getattr(obj, pin.attr)
-    except AttributeError:
-        raise InternalsChanged(key) from None
+_get = BRIDGE.get
 
 
 # ------------------------------------------------------------------------------------------------------- gradio
@@ -132,8 +75,8 @@ def take_zerogpu_startup() -> Callable[[], None]:
     cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or ()))
     missing = [n for n in LAUNCH_CELLS if n not in cells]
     if missing:
-        raise InternalsChanged(PINNED_CLOSURE[missing[0]],
-                               "gr.Blocks.launch is not spaces' start-up hook: is this a ZeroGPU Space with "
+        raise BRIDGE.changed(PINNED_CLOSURE[missing[0]],
+                             "gr.Blocks.launch is not spaces' start-up hook: is this a ZeroGPU Space with "
                                "the pinned spaces version from requirements.txt?")
     task, task_args, task_kwargs = (cells[n].cell_contents for n in LAUNCH_CELLS)
     gr.Blocks.launch = _get(zero_gradio, "spaces.zero.gradio._orig_launch")
@@ -157,7 +100,6 @@ def missing_names(blocks: gr.Blocks | None = None, event: Any = None) -> list[st
 
     Instance attributes are checked on real objects: `blocks` (after .queue()) and `event` when given, else
     a fresh gr.Blocks().queue() and gr.EventData(None, {}) built here."""
-    problems: list[str] = []
     objects: dict[str, Any] = {}
 
     def real(owner: str) -> Any:
@@ -171,27 +113,18 @@ def missing_names(blocks: gr.Blocks | None = None, event: Any = None) -> list[st
                 objects[owner] = queue if queue is not None else vars(gr.Blocks().queue()).get("_queue")
         return objects[owner]
 
-    for key, pin in PINNED.items():
-        try:
-            module = importlib.import_module(pin.module)
-        except ImportError as e:
-            problems.append(_message(pin, key, f"import of {pin.module} failed: {e}"))
-            continue
-        owner = getattr(module, pin.owner, None) if pin.owner else module
-        if owner is None:
-            problems.append(_message(pin, key, f"{pin.module} has no {pin.owner}"))
-            continue
+    problems, on_objects = BRIDGE.missing_static()
+    for key in on_objects:
+        pin = PINNED[key]
         if pin.how == "instance":
             try:
                 obj = real(pin.owner)
             except Exception as e:   # noqa: BLE001 - a changed constructor is a finding, not a crash
-                problems.append(_message(pin, key, f"building a {pin.owner} failed: {e}"))
+                problems.append(BRIDGE.message(key, f"building a {pin.owner} failed: {e}"))
                 continue
             ok = obj is not None and pin.attr in getattr(obj, "__dict__", {})
-        elif pin.how == "closure":
-            ok = pin.attr in _closure_names(owner)
         else:
-            ok = hasattr(owner, pin.attr)
+            ok = pin.attr in _closure_names(BRIDGE.owner_of(key)[0])
         if not ok:
-            problems.append(_message(pin, key))
+            problems.append(BRIDGE.message(key))
     return problems

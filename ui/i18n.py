@@ -33,6 +33,9 @@ EN: dict[str, str] = {
     "chat.seed": "Seed", "chat.seed_info": "Empty: a different reply each time. A number: the same reply to the same "
     "message (when the model is not busy with others).",
     "chat.presence_penalty": "Presence penalty", "chat.frequency_penalty": "Frequency penalty",
+    "chat.top_k": "Top-k", "chat.top_k_info": "Pick each word among the k likeliest only. 0 turns it off.",
+    "chat.repetition_penalty": "Repetition penalty",
+    "chat.repetition_penalty_info": "Above 1: less repetition of what the chat already holds. 1 turns it off.",
     "chat.penalty_info": "Above 0: fewer repeated words (presence: once a word is used; frequency: the more it is "
     "used). 0 turns it off.",
     "chat.queue_note": "When many people use the model at once you may see “busy, try again”: wait a moment.",
@@ -118,6 +121,9 @@ KO: dict[str, str] = {
     "chat.seed": "시드", "chat.seed_info": "비워 두면 매번 다른 답변, 숫자를 넣으면 같은 메시지에 같은 답변(다른 요청과 "
     "함께 처리되지 않을 때).",
     "chat.presence_penalty": "존재 페널티", "chat.frequency_penalty": "빈도 페널티",
+    "chat.top_k": "Top-k", "chat.top_k_info": "가장 가능성 높은 k개 단어 중에서만 고릅니다. 0이면 꺼집니다.",
+    "chat.repetition_penalty": "반복 페널티",
+    "chat.repetition_penalty_info": "1보다 크면 대화에 이미 있는 내용을 덜 반복합니다. 1이면 꺼집니다.",
     "chat.penalty_info": "0보다 크면 같은 단어를 덜 반복합니다(존재: 한 번 쓰인 단어, 빈도: 많이 쓰일수록). 0이면 꺼집니다.",
     "chat.queue_note": "여러 사람이 동시에 쓰면 “바쁨, 다시 시도” 메시지가 나올 수 있습니다. 잠시 기다려 주세요.",
     "image.input": "이미지 (업로드, 붙여넣기, 웹캠)", "image.question": "이미지에 대한 질문",
@@ -206,6 +212,7 @@ SAY_EN: dict[str, str] = {
                        "configure a login (server.auth_file or APP_USERS).",
     "bad_text": "The text holds a character that cannot be stored (U+{code}, a lone surrogate); remove it and try again.",
     "bad_number": "{name} must be a number from {low} to {high}.",
+    "bad_integer": "{name} must be an integer from {low} to {high}.",
     "adapter_unknown": "There is no adapter “{name}” for the loaded model; the Models tab lists those there are.",
     "adapter_other_base": "The adapter “{name}” was made for {adapter_base}, but the loaded model is {base}.",
     "stopped": "stopped", "error": "error", "no_adapter": "no adapter", "turns_sent": "turns sent: {n}",
@@ -305,6 +312,7 @@ SAY_KO: dict[str, str] = {
                        "로그인을 설정하세요 (server.auth_file 또는 APP_USERS).",
     "bad_text": "저장할 수 없는 문자(U+{code}, 짝이 없는 서로게이트)가 들어 있습니다. 지우고 다시 시도하세요.",
     "bad_number": "{name} 값은 {low}부터 {high}까지의 숫자여야 합니다.",
+    "bad_integer": "{name} 값은 {low}부터 {high}까지의 정수여야 합니다.",
     "adapter_unknown": "지금 불러온 모델에 쓸 어댑터 “{name}”이(가) 없습니다. 모델 탭에서 있는 어댑터를 확인하세요.",
     "adapter_other_base": "어댑터 “{name}”은(는) {adapter_base}용인데, 지금 불러온 모델은 {base}입니다.",
     "stopped": "중지됨", "error": "오류", "no_adapter": "어댑터 없음", "turns_sent": "보낸 대화: {n}턴",

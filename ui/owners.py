@@ -12,10 +12,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from config import ConfigError
 from ui.errors import Refusal
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,200}")
 SECRET_FILE = "browser-state.key"
@@ -26,7 +29,7 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
-def valid_token(token: Any) -> bool:
+def valid_token(token: object) -> bool:
     return isinstance(token, str) and bool(TOKEN_RE.fullmatch(token))
 
 
@@ -95,7 +98,7 @@ class Owners:
 
     auth: bool
 
-    def resolve(self, request: Any, token: Any) -> str:
+    def resolve(self, request: gr.Request | None, token: object) -> str:
         if self.auth:
             username = getattr(request, "username", None)
             if not username:
@@ -107,7 +110,7 @@ class Owners:
             raise Refusal("bad_owner")
         return f"anon:{token}"
 
-    def resolve_optional(self, request: Any, token: Any) -> str | None:
+    def resolve_optional(self, request: gr.Request | None, token: object) -> str | None:
         """For the stateless `chat` endpoint: None when there is no owner to keep a session for."""
         if not self.auth and not token:
             return None

@@ -14,11 +14,21 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from engine.adapters import AdapterInfo
 from engine.errors import ModelUnavailable
 from engine.requests import ChatService, Reply, Sampling
+
+if TYPE_CHECKING:
+    from config import AppConfig
+    from engine.adapters import AdapterRegistry
+    from engine.chat import ChatEngine
+    from engine.manager import ModelManager
+    from engine.media.inputs import ImageData
+    from engine.media.speech import Speech, Transcript
+    from engine.serving.generation import StreamStats
+    from sessions import SessionStore
 
 
 @dataclass
@@ -37,7 +47,7 @@ class Metrics:
     _last: LastReply | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, model: str, stats: Any) -> None:
+    def record(self, model: str, stats: StreamStats) -> None:
         with self._lock:
             self._last = LastReply(model, int(stats.completion_tokens), float(stats.seconds),
                                    float(stats.tokens_per_second), time.time())
@@ -48,7 +58,7 @@ class Metrics:
 
 
 class Services:
-    def __init__(self, cfg: Any, engine: Any, store: Any, manager: Any = None, *,
+    def __init__(self, cfg: AppConfig, engine: ChatEngine, store: SessionStore, manager: ModelManager | None = None, *,
                  config_path: str | None = None, public: bool = False):
         self.cfg, self.engine, self.store, self.manager = cfg, engine, store, manager
         self.config_path = config_path
@@ -62,7 +72,8 @@ class Services:
         g = self.cfg.generation
         return {"system_prompt": g.system_prompt, "temperature": g.temperature,
                 "max_new_tokens": g.max_new_tokens, "top_p": g.top_p, "history_turns": g.max_history_turns,
-                "seed": None, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+                "seed": None, "presence_penalty": 0.0, "frequency_penalty": 0.0, "top_k": g.top_k,
+                "repetition_penalty": g.repetition_penalty}
 
     @staticmethod
     def sampling(settings: dict) -> Sampling:
@@ -70,7 +81,7 @@ class Services:
         return Sampling.of({**settings, "max_history_turns": settings.get("history_turns")})
 
     def reply(self, messages: list[dict], settings: dict, cancel: threading.Event | None, *,
-              asked: Sampling = Sampling(), image: Any = None) -> Reply:
+              asked: Sampling = Sampling(), image: ImageData | None = None) -> Reply:
         """A reply to `messages` under a chat's `settings` (its adapter: settings["adapter"]), with what this
         call asks on top (`asked`), through the one door: every check there, before any text."""
         adapter = settings.get("adapter")
@@ -80,11 +91,11 @@ class Services:
 
     # ----------------------------------------------------------- adapters
     @property
-    def adapters(self) -> Any:
+    def adapters(self) -> AdapterRegistry | None:
         """The engine's AdapterRegistry, or None (remote backend, or an engine without adapters)."""
         return getattr(self.engine, "adapters", None)
 
-    def adapter_choices(self) -> list[Any]:
+    def adapter_choices(self) -> list[AdapterInfo]:
         """AdapterInfo of every adapter the loaded base can use (trained on it), sorted by name."""
         registry = self.adapters
         return [a for a in registry.available() if a.compatible] if registry is not None else []
@@ -95,7 +106,7 @@ class Services:
 
     # ----------------------------------------------------- optional models
     @contextmanager
-    def _use(self, name: str, what: str) -> Iterator[Any]:
+    def _use(self, name: str, what: str) -> Iterator[object]:
         """The model, loaded on first use and kept busy (never evicted) until the block ends."""
         if self.manager is None:
             raise ModelUnavailable("this install has no model manager for image and speech models", what=what)
@@ -107,12 +118,12 @@ class Services:
         with stack:
             yield model
 
-    def transcribe(self, audio: Any, language: str | None = None) -> Any:
+    def transcribe(self, audio: bytes | str | Path, language: str | None = None) -> Transcript:
         """Audio (path or bytes) -> Transcript(text, language, no_speech, ...)."""
         with self._use("stt", "speech-to-text") as stt:
             return stt.transcribe(audio, language)
 
-    def speak(self, text: str, language: str) -> Any:
+    def speak(self, text: str, language: str) -> Speech:
         """Text -> Speech (WAV bytes and facts) in `language` ("ko" or "en")."""
         with self._use(f"tts-{language}", "text-to-speech") as voice:
             return voice.speak(text)
@@ -145,7 +156,7 @@ class Services:
         return str(dest)
 
 
-def provenance(gen: Reply, stats: Any, **extra: Any) -> dict:
+def provenance(gen: Reply, stats: StreamStats, **extra: object) -> dict:
     """Everything needed to know later how a reply was made (stored with the message)."""
     params = gen.params
     return {

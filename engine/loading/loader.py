@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 import torch
@@ -22,6 +22,18 @@ from engine.loading.memory import attempt, half_dtype, is_out_of_memory
 from engine.loading.preflight import (CUDA_CONTEXT_BYTES, GiB, RUNGS, RungEstimate, estimate_rungs, first_fitting_rung,
                               kv_cache_bytes)
 from engine.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+
+class PretrainedClass(Protocol):
+    """A transformers class that loads weights from a folder: AutoModelForCausalLM, LlavaNextForConditionalGeneration,
+    WhisperForConditionalGeneration, ... (an Auto class is not a PreTrainedModel subclass, so `type[PreTrainedModel]`
+    would not take it)."""
+
+    def from_pretrained(self, pretrained_model_name_or_path: str, /, *args: object,
+                        **kwargs: object) -> PreTrainedModel: ...
 
 
 @dataclass
@@ -69,8 +81,8 @@ class LoadPlan:
     gpu: int = 0                            # torch's cuda index the model loads on
 
 
-__all__ = ["LoadAttempt", "LoadPlan", "LoadReport", "ModelLoadError", "is_out_of_memory", "load_pretrained",
-           "model_bytes", "offload_device_map", "plan_rungs"]
+__all__ = ["LoadAttempt", "LoadPlan", "LoadReport", "ModelLoadError", "PretrainedClass", "is_out_of_memory",
+           "load_pretrained", "model_bytes", "offload_device_map", "plan_rungs"]
 
 
 def model_bytes(model: torch.nn.Module) -> tuple[int, int]:
@@ -96,7 +108,7 @@ def _bnb4(plan: LoadPlan, compute: torch.dtype, *, offloaded: list[str] = ()) ->
                               llm_int8_enable_fp32_cpu_offload=bool(offloaded))
 
 
-def _empty(model_cls: Any, config: Any, dtype: torch.dtype) -> Any:
+def _empty(model_cls: PretrainedClass, config: Any, dtype: torch.dtype) -> PreTrainedModel:
     """The model on the meta device (no memory), for sizing."""
     from accelerate import init_empty_weights
 
@@ -106,7 +118,7 @@ def _empty(model_cls: Any, config: Any, dtype: torch.dtype) -> Any:
         return hf_bridge.model_from_config(model_cls, config, dtype=dtype)
 
 
-def offload_device_map(model_cls: Any, config: Any, plan: LoadPlan, *, gpu_bytes: int, cpu_bytes: int,
+def offload_device_map(model_cls: PretrainedClass, config: Any, plan: LoadPlan, *, gpu_bytes: int, cpu_bytes: int,
                        compute: torch.dtype) -> dict[str, int | str]:
     """An explicit device map for the 4-bit + CPU offload rung: accelerate's infer_auto_device_map over the
     model as bitsandbytes will build it (4-bit on the card), with at most `gpu_bytes` on card `plan.gpu`.
@@ -140,8 +152,8 @@ def offload_gpu_bytes(config: Any, plan: LoadPlan, *, budget: int, failed_bytes:
     return max(0, room)
 
 
-def _rung_kwargs(rung: str, *, cuda: bool, plan: LoadPlan, model_cls: Any = None, config: Any = None,
-                 budget: int = 0, failed_bytes: int | None = None) -> dict:
+def _rung_kwargs(rung: str, *, cuda: bool, plan: LoadPlan, model_cls: PretrainedClass | None = None,
+                 config: Any = None, budget: int = 0, failed_bytes: int | None = None) -> dict:
     from transformers import BitsAndBytesConfig
 
     target = {"": plan.gpu} if cuda else {"": "cpu"}
@@ -247,13 +259,13 @@ def _conversion_oom_as_memory_error():
         logger.removeHandler(log)
 
 
-def _from_pretrained(model_cls: Any, folder: str, **kwargs: Any) -> Any:
+def _from_pretrained(model_cls: PretrainedClass, folder: str, **kwargs: object) -> PreTrainedModel:
     with _conversion_oom_as_memory_error():
         return model_cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False, **kwargs)
 
 
-def load_pretrained(model_cls: Any, folder: str | Path, model_id: str, plan: LoadPlan,
-                    **extra: Any) -> tuple[Any, LoadReport]:
+def load_pretrained(model_cls: PretrainedClass, folder: str | Path, model_id: str, plan: LoadPlan,
+                    **extra: object) -> tuple[PreTrainedModel, LoadReport]:
     """Load `model_cls` from `folder` down the ladder; return (model, LoadReport) or raise ModelLoadError."""
     from transformers import AutoConfig
 

@@ -9,16 +9,21 @@ import io
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from engine.errors import AudioError, ImageError, MediaError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Decoders we allow (phone MPO photos open as JPEG). PIL would otherwise also try EPS (which runs
 # Ghostscript) and other rarities.
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 AUDIO_FORMATS = "WAV, FLAC, OGG/Opus, MP3 or AIFF"
 TARGET_RATE = 16_000
+# An uploaded image as it arrives: the file's bytes, or the path of the file.
+ImageData = bytes | str | Path
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class ImageLimits:
 
 @dataclass(frozen=True)
 class CheckedImage:
-    image: Any                            # PIL.Image.Image, mode RGB
+    image: Image.Image                    # mode RGB
     format: str                           # "JPEG", "PNG", ...
     original_size: tuple[int, int]        # (width, height) as stored in the file
     original_mode: str                    # "RGBA", "CMYK", "P", ...
@@ -84,9 +89,9 @@ def _read_bytes(data: bytes | str | Path, limit: int, what: str) -> bytes:
     return raw
 
 
-def load_image(data: bytes | str | Path, limits: ImageLimits = ImageLimits()) -> CheckedImage:
+def load_image(data: ImageData, limits: ImageLimits = ImageLimits()) -> CheckedImage:
     """Decode and check an uploaded image; return it upright, RGB and at most `model_side` pixels wide."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     raw = _read_bytes(data, limits.max_bytes, "image")
     try:

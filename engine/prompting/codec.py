@@ -12,8 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
 from engine.errors import TemplateMissing
+
+if TYPE_CHECKING:
+    from sentencepiece import SentencePieceProcessor
+    from transformers import PreTrainedTokenizerBase
 
 MISTRAL, CHAT_TEMPLATE = "mistral", "chat_template"
 PATH_LABELS = {MISTRAL: "Mistral instruct format (mistral-common ids)",
@@ -22,8 +27,8 @@ PATH_LABELS = {MISTRAL: "Mistral instruct format (mistral-common ids)",
 
 @dataclass(frozen=True)
 class TextCodec:
-    tokenizer: Any                 # the transformers tokenizer (always loaded: generate() and tools need it)
-    sentencepiece: Any | None      # SentencePieceProcessor when the folder ships tokenizer.model
+    tokenizer: PreTrainedTokenizerBase            # always loaded: generate() and tools need it
+    sentencepiece: SentencePieceProcessor | None  # when the folder ships tokenizer.model
     bos: int | None
     eos: int                       # the main end token (also used for padding)
     inst: int                      # [INST] / [/INST]; -1 on the chat-template path
@@ -32,7 +37,7 @@ class TextCodec:
     stop_ids: tuple[int, ...] = ()  # every id that ends a reply (eos + generation_config's eos ids)
 
     @classmethod
-    def load(cls, folder: str | Path, tokenizer: Any) -> "TextCodec":
+    def load(cls, folder: str | Path, tokenizer: PreTrainedTokenizerBase) -> "TextCodec":
         """Pick the prompt path from the model's files: Mistral control tokens, else a chat template."""
         inst, inst_end = tokenizer.convert_tokens_to_ids(["[INST]", "[/INST]"])
         if inst not in (None, tokenizer.unk_token_id) and inst_end not in (None, tokenizer.unk_token_id):
@@ -81,7 +86,7 @@ class TextCodec:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def end_token_ids(folder: str | Path, tokenizer: Any) -> tuple[int, ...]:
+def end_token_ids(folder: str | Path, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
     """The tokenizer's eos plus generation_config.json's eos_token_id (an int or a list), in that order."""
     ids: list[int] = []
     gen_file = Path(folder) / "generation_config.json"

@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config import ServerConfig
 
 SMOOTHING = 0.2   # weight of the newest interval in the moving average
 
@@ -26,7 +29,7 @@ class Admission:
     max_wait_s: float | None = None
 
     @classmethod
-    def from_config(cls, server: Any) -> "Admission":
+    def from_config(cls, server: ServerConfig) -> "Admission":
         return cls(server.queue_size, server.max_wait_s)
 
 

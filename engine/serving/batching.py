@@ -459,8 +459,7 @@ class ContinuousBatcher:
             return cancelled_stream()
         kept, prompt, stats = prepared
         cancel = cancel or threading.Event()
-        return ChatStream(self._run(kept, prompt, params, cancel, stats), stats,
-                          relayed=lambda sink: self._run(kept, prompt, params, cancel, stats, sink))
+        return ChatStream(lambda sink: self._run(kept, prompt, params, cancel, stats, sink), stats)
 
     def needs_plain_path(self, params: GenerationParams) -> bool:
         """What the batch does not do per request: a seed, repetition/presence/frequency penalties, top-k, logprobs, a JSON

@@ -239,6 +239,9 @@ class CancelOnEvent:
 
 
 Sink = Callable[[str], None]
+Source = Callable[[Sink | None], Iterator[str]]
+"""How a stream is made: called once, with a sink (the relayed read: pieces go to it from the thread that
+makes them, where the stream can) or None (the pulled read); the iterator yields the pieces not handed over."""
 
 
 class _Once:
@@ -258,18 +261,34 @@ class _Once:
 class ChatStream:
     """Iterator of text pieces; `stats` is complete once iteration ends (or the stream is closed).
 
-    `relay(sink)` reads it the other way, for a reader that is not a thread of its own (the API's event
-    loop): a stream that can (the continuous batch) hands each piece to `sink` from the thread that made
-    it, so no thread wakes per token only to pass the piece on."""
+    One source, read one of two ways, chosen by the first read: iterated (the UI's threads), or
+    `relay(sink)` for a reader that is not a thread of its own (the API's event loop): a stream that can
+    (the continuous batch) hands each piece to `sink` from the thread that made it, so no thread wakes per
+    token only to pass the piece on. A wrapper goes through `around`, which keeps both reads: no wrapper
+    carries the two modes by hand."""
 
-    def __init__(self, pieces: Iterator[str], stats: StreamStats,
-                 relayed: Callable[[Sink], Iterator[str]] | None = None):
-        self._pieces, self.stats, self._relayed = pieces, stats, relayed
+    def __init__(self, source: Source | Iterator[str], stats: StreamStats):
+        self._source: Source | None = source if callable(source) else (lambda _sink: source)
+        self._pieces: Iterator[str] | None = None
+        self._inner: ChatStream | None = None
         self._on_close: Callable[[], None] | None = None
+        self.stats = stats
+
+    def _open(self, sink: Sink | None) -> Iterator[str]:
+        if self._pieces is None:
+            source, self._source = self._source, None
+            self._pieces = source(sink) if source is not None else iter(())
+        return self._pieces
+
+    def around(self, wrap: Callable[[Iterator[str]], Iterator[str]]) -> "ChatStream":
+        """This stream with `wrap` around its pieces (a generator that yields from them), read either way."""
+        outer = ChatStream(lambda sink: wrap(self._open(sink)), self.stats)
+        outer._inner = self
+        return outer
 
     def finally_(self, done: Callable[[], None]) -> "ChatStream":
-        """This stream, in either mode, with `done` called once when it ends, fails or is closed (begun or not):
-        how a caller holds something (a model marked busy) for exactly as long as the reply."""
+        """This stream with `done` called once when it ends, fails or is closed (begun or not): how a caller
+        holds something (a model marked busy) for exactly as long as the reply."""
         once = _Once(done)
 
         def guarded(inner: Iterator[str]) -> Iterator[str]:
@@ -278,37 +297,42 @@ class ChatStream:
             finally:
                 once()
 
-        held = ChatStream(guarded(self), self.stats, relayed=lambda sink: guarded(self.via(sink)))
+        held = self.around(guarded)
         held._on_close = once
         return held
 
     def via(self, sink: Sink) -> Iterator[str]:
         """This stream for a relay: pieces go to `sink` where they are made, and the iterator yields the
-        rest; run it to the end (or close it). A stream already iterated or closed goes on as it was."""
-        if self._relayed is not None:
-            self._pieces, self._relayed = self._relayed(sink), None   # the unstarted pull form holds nothing
-        return self._pieces
+        rest; run it to the end (or close it). A stream already iterated goes on as it was."""
+        return self._open(sink)
 
     def relay(self, sink: Sink) -> None:
         """Run the stream to its end, every piece handed to `sink` (from the thread that made it where the
         stream can; `sink` must be quick and thread-safe)."""
-        for piece in self.via(sink):
+        for piece in self._open(sink):
             sink(piece)
 
     def __iter__(self) -> "ChatStream":
         return self
 
     def __next__(self) -> str:
-        self._relayed = None        # begun as an iterator: stays one
-        return next(self._pieces)
+        return next(self._open(None))
 
     def close(self) -> None:
-        self._relayed = None
+        """End the stream where it is (begun or not); what it and the streams it wraps hold is released."""
+        pieces = self._open(None) if self._pieces is not None else None
+        self._source = None
+        self._pieces = self._pieces or iter(())
         try:
-            self._pieces.close()
+            if pieces is not None and hasattr(pieces, "close"):
+                pieces.close()
         finally:
-            if self._on_close is not None:
-                self._on_close()
+            try:
+                if self._inner is not None:
+                    self._inner.close()
+            finally:
+                if self._on_close is not None:
+                    self._on_close()
 
     def text(self) -> str:
         return "".join(self)

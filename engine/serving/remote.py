@@ -130,8 +130,13 @@ class RemoteChat:
             kw["presence_penalty"] = params.presence_penalty
         if params.frequency_penalty:
             kw["frequency_penalty"] = params.frequency_penalty
-        if params.min_new_tokens:
-            kw["extra_body"] = {"min_tokens": params.min_new_tokens}   # vLLM's name; a server without it says so
+        # vLLM's (and llama.cpp's) names beyond OpenAI's; a server without them says so
+        extra = {name: value for name, value, unset in (("min_tokens", params.min_new_tokens, 0),
+                                                        ("top_k", params.top_k, 0),
+                                                        ("repetition_penalty", params.repetition_penalty, 1.0))
+                 if value != unset}
+        if extra:
+            kw["extra_body"] = extra
         return kw
 
     def _run(self, messages: list[dict], params: GenerationParams, cancel: threading.Event,
