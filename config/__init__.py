@@ -11,16 +11,57 @@ import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BeforeValidator, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from config.schema import ConfigError, describe, section, type_name
 
-__all__ = ["AppConfig", "ConfigError", "EngineConfig", "GenerationConfig", "PRECISIONS", "SECTIONS",
-           "ServerConfig", "SessionsConfig", "SpaceConfig", "config_from_dict", "describe_options", "load_config",
-           "section", "type_name"]
+__all__ = ["AppConfig", "ConfigError", "EngineConfig", "GenerationConfig", "PRECISIONS", "PRECISION_PROBLEMS",
+           "PrecisionError", "RUNGS", "SECTIONS", "ServerConfig", "SessionsConfig", "SpaceConfig", "check_precision",
+           "config_from_dict", "describe_options", "load_config", "section", "type_name"]
 
-Precision = Literal["auto", "fp16", "8bit", "4bit"]
+# The loader's ladder, top to bottom (engine/loading/preflight.RUNGS; a test keeps the two equal).
+Rung = Literal["fp16", "8bit", "4bit", "4bit-offload"]
+RUNGS: tuple[str, ...] = typing.get_args(Rung)
+Precision = Literal["auto", "fp16", "8bit", "4bit", "4bit-offload"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+# engine.precision's refusals: one line naming the key and the rungs that exist (ui/i18n.py has them in Korean).
+PRECISION_PROBLEMS = {
+    "unknown": 'engine.precision: {shown} is not a rung; use "auto", one rung or a list of rungs from {rungs}',
+    "empty": 'engine.precision: [] lists no rung; use "auto", one rung or a list of rungs from {rungs}',
+    "twice": "engine.precision: {shown} is listed twice; list each rung once, from {rungs}",
+}
+
+
+class PrecisionError(ConfigError):
+    """engine.precision is no rung, an empty ladder or lists a rung twice. `problem` (a PRECISION_PROBLEMS key)
+    and `shown` (the value as JSON) let the UI say the same line in the user's language."""
+
+    def __init__(self, problem: str, value: object):
+        self.problem = problem
+        self.shown = json.dumps(value, ensure_ascii=False, default=repr)
+        super().__init__(PRECISION_PROBLEMS[problem].format(shown=self.shown, rungs=", ".join(RUNGS)))
+
+
+def check_precision(value: object) -> object:
+    """"auto", one rung, or a non-empty list of distinct rungs (a tuple from code becomes a list)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if value == []:
+        raise PrecisionError("empty", value)
+    items = value if isinstance(value, list) else [value]
+    if value == "auto":
+        return value
+    for item in items:
+        if not isinstance(item, str) or item not in RUNGS:
+            raise PrecisionError("unknown", item)
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise PrecisionError("twice", item)
+    return value
+
+
+PrecisionSetting = Annotated[Precision | list[Rung], BeforeValidator(check_precision)]
 # "auto", or a fixed number of chat slots.
 Slots = Literal["auto"] | Annotated[StrictInt, Field(ge=1, le=256)]
 
@@ -29,8 +70,10 @@ Slots = Literal["auto"] | Annotated[StrictInt, Field(ge=1, le=256)]
 class EngineConfig:
     model: StrictStr = Field("mistralai/Mistral-7B-Instruct-v0.3", description="Hub id, local folder (safetensors "
                              "only) or .gguf file of the chat model.")
-    precision: Precision = Field("auto", description="auto picks the first rung that fits; fp16, 8bit or 4bit force "
-                                 "one.")
+    precision: PrecisionSetting = Field("auto", description="auto starts at the first rung that fits (fp16 → 8bit "
+                                        "→ 4bit → 4bit-offload); one rung starts there and steps down; a list such "
+                                        "as [\"fp16\", \"4bit\"] tries exactly those rungs, in that order, "
+                                        "stepping down on out-of-memory.")
     max_gpu_memory: StrictFloat | None = Field(None, ge=0.1, le=4096, description="GiB the models may use; null "
                                                "means free GPU memory from NVML.")
     cpu_dtype: Literal["bfloat16", "float32"] = Field("bfloat16", description="dtype on a machine without a GPU.")

@@ -2,9 +2,10 @@
 
 pydantic checks the values (types strict: `true` is not a number, "8" is not an integer; limits with
 Field(ge=..., le=...); choices with Literal). `to_config_error` turns its ValidationError into the
-one line a user reads, e.g. 'engine.precision: "3bit" is not allowed; choose one of auto, fp16, 8bit,
-4bit'. They stay dataclasses (not BaseModel) so `dataclasses.replace(cfg, ...)` keeps working and is
-validated like a file.
+one line a user reads, e.g. 'engine.cpu_dtype: "fp8" is not allowed; choose one of bfloat16, float32'.
+They stay dataclasses (not BaseModel) so `dataclasses.replace(cfg, ...)` keeps working and is validated
+like a file. A field's own check (a BeforeValidator raising ConfigError, as engine.precision has) keeps
+its line as written.
 """
 from __future__ import annotations
 
@@ -130,9 +131,21 @@ def _literals(tp: Any) -> tuple[tuple, tuple]:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         words = tuple(w for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a))
-        if words and any(typing.get_origin(a) is not Literal for a in args):
+        if words and any(a in (int, float) for a in args):
             return words, ()
     return (), ()
+
+
+def _choice_or_list(tp: Any) -> tuple[tuple, tuple] | None:
+    """(choices, list choices) of `Literal[...] | list[Literal[...]]` (engine.precision: a rung or a list of
+    rungs), else None."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    single = [a for a in typing.get_args(tp) if typing.get_origin(a) is Literal]
+    lists = [typing.get_args(a)[0] for a in typing.get_args(tp) if typing.get_origin(a) is list]
+    if len(single) == 1 and len(lists) == 1 and typing.get_origin(lists[0]) is Literal and len(typing.get_args(tp)) == 2:
+        return typing.get_args(single[0]), typing.get_args(lists[0])
+    return None
 
 
 def bounds(owner: type, name: str) -> tuple[Any, Any]:
@@ -164,6 +177,9 @@ def allowed(owner: type, name: str) -> str:
     tp = typing.get_type_hints(owner)[name]
     words, choices = _literals(tp)
     lo, hi = bounds(owner, name)
+    either = _choice_or_list(tp)
+    if either:
+        return f"{' / '.join(map(str, either[0]))}, or an ordered list of {' / '.join(map(str, either[1]))}"
     if words:
         number = "integer" if int in typing.get_args(tp) else "number"
         return " or ".join([json.dumps(w) for w in words] + [f"{number}, {lo} to {hi}"])

@@ -19,7 +19,8 @@ def test_shipped_config_is_valid():
 
 @pytest.mark.parametrize("data, expected", [
     ({"engine": {"precison": "auto"}}, "engine.precison: unknown key"),
-    ({"engine": {"precision": "3bit"}}, 'engine.precision: "3bit" is not allowed; choose one of auto, fp16, 8bit, 4bit'),
+    ({"engine": {"precision": "3bit"}}, 'engine.precision: "3bit" is not a rung; use "auto", one rung or a list of '
+                                        'rungs from fp16, 8bit, 4bit, 4bit-offload'),
     ({"generation": {"temperature": 5}}, "generation.temperature: 5 is out of range; allowed 0.0 to 2.0"),
     ({"generation": {"max_new_tokens": "many"}}, 'generation.max_new_tokens: "many" is not allowed; expected integer'),
     ({"generation": {"max_new_tokens": True}}, "generation.max_new_tokens: true is not allowed; expected integer"),
@@ -118,3 +119,59 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
     monkeypatch.undo()
     assert load_config(target).engine.precision == "4bit"
     assert sorted(os.listdir(tmp_path)) == ["config.json"]  # the temp file is gone too
+
+
+# -- engine.precision: "auto", one rung, or the ladder as an ordered list of rungs (issue 23) ----------------
+
+RUNG_LIST = "fp16, 8bit, 4bit, 4bit-offload"
+
+
+@pytest.mark.parametrize("value", ["auto", "fp16", "8bit", "4bit", "4bit-offload", ["fp16", "4bit"],
+                                   ["4bit"], ["fp16", "8bit", "4bit", "4bit-offload"]])
+def test_precision_takes_auto_a_rung_or_an_ordered_list(value):
+    assert config_from_dict({"engine": {"precision": value}}).engine.precision == value
+
+
+def test_the_rungs_config_names_are_the_loaders():
+    from config import RUNGS
+    from engine.loading import preflight
+
+    assert RUNGS == preflight.RUNGS
+
+
+@pytest.mark.parametrize("value, english, korean", [
+    ("3bit", f'engine.precision: "3bit" is not a rung; use "auto", one rung or a list of rungs from {RUNG_LIST}',
+     f'engine.precision: "3bit" 은(는) 정밀도 단계가 아닙니다. "auto", 단계 하나, 또는 단계 목록을 쓰세요: {RUNG_LIST}'),
+    (["fp16", "2bit"], f'engine.precision: "2bit" is not a rung; use "auto", one rung or a list of rungs from '
+     f'{RUNG_LIST}', f'engine.precision: "2bit" 은(는) 정밀도 단계가 아닙니다. "auto", 단계 하나, 또는 단계 목록을 '
+     f'쓰세요: {RUNG_LIST}'),
+    (["auto"], f'engine.precision: "auto" is not a rung; use "auto", one rung or a list of rungs from {RUNG_LIST}',
+     None),
+    ([], f'engine.precision: [] lists no rung; use "auto", one rung or a list of rungs from {RUNG_LIST}',
+     f'engine.precision: [] 에 단계가 하나도 없습니다. "auto", 단계 하나, 또는 단계 목록을 쓰세요: {RUNG_LIST}'),
+    (["fp16", "4bit", "fp16"], f'engine.precision: "fp16" is listed twice; list each rung once, from {RUNG_LIST}',
+     f'engine.precision: "fp16" 이(가) 두 번 들어 있습니다. 단계마다 한 번씩만 쓰세요: {RUNG_LIST}'),
+    (4, f'engine.precision: 4 is not a rung; use "auto", one rung or a list of rungs from {RUNG_LIST}', None),
+])
+def test_a_bad_ladder_is_refused_in_one_line_naming_the_key_and_the_rungs(tmp_path, value, english, korean):
+    """From a file, from code (dataclasses.replace) and from the Models tab (in the browser's language)."""
+    import dataclasses
+
+    from ui.models import config_error_text, save_precision
+
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"engine": {"precision": value}}), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert str(err.value) == english
+    with pytest.raises(ConfigError) as again:
+        dataclasses.replace(AppConfig().engine, precision=value)
+    assert str(again.value) == english
+    if korean is not None:
+        assert config_error_text(err.value, "en") == english
+        assert config_error_text(err.value, "ko") == korean and "\n" not in korean
+    target = tmp_path / "saved.json"
+    target.write_text('{"engine": {"precision": "auto"}}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="^engine.precision: "):
+        save_precision(str(target), value)
+    assert load_config(target).engine.precision == "auto"      # nothing was written

@@ -98,6 +98,21 @@ def test_budget_makes_preflight_choose_the_rung(tiny_model_dir):
         plan_rungs(config, LoadPlan(budget_bytes=sizes["4bit"] // 2, headroom=0.0), cuda=False)
 
 
+@pytest.mark.parametrize("precision, on_gpu, on_cpu", [
+    ("auto", ["fp16", "8bit", "4bit", "4bit-offload"], ["cpu-bfloat16", "8bit", "4bit"]),
+    ("8bit", ["8bit", "4bit", "4bit-offload"], ["8bit", "4bit"]),
+    (["fp16", "4bit"], ["fp16", "4bit"], ["cpu-bfloat16", "4bit"]),
+    (["4bit", "fp16"], ["4bit", "fp16"], ["4bit", "cpu-bfloat16"]),
+    (["fp16", "4bit-offload"], ["fp16", "4bit-offload"], ["cpu-bfloat16", "4bit"]),
+])
+def test_a_configured_ladder_plans_exactly_its_rungs(tiny_model_dir, precision, on_gpu, on_cpu):
+    """A list is tried as listed (no preflight start, nothing added); one rung starts there and steps down."""
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    plan = LoadPlan(precision=precision, budget_bytes=64 * GiB)       # a budget where every rung fits
+    assert plan_rungs(config, plan, cuda=True)[0] == on_gpu
+    assert plan_rungs(config, plan, cuda=False)[0] == on_cpu
+
+
 @pytest.mark.parametrize("card_gib, expected", [(8, "4bit"), (12, "8bit"), (16, "8bit"), (24, "fp16")])
 def test_mistral_7b_preflight_per_card(card_gib, expected):
     """The full-size Mistral-7B architecture (no weights) on consumer cards, 4k context, 10% headroom."""

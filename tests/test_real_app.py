@@ -1,5 +1,11 @@
 """The app on real weights (`--demo` with the offline SmolLM2-135M-Instruct): /v1, gradio_client and the page give
 real text, and say plainly that this is a small offline model, not the configured one."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 import pytest
 from gradio_client import Client
@@ -66,3 +72,36 @@ def test_page_says_small_offline_model_in_both_languages(server):
     config = httpx.get(server.url + "/config").text
     assert "Small offline model" in config and "not the configured" in config
     assert "오프라인 모델" in config and "replies are noise" not in config
+
+
+# ------------------------------------------------------------------------------------------ the README's examples
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_URL = "http://127.0.0.1:7860"
+
+
+def readme_examples() -> list[tuple[str, str]]:
+    """(language, code) of each README block that talks to a running app: every ```python block and every ```bash
+    block calling the app's address (not the set-up commands)."""
+    blocks = re.findall(r"^```(python|bash)\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
+    return [(lang, code) for lang, code in blocks if lang == "python" or f"curl -s {README_URL}" in code]
+
+
+def test_the_readme_finds_its_examples():
+    kinds = [lang for lang, _ in readme_examples()]
+    assert kinds.count("python") >= 2 and kinds.count("bash") >= 1, kinds
+
+
+@pytest.mark.parametrize("index", range(len(readme_examples())))
+def test_each_readme_example_runs_unchanged_against_the_demo_app(server, tmp_path, index):
+    """Each example as a user pastes it (only the address is this test's), in an empty folder: it exits 0, every
+    line of its output ends (a streamed reply is followed by a newline), and no error body or traceback shows."""
+    lang, code = readme_examples()[index]
+    code = code.replace(README_URL, server.url)
+    command = [sys.executable, "-c", code] if lang == "python" else ["bash", "-c", code]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"PYTHONPATH": ""})
+    assert done.returncode == 0, f"{lang} example {index} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    assert "Traceback" not in done.stderr and not re.search(r'"error":\s*\{', done.stdout), done.stdout[-2000:]
+    if lang == "python":
+        glued = re.findall(r'[^\s]\{"(?:name|id|object)"', done.stdout)
+        assert not glued, f"output glued onto a line that did not end: {glued}"

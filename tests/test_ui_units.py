@@ -228,6 +228,28 @@ def test_missing_optional_models_say_so_in_both_languages(engine, tmp_path):
     assert "모델을 사용할 수 없습니다" in message_for(caught.value, "ko")
 
 
+def test_models_tab_shows_the_configured_ladder_in_both_languages(engine, tmp_path):
+    """engine.precision as a list: the Models tab's overview names the rungs the loader tries, in order."""
+    from dataclasses import replace
+
+    from sessions import SessionStore
+    from ui.models import ModelsHandlers
+
+    cfg = AppConfig()
+    cfg = replace(cfg, engine=replace(cfg.engine, precision=["fp16", "4bit"]))
+    handlers = ModelsHandlers(SimpleNamespace(services=Services(cfg, engine, SessionStore(tmp_path / "s"),
+                                                                manager=None)))
+    assert engine.report.device == "cpu"          # no GPU: fp16 is full precision on the CPU
+    full = f"cpu-{cfg.engine.cpu_dtype}"
+    english = handlers.overview(SimpleNamespace(headers={"accept-language": "en-US"}))[0]
+    assert f"- Ladder (engine.precision): {full} → 4bit; only these rungs are tried, in this order" in english
+    korean = handlers.overview(SimpleNamespace(headers={"accept-language": "ko-KR"}))[0]
+    assert f"- 정밀도 사다리 (engine.precision): {full} → 4bit; 이 단계들만 이 순서로 시도" in korean
+    handlers.shared.services.cfg = AppConfig()    # auto: the whole CPU ladder, from the first rung that fits
+    auto = handlers.overview(SimpleNamespace(headers={"accept-language": "en-US"}))[0]
+    assert f"- Ladder (engine.precision auto): {full} → 8bit → 4bit, starting at the first rung that fits" in auto
+
+
 def test_history_turns_with_an_image_turn_are_counted_and_sent(engine, tmp_path):
     """A turn with an image (the Chat tab's upload) goes to the image model under the chat's history-turn
     setting: the turns kept are what the image model gets, and what the reply records (and shows)."""

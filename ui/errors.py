@@ -26,6 +26,10 @@ def plain_detail(text: str) -> str:
     return re.sub(r"\s{2,}", " ", text).strip()
 
 
+# Refusals that are normal situations, not faults: shown as an info toast (gr.Info), never a red one.
+NOTICE_KEYS = frozenset({"reply_running"})
+
+
 class Refusal(Exception):
     """A request the UI turns down; `key` names the sentence in ui.i18n (SAY_EN/SAY_KO)."""
 
@@ -101,5 +105,9 @@ def shown_to_user(lang: str) -> Iterator[None]:
         text = message_for(exc, lang)
         if text is None:
             raise
+        if isinstance(exc, Refusal) and exc.key in NOTICE_KEYS:
+            # A normal situation: an info toast, and the event still stops (what follows it must not run).
+            gr.Info(html.escape(text), title="알림" if lang == "ko" else "Please wait")
+            raise gr.Error(html.escape(text), visible=False, print_exception=False) from None
         title = "오류" if lang == "ko" else "Error"
         raise gr.Error(html.escape(text), title=title, print_exception=False) from None

@@ -10,6 +10,8 @@ from typing import Any
 import gradio as gr
 from gradio.i18n import I18nData
 
+from config import PRECISION_PROBLEMS
+
 EN: dict[str, str] = {
     # tabs
     "tab.chat": "Chat", "tab.image": "Image", "tab.voice": "Voice", "tab.models": "Models",
@@ -254,6 +256,10 @@ SAY_EN: dict[str, str] = {
     "quality_title": "**Quality per precision** (perplexity on a fixed English text, lower is better; "
                      "memory of the weights; measured by `make bench` on {model})",
     "quality_none": "No quality figures for this model yet: `make bench` measures them.",
+    "ladder_auto": "Ladder (engine.precision auto): {ladder}, starting at the first rung that fits",
+    "ladder_set": "Ladder (engine.precision): {ladder}; only these rungs are tried, in this order",
+    # engine.precision refused (config.PrecisionError): the same line as the config error, in each language
+    **{f"precision_{problem}": line for problem, line in PRECISION_PROBLEMS.items()},
     "adapters_head": "| adapter | usable here | summary | created |",
     "adapters_yes": "✅ yes", "adapters_no": "❌ trained on another base",
     "tuning_check_head": "{name}: {good} good conversation(s), {bad} bad line(s).",
@@ -376,6 +382,13 @@ SAY_KO: dict[str, str] = {
     "quality_title": "**정밀도별 품질** (고정된 영어 글의 perplexity, 낮을수록 좋음; 가중치 메모리; "
                      "{model}에서 `make bench`로 측정)",
     "quality_none": "이 모델의 품질 수치가 아직 없습니다: `make bench`가 측정합니다.",
+    "ladder_auto": "정밀도 사다리 (engine.precision auto): {ladder}, 메모리에 들어가는 첫 단계부터 시도",
+    "ladder_set": "정밀도 사다리 (engine.precision): {ladder}; 이 단계들만 이 순서로 시도",
+    "precision_unknown": 'engine.precision: {shown} 은(는) 정밀도 단계가 아닙니다. "auto", 단계 하나, 또는 단계 '
+                         "목록을 쓰세요: {rungs}",
+    "precision_empty": 'engine.precision: [] 에 단계가 하나도 없습니다. "auto", 단계 하나, 또는 단계 목록을 쓰세요: '
+                       "{rungs}",
+    "precision_twice": "engine.precision: {shown} 이(가) 두 번 들어 있습니다. 단계마다 한 번씩만 쓰세요: {rungs}",
 }
 
 LANGS = ("en", "ko")

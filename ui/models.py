@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from config.files import atomic_write_text
-from config import PRECISIONS, ConfigError, config_from_dict
+from config import PRECISIONS, RUNGS, ConfigError, PrecisionError, config_from_dict
 from ui.errors import Refusal, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
@@ -37,8 +37,24 @@ def concurrency_line(concurrency: Any, lang: str) -> str:
                per_token=concurrency.kv_bytes_per_token / 1024, context=concurrency.context_tokens)
 
 
-def report_markdown(report: Any, lang: str, concurrency: Any = None) -> str:
-    """The chat model's LoadReport: model, rung, device, why, the attempts down the ladder, how many at once."""
+def ladder_line(precision: Any, lang: str, *, cuda: bool, cpu_dtype: str) -> str:
+    """engine.precision as the rungs the loader tries, in order (the same preflight.ladder_for it uses)."""
+    from engine.loading.preflight import ladder_for
+
+    ladder = " → ".join(ladder_for(precision, cuda=cuda, cpu_dtype=cpu_dtype))
+    return say(lang, "ladder_auto" if precision == "auto" else "ladder_set", ladder=ladder)
+
+
+def config_error_text(exc: ConfigError, lang: str) -> str:
+    """A refused setting in the user's language where ui/i18n has its sentence (engine.precision), else as is."""
+    if isinstance(exc, PrecisionError):
+        return say(lang, f"precision_{exc.problem}", shown=exc.shown, rungs=", ".join(RUNGS))
+    return str(exc)
+
+
+def report_markdown(report: Any, lang: str, concurrency: Any = None, ladder: str = "") -> str:
+    """The chat model's LoadReport: model, rung, device, why, the configured ladder (`ladder_line`), the
+    attempts down the ladder, how many at once."""
     ko = lang == "ko"
     blocks = []
     if report.demo:
@@ -49,6 +65,7 @@ def report_markdown(report: Any, lang: str, concurrency: Any = None) -> str:
     ] + ([f"- {say(lang, 'prompt_path', path=PATH_LABELS.get(path, path))}"] if path else []) + [
         f"- {'정밀도(rung)' if ko else 'Rung'}: **{report.rung}** · {'장치' if ko else 'device'} `{report.device}`",
         f"- {'이유' if ko else 'Why'}: {report.reason}",
+    ] + ([f"- {ladder}"] if ladder else []) + [
         f"- {'메모리' if ko else 'Memory'}: GPU {_gib(report.gpu_bytes)}, CPU {_gib(report.cpu_bytes)} · "
         f"{'불러온 시간' if ko else 'loaded in'} {report.seconds:.1f} s",
     ] + ([f"- {concurrency_line(concurrency, lang)}"] if concurrency is not None else [])
@@ -194,9 +211,9 @@ def estimate_markdown(shared: Shared, model: str, lang: str) -> str:
 
 
 def save_precision(config_path: str, precision: str) -> None:
-    """Write engine.precision into the config file (atomically); checked like any config before writing."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"engine.precision: {precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
+    """Write engine.precision into the config file (atomically); checked like any config before writing
+    (an unknown rung raises config.PrecisionError before the file is read)."""
+    config_from_dict({"engine": {"precision": precision}})
     path = Path(config_path)
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     data.setdefault("engine", {})["precision"] = precision
@@ -216,7 +233,10 @@ class ModelsHandlers:
             states = services.model_states()
             budget = manager.budget() if manager is not None else None
             events = manager.events() if manager is not None else None
-        return (report_markdown(services.engine.report, lang, services.engine.concurrency),
+        report, engine_cfg = services.engine.report, services.cfg.engine
+        ladder = "" if report.rung == "remote" else ladder_line(
+            engine_cfg.precision, lang, cuda=str(report.device).startswith("cuda"), cpu_dtype=engine_cfg.cpu_dtype)
+        return (report_markdown(report, lang, services.engine.concurrency, ladder),
                 states_markdown(states, lang, manager is not None, budget, events),
                 adapters_markdown(services, lang))
 
@@ -252,7 +272,7 @@ class ModelsHandlers:
             try:
                 save_precision(services.config_path, str(precision))
             except ConfigError as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
+                raise gr.Error(config_error_text(exc, lang), print_exception=False) from None
             except (OSError, json.JSONDecodeError) as exc:
                 detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
                 raise gr.Error(f"{name}: {detail}", print_exception=False) from None
@@ -282,7 +302,8 @@ def build_and_wire(shared: Shared) -> tuple[list[Any], Any]:
     adapters = gr.Markdown(elem_id="models-adapters")
     gr.Markdown(t("models.precision_title"))
     with gr.Row():
-        precision = gr.Radio(choices=list(PRECISIONS), value=cfg.engine.precision, label=t("models.precision"),
+        one = cfg.engine.precision if isinstance(cfg.engine.precision, str) else None  # a list: config.json only
+        precision = gr.Radio(choices=list(PRECISIONS), value=one, label=t("models.precision"),
                              elem_id="models-precision", scale=3)
         save = gr.Button(t("models.precision_save"), elem_id="models-precision-save", scale=1,
                          interactive=not shared.services.public)

@@ -2,7 +2,8 @@
 
 Ladder on a GPU: fp16 -> 8bit -> 4bit (nf4, double quant) -> 4bit with CPU offload -> clear error.
 `auto` starts at the first rung the preflight says fits; an out-of-memory error while loading frees
-what was taken and tries the next rung. Without a GPU the model loads on the CPU (bf16 or fp32),
+what was taken and tries the next rung. engine.precision may name one rung (start there) or list the
+rungs to try, in order (only those are tried). Without a GPU the model loads on the CPU (bf16 or fp32),
 stepping down to 8-bit/4-bit when RAM is short. Safetensors only, trust_remote_code off.
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 
 from engine import hf_bridge
 from engine.loading.memory import attempt, half_dtype, is_out_of_memory
-from engine.loading.preflight import (CUDA_CONTEXT_BYTES, GiB, RUNGS, RungEstimate, estimate_rungs, first_fitting_rung,
-                              kv_cache_bytes)
+from engine.loading.preflight import (CUDA_CONTEXT_BYTES, GiB, RungEstimate, estimate_rungs, first_fitting_rung,
+                              kv_cache_bytes, ladder_for)
 from engine.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class LoadReport:
 @dataclass(frozen=True)
 class LoadPlan:
     """What the loader was asked for; built from EngineConfig by the caller."""
-    precision: str = "auto"                 # auto | fp16 | 8bit | 4bit
+    precision: str | tuple[str, ...] = "auto"   # auto | one rung | the rungs to try, in order (engine.precision)
     budget_bytes: int | None = None         # GPU budget; None: free GPU memory from NVML
     cpu_dtype: str = "bfloat16"
     context_tokens: int = 4096
@@ -79,6 +80,10 @@ class LoadPlan:
     skip_quantization: tuple[str, ...] = ("lm_head",)   # modules kept unquantized (vision towers, heads)
     concurrent: int = 1                     # requests that each hold a full-context KV cache (engine.max_concurrent)
     gpu: int = 0                            # torch's cuda index the model loads on
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.precision, str):   # a list from config.json: kept hashable, like the rest
+            object.__setattr__(self, "precision", tuple(self.precision))
 
 
 __all__ = ["LoadAttempt", "LoadPlan", "LoadReport", "ModelLoadError", "PretrainedClass", "is_out_of_memory",
@@ -190,18 +195,20 @@ def _device_budget(plan: LoadPlan) -> tuple[int, str, int]:
 
 
 def plan_rungs(config: Any, plan: LoadPlan, *, cuda: bool) -> tuple[list[str], str, list[RungEstimate]]:
-    """The rungs to try in order, why we start where we do, and the preflight estimates."""
+    """The rungs to try in order, why we start where we do, and the preflight estimates.
+
+    "auto" starts at the first rung of the whole ladder that the preflight says fits; one rung starts there;
+    a list is tried exactly as listed (preflight.ladder_for), each stepping down on out-of-memory."""
     cpu_full = f"cpu-{plan.cpu_dtype}"
     context_reserve = 0
+    ladder = ladder_for(plan.precision, cuda=cuda, cpu_dtype=plan.cpu_dtype)
     if cuda:
         budget, where, context_reserve = _device_budget(plan)
-        ladder = list(RUNGS)
     elif plan.budget_bytes is not None:
         # No GPU but a budget: the ladder still decides the rung; quantized rungs load on the CPU.
-        budget, where, ladder = plan.budget_bytes, "engine.max_gpu_memory (no GPU: on the CPU)", [cpu_full, "8bit", "4bit"]
+        budget, where = plan.budget_bytes, "engine.max_gpu_memory (no GPU: on the CPU)"
     else:
         budget, where = int(psutil.virtual_memory().available * 0.9), "available RAM (no GPU)"
-        ladder = [cpu_full, "8bit", "4bit"]
     offload = int(psutil.virtual_memory().available * 0.8) if cuda else 0
     estimates = estimate_rungs(config, budget_bytes=int(budget or 0), context_tokens=plan.context_tokens,
                                headroom=plan.headroom, offload_bytes=offload, skip=plan.skip_quantization,
@@ -213,10 +220,10 @@ def plan_rungs(config: Any, plan: LoadPlan, *, cuda: bool) -> tuple[list[str], s
         estimates = [RungEstimate(cpu_full, full.weight_bytes * scale, full.kv_cache_bytes, need, need <= budget)] + [
             e for e in estimates if e.rung in ("8bit", "4bit")]
     if plan.precision != "auto":
-        start = plan.precision if (cuda or plan.precision != "fp16") else cpu_full
-        why = f"engine.precision is {plan.precision}" + ("" if cuda or plan.precision != "fp16" else
-                                                         f"; no GPU, so {plan.cpu_dtype} on the CPU")
-        return ladder[ladder.index(start):], why, estimates
+        named = plan.precision if isinstance(plan.precision, str) else " → ".join(plan.precision)
+        why = f"engine.precision is {named}" + ("" if cuda or "fp16" not in named else
+                                                f"; no GPU, so fp16 is {plan.cpu_dtype} on the CPU")
+        return ladder, why, estimates
     first = first_fitting_rung(estimates, tuple(ladder))
     if first is None:
         need = min(e.needed_bytes for e in estimates)

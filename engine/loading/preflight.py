@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from engine import hf_bridge
 
@@ -92,6 +93,26 @@ def estimate_rungs(config, *, budget_bytes: int, context_tokens: int, headroom: 
         needed = weights + kv + reserve
         out.append(RungEstimate(rung, weights, kv, needed, needed <= budget_bytes))
     return out
+
+
+def ladder_for(precision: str | Sequence[str], *, cuda: bool, cpu_dtype: str = "bfloat16") -> list[str]:
+    """The rungs engine.precision lets the loader try, in order: "auto" the whole ladder (the preflight then
+    starts at the first that fits), one rung that rung and those below it, a list exactly its rungs in its
+    order. Without a GPU fp16 means full precision on the CPU (cpu-<cpu_dtype>) and 4bit-offload, with no
+    card to offload from, means 4bit."""
+    cpu_full = f"cpu-{cpu_dtype}"
+    ladder = list(RUNGS) if cuda else [cpu_full, "8bit", "4bit"]
+    on_device = {} if cuda else {"fp16": cpu_full, "4bit-offload": "4bit"}
+    if isinstance(precision, str):
+        return ladder if precision == "auto" else ladder[ladder.index(on_device.get(precision, precision)):]
+    rungs: list[str] = []
+    for rung in precision:
+        if rung not in RUNGS:
+            raise ValueError(f"unknown rung {rung!r}; the rungs are {', '.join(RUNGS)}")
+        rung = on_device.get(rung, rung)
+        if rung not in rungs:
+            rungs.append(rung)
+    return rungs
 
 
 def first_fitting_rung(estimates: list[RungEstimate], allowed: tuple[str, ...] = RUNGS) -> str | None:

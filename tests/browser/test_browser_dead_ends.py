@@ -69,6 +69,9 @@ def test_message_sent_while_a_reply_streams_is_refused_and_kept(server, new_cont
     page.wait_for_function(f"() => (document.querySelector('{pages.BOT}')?.innerText || '').length > 20")
     pages.send(page, "And a second question")
     assert "still being written" in wait_toast(page, "still being written")
+    kinds = page.locator(TOASTS, has_text="still being written").first.get_attribute("class").split()
+    assert "info" in kinds and "error" not in kinds, kinds      # a normal situation: a notice, not a fault
+    assert page.evaluate(SHOWN_ERROR_PILLS) == 0
     assert page.input_value("#chat-input textarea") == "And a second question"   # nothing typed is lost
     page.click("#retry")                 # refused too: a second reply would run beyond the reach of Stop
     time.sleep(1.0)
@@ -89,6 +92,7 @@ def test_chat_search_reacts_to_korean_ime_backspace_and_clearing(server, new_con
     pages.wait_replies_done(page, 1)
     page.click("#new-chat")
     page.wait_for_function(f"() => document.querySelectorAll('{pages.USER}').length === 0")  # the new chat is shown
+    pages.set_max_tokens(page, SHORT)     # a new chat starts from the defaults (4000 tokens here): a few are enough
     pages.send(page, "Hello there")
     pages.wait_replies_done(page, 1)
     pages.wait_session_labels(page, lambda labels: len(labels) == 2)
