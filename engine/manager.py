@@ -58,6 +58,7 @@ class _Entry:
     evictions: int = 0
     error: str = ""
     loading: bool = False
+    demo: bool = False                    # registered as a demo model (random weights): known before it loads
 
 
 def object_bytes(obj: object) -> int:
@@ -107,13 +108,14 @@ class ModelManager:
 
     # -- registry -------------------------------------------------------------------------------------
 
-    def register(self, name: str, loader: Callable[..., object], estimate_bytes: int) -> None:
+    def register(self, name: str, loader: Callable[..., object], estimate_bytes: int, *, demo: bool = False) -> None:
         """Add a lazily loaded model. `loader()` or `loader(room_bytes)` returns the loaded object;
-        room_bytes is what the fixed budget leaves (None when the budget is free memory, read live)."""
+        room_bytes is what the fixed budget leaves (None when the budget is free memory, read live).
+        `demo`: it will be a demo model, so the page can say so before anyone uses it."""
         with self._lock:
             if name in self._entries:
                 raise ValueError(f"model {name!r} is already registered")
-            self._entries[name] = _Entry(name, loader, int(estimate_bytes))
+            self._entries[name] = _Entry(name, loader, int(estimate_bytes), demo=demo)
 
     def register_loaded(self, name: str, obj: object, bytes: int | None = None, *,
                         loader: Callable[..., object] | None = None) -> None:
@@ -277,7 +279,7 @@ class ModelManager:
                     "evictable": e.loader is not None, "loads": e.loads, "evictions": e.evictions, "error": e.error,
                     "report": report.summary() if hasattr(report, "summary") else "",
                     "notice": getattr(report, "notice", "") if report is not None else "",
-                    "demo": bool(getattr(report, "demo", False)) if report is not None else False,
+                    "demo": bool(getattr(report, "demo", False)) if report is not None else e.demo,
                 })
             return rows
 
@@ -316,10 +318,10 @@ def register_media_models(manager: ModelManager, cfg: EngineConfig, *, demo: boo
     ids = speech_model_ids(cfg)
     # The loader's own preflight reads free GPU memory (or engine.max_gpu_memory) after the manager
     # has made room: the real number, not the manager's estimate-based bookkeeping.
-    manager.register("vision", lambda: VisionEngine.load(cfg, demo=demo), small(cfg.vision_model))
-    manager.register("stt", lambda: SpeechToText.load(cfg, demo=demo), small(ids["stt"]))
-    manager.register("tts-ko", lambda: Voice.load(cfg, "ko", demo=demo), small(ids["tts-ko"]))
-    manager.register("tts-en", lambda: Voice.load(cfg, "en", demo=demo), small(ids["tts-en"]))
+    manager.register("vision", lambda: VisionEngine.load(cfg, demo=demo), small(cfg.vision_model), demo=demo)
+    manager.register("stt", lambda: SpeechToText.load(cfg, demo=demo), small(ids["stt"]), demo=demo)
+    manager.register("tts-ko", lambda: Voice.load(cfg, "ko", demo=demo), small(ids["tts-ko"]), demo=demo)
+    manager.register("tts-en", lambda: Voice.load(cfg, "en", demo=demo), small(ids["tts-en"]), demo=demo)
 
 
 __all__ = ["KNOWN_SIZES", "ModelManager", "ModelUnavailable", "estimate_bytes", "object_bytes",

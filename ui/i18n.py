@@ -245,6 +245,12 @@ SAY_EN: dict[str, str] = {
                       "Its answers are short and often wrong. For the configured model, set engine.model in "
                       "config.json to its hub id (with an internet connection), a local model folder or a .gguf "
                       "file, and start the app without --demo.",
+    "tab_random_image": "⚠️ Demo image model with random weights: its answers are noise, not descriptions. For the "
+                        "real model, set engine.vision_model in config.json (a LLaVA-NeXT hub id or a local folder) "
+                        "and start the app without --demo.",
+    "tab_random_voice": "⚠️ Demo speech models with random weights: transcripts and spoken replies are noise, not "
+                        "words. For real ones, set engine.stt_model_cpu (or engine.stt_model with a GPU), "
+                        "engine.tts_model_ko and engine.tts_model_en in config.json and start the app without --demo.",
     "media_random": "The image and speech models here are tiny demo models with random weights: their output is "
                     "noise; configure real ones in config.json (engine.vision_model, engine.stt_model, ...).",
     "prompt_path": "Prompt format: {path}",
@@ -371,6 +377,12 @@ SAY_KO: dict[str, str] = {
     "offline_banner": "ℹ️ **설정한 모델이 아니라 작은 오프라인 모델(SmolLM2-135M-Instruct, 실제 가중치)입니다.** "
                       "답이 짧고 자주 틀립니다. 설정한 모델을 쓰려면 config.json의 engine.model에 허브 id(인터넷 연결 "
                       "필요), 로컬 모델 폴더 또는 .gguf 파일을 넣고 --demo 없이 앱을 시작하세요.",
+    "tab_random_image": "⚠️ 무작위 가중치의 데모 이미지 모델이라 답변은 그림 설명이 아닌 의미 없는 글자입니다. 실제 "
+                        "모델을 쓰려면 config.json의 engine.vision_model에 LLaVA-NeXT 허브 id나 로컬 폴더를 넣고 "
+                        "--demo 없이 앱을 시작하세요.",
+    "tab_random_voice": "⚠️ 무작위 가중치의 데모 음성 모델이라 받아쓰기와 음성 답변은 말이 아닌 잡음입니다. 실제 모델을 "
+                        "쓰려면 config.json의 engine.stt_model_cpu(GPU가 있으면 engine.stt_model), engine.tts_model_ko, "
+                        "engine.tts_model_en을 설정하고 --demo 없이 앱을 시작하세요.",
     "media_random": "여기의 이미지·음성 모델은 무작위 가중치의 작은 데모 모델이라 결과가 의미 없습니다. "
                     "config.json(engine.vision_model, engine.stt_model 등)에서 실제 모델을 설정하세요.",
     "prompt_path": "프롬프트 형식: {path}",

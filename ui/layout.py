@@ -75,9 +75,13 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
                         view, controls = chat.build(shared, bar)
             tabs.append(chat_tab)
             with gr.Tab(t("tab.image"), id="image", elem_id="tab-image") as image_tab:
+                image_notice = gr.HTML("", elem_id="image-random-notice", elem_classes=["tab-notice"], visible=False,
+                                       padding=False)
                 image.build_and_wire(shared, view, owner_token)
             tabs.append(image_tab)
             with gr.Tab(t("tab.voice"), id="voice", elem_id="tab-voice") as voice_tab:
+                voice_notice = gr.HTML("", elem_id="voice-random-notice", elem_classes=["tab-notice"], visible=False,
+                                       padding=False)
                 voice.build_and_wire(shared)
             tabs.append(voice_tab)
             with gr.Tab(t("tab.models"), id="models", elem_id="tab-models") as models_tab:
@@ -89,6 +93,17 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
                 tabs.append(tuning_tab)
             with gr.Tab(t("tab.system"), id="system", elem_id="tab-system") as system_tab:
                 timer, panel, refresh = system.build_and_wire(shared)
+        # Image and Voice say on the tab when their model is a demo of random weights (known at start with
+        # --demo, after its first load when it fell back); read again when the tab is opened.
+        def tab_notices(request: gr.Request) -> tuple:
+            lang = lang_of(request)
+            return tuple(gr.HTML(html.escape(say(lang, f"tab_random_{tab}")), visible=services.random_media(tab))
+                         for tab in ("image", "voice"))
+
+        blocks.load(tab_notices, None, [image_notice, voice_notice], queue=False, show_progress="hidden", **PRIVATE)
+        for tab in (image_tab, voice_tab):
+            tab.select(tab_notices, None, [image_notice, voice_notice], queue=False, show_progress="hidden",
+                       **PRIVATE)
         sessions_panel.wire(shared, bar, view, owner_token, blocks)
         chat.wire(shared, view, controls, owner_token)
         models_tab.select(overview, None, model_outputs, **PRIVATE)

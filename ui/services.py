@@ -128,6 +128,14 @@ class Services:
         with self._use(f"tts-{language}", "text-to-speech") as voice:
             return voice.speak(text)
 
+    MEDIA_MODELS = {"image": ("vision",), "voice": ("stt", "tts-ko", "tts-en")}
+
+    def random_media(self, tab: str) -> bool:
+        """Whether a model behind the Image ("image") or Voice ("voice") tab is a demo of random weights: known
+        before it loads when the app was started with --demo, and once it loaded as a fallback otherwise."""
+        names = self.MEDIA_MODELS[tab]
+        return any(row["demo"] for row in self.model_states() if row["name"] in names)
+
     def model_states(self) -> list[dict]:
         return list(self.manager.state()) if self.manager is not None else []
 

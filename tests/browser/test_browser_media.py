@@ -46,6 +46,24 @@ def speech_wav(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.parametrize("locale,image_words,voice_words", [
+    ("en-US", "Demo image model with random weights", "Demo speech models with random weights"),
+    ("ko-KR", "무작위 가중치의 데모 이미지 모델", "무작위 가중치의 데모 음성 모델")])
+def test_image_and_voice_tabs_say_their_demo_models_make_noise(server, new_context, locale, image_words,
+                                                                voice_words):
+    """--demo: both tabs say on the tab, before anything is asked, that their models are random, and how to get
+    real ones (the config keys), in the page's language."""
+    page = pages.open_app(new_context(locale=locale), server.url)
+    pages.click_tab(page, "이미지" if locale == "ko-KR" else "Image")
+    notice = page.locator("#image-random-notice")
+    notice.wait_for(state="visible", timeout=30_000)
+    assert image_words in notice.inner_text() and "engine.vision_model" in notice.inner_text()
+    pages.click_tab(page, "음성" if locale == "ko-KR" else "Voice")
+    notice = page.locator("#voice-random-notice")
+    notice.wait_for(state="visible", timeout=30_000)
+    assert voice_words in notice.inner_text() and "engine.tts_model_ko" in notice.inner_text()
+
+
 def test_image_question_is_answered_and_sent_to_chat(server, new_context, picture):
     page = pages.open_app(new_context(), server.url)
     pages.click_tab(page, "Image")
