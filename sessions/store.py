@@ -196,7 +196,7 @@ class SessionStore:
             db.table(META).update({"title": title}, doc_ids=[META_DOC_ID])
             return []
 
-        return self._mutate(owner, session_id, expected_version, change)
+        return self._mutate(owner, session_id, expected_version, change, touch=False)   # keeps its place
 
     def update_settings(
         self, owner: str, session_id: str, settings: dict, expected_version: int | None = None
@@ -215,7 +215,7 @@ class SessionStore:
             db.table(META).update({"settings": clean_settings(merged, self.limits)}, doc_ids=[META_DOC_ID])
             return []
 
-        return self._mutate(owner, session_id, expected_version, change)
+        return self._mutate(owner, session_id, expected_version, change, touch=False)   # keeps its place
 
     def append(
         self, owner: str, session_id: str, message: dict, expected_version: int | None = None
@@ -490,8 +490,11 @@ class SessionStore:
         session_id: str,
         expected_version: int | None,
         change: Callable[[TinyDB, Session], list[str]],
+        *,
+        touch: bool = True,
     ) -> Session:
-        """Lock, read, check the version, apply `change`, bump the version, write once.
+        """Lock, read, check the version, apply `change`, bump the version, write once. `touch` moves the
+        session's updated_at (its place in the list) to now: a new message does, a new title does not.
 
         `change` edits the open TinyDB and returns attachment refs it adds;
         their markers are written before the session file, and markers of
@@ -508,10 +511,9 @@ class SessionStore:
                     raise StaleVersion(sid, expected, session["version"])
                 added = change(db, session)
                 self._attachments.add_refs(okey, sid, added)
-                db.table(META).update(
-                    {"version": session["version"] + 1, "updated_at": max(time.time(), session["updated_at"])},
-                    doc_ids=[META_DOC_ID],
-                )
+                stamp = max(time.time(), session["updated_at"]) if touch else session["updated_at"]
+                db.table(META).update({"version": session["version"] + 1, "updated_at": stamp},
+                                      doc_ids=[META_DOC_ID])
                 commit_db(db)
                 updated = session_from_tables(db.storage.read(), owner=owner, owner_key=okey, session_id=sid)
             self._forget(path)

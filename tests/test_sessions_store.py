@@ -76,6 +76,21 @@ def test_rename_touches_one_session_only(store: SessionStore, tmp_path: Path):
     assert titles == {ids[0]: "chat 0", ids[1]: "Renamed", ids[2]: "chat 2"}
 
 
+def test_renaming_keeps_a_chats_place_and_a_new_message_moves_it_up(store: SessionStore):
+    """The list is newest message first: a new title (or settings) is no news, a message is (issue 24)."""
+    ids = [store.create(OWNER, f"chat {i}")["id"] for i in range(3)]
+    for sid in ids:
+        store.append(OWNER, sid, {"role": "user", "content": f"in {sid}"})
+    order = [s["id"] for s in store.list(OWNER)]
+    assert order == ids[::-1]
+    stamp = store.get(OWNER, ids[0])["updated_at"]
+    renamed = store.rename(OWNER, ids[0], "Renamed")
+    store.update_settings(OWNER, ids[0], {"temperature": 0.2})
+    assert renamed["updated_at"] == stamp and [s["id"] for s in store.list(OWNER)] == order
+    store.append(OWNER, ids[0], {"role": "user", "content": "news"})
+    assert [s["id"] for s in store.list(OWNER)][0] == ids[0]
+
+
 def test_stale_version_is_refused_for_every_write(store: SessionStore, tmp_path: Path):
     sid = store.create(OWNER)["id"]
     tab_a = store.get(OWNER, sid)
