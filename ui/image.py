@@ -103,7 +103,7 @@ def build_and_wire(shared: Shared, view: ChatView, owner_token: gr.BrowserState)
                                   elem_id="image-question")
             with gr.Row():
                 ask = gr.Button(t("image.ask"), variant="primary", elem_id="image-ask")
-                stop = gr.Button(t("image.stop"), variant="stop", elem_id="image-stop")
+                stop = gr.Button(t("image.stop"), variant="secondary", elem_id="image-stop")   # red only while it runs
         with gr.Column():
             gr.Markdown(t("image.answer"), elem_id="image-answer-title", elem_classes=["answer-title"])  # Markdown shows no label
             answer = gr.Markdown(label=t("image.answer"), elem_id="image-answer", min_height=200,
@@ -111,6 +111,8 @@ def build_and_wire(shared: Shared, view: ChatView, owner_token: gr.BrowserState)
             to_chat = gr.Button(t("image.to_chat"), elem_id="image-to-chat")
     kept = gr.State(None)
     for trigger in (ask.click, question.submit):
-        trigger(h.ask, [image, question], [answer, kept], concurrency_id="generate", preprocess=False, **QUIET)
+        trigger(lambda: gr.Button(variant="stop"), None, stop, queue=False, **QUIET) \
+            .then(h.ask, [image, question], [answer, kept], concurrency_id="generate", preprocess=False, **QUIET) \
+            .then(lambda: gr.Button(variant="secondary"), None, stop, queue=False, **QUIET)
     stop.click(h.stop, None, None, queue=False, **QUIET)
     to_chat.click(h.to_chat, [kept, owner_token, view.session_id], view.outputs(), **QUIET)

@@ -69,10 +69,12 @@ def test_image_question_is_answered_and_sent_to_chat(server, new_context, pictur
     pages.click_tab(page, "Image")
     page.set_input_files("#image-input input[type=file]", picture)
     page.wait_for_selector("#image-input img")
+    assert "stop" not in page.get_attribute("#image-stop", "class").split()     # idle: Stop is not red
     page.fill("#image-question textarea", "What shapes do you see?")
     page.click("#image-ask")
     pages.wait_js(page, f"() => (document.querySelector('#image-answer')?.innerText || '').includes('{DONE}')",
                   "the image answer to finish", watch="#image-answer", stall=120)
+    page.wait_for_function("() => !document.querySelector('#image-stop').classList.contains('stop')")
     answer = page.inner_text("#image-answer")
     assert "llava" in answer
     pages.screenshot(page, "image.png")
