@@ -81,6 +81,16 @@ def test_provenance_line_is_small_and_escaped():
     assert line == "<sub>&lt;b&gt;m&lt;/b&gt; · 4bit · no adapter · 12.3 tok/s · ⏹ stopped</sub>"
 
 
+def test_a_reply_cut_at_the_token_limit_says_so_in_the_users_language():
+    from ui.i18n import say
+
+    prov = {"model": "m", "rung": "4bit", "finish_reason": "length"}
+    for lang, words in (("en", "cut at the token limit"), ("ko", "토큰 한도에서 잘림")):
+        assert words in chat_format.provenance_line(prov, "done", lambda k, **v: say(lang, k, **v))
+    finished = chat_format.provenance_line(prov | {"finish_reason": "stop"}, "done", lambda k, **v: say("en", k, **v))
+    assert "cut" not in finished
+
+
 def test_settings_keep_only_known_keys_with_sane_types():
     defaults = {"system_prompt": "", "temperature": 0.7, "max_new_tokens": 512, "top_p": 0.95}
     merged = chat_format.settings_from({"temperature": 1, "max_new_tokens": 33.0, "top_p": "x", "evil": 1}, defaults)

@@ -66,7 +66,7 @@ def visible_messages(messages: Sequence[dict]) -> list[tuple[int, dict]]:
 
 
 def provenance_line(prov: dict | None, status: str, words: Callable[..., str]) -> str:
-    """The small line under a reply: model · rung · adapter · tokens/s (and stopped/error)."""
+    """The small line under a reply: model · rung · adapter · tokens/s (and stopped, error or cut at the limit)."""
     if not prov:
         return ""
     parts = [str(prov.get("model", "?")), str(prov.get("rung", "?")),
@@ -79,6 +79,8 @@ def provenance_line(prov: dict | None, status: str, words: Callable[..., str]) -
         parts.append(f"{tps:.1f} tok/s")
     if status in ("stopped", "error"):
         parts.append(("⏹ " if status == "stopped" else "⚠️ ") + words(status))
+    elif prov.get("finish_reason") == "length":     # it ends mid-sentence: say why, and where to allow more
+        parts.append("✂️ " + words("cut_at_limit"))
     return "<sub>" + html.escape(" · ".join(parts)) + "</sub>"
 
 

@@ -95,6 +95,7 @@ def test_retry_replaces_the_last_reply(server, new_context):
     page.keyboard.press("Enter")
     pages.send(page, "Say something")
     first = pages.wait_replies_done(page, 1)[0]
+    assert "cut at the token limit" in first          # 12 tokens of a random model: it ends mid-sentence
     token = pages.owner_token(page)
     before = api_session(server, token)
     page.click("#retry")
