@@ -22,6 +22,7 @@ def health_body(state: ApiState) -> dict:
         "prompt_path": getattr(report, "prompt_path", ""),   # mistral | chat_template (engine/prompting/codec.py)
         "notice": report.notice,
         "serving": load.path,
+        "plain_path": dict(load.plain_path),     # what a request may ask that is served one at a time, and why
         "concurrency": engine.concurrency.to_dict(),   # engine.max_concurrent as resolved ("auto": from memory)
         "active_requests": load.active,
         "queue_depth": load.waiting,

@@ -1,10 +1,11 @@
 """May a bitsandbytes model join the continuous batch? Only if batching changes its answers far less than its
 quantization already does (issue 23), measured on SmolLM2-135M-Instruct (real weights, offline) at each rung.
 
-    python -m bench.quantized_batching [--new-tokens 24] [--replies 8]    (about 6 min on the 2-core CPU)
+    python -m bench.quantized_batching [--new-tokens 16] [--replies 8] [--rungs fp32,bf16,8-bit,4-bit]
+                                       (about 6-7 min on the shared 2-core CPU; 16 new tokens keep it there)
 
-Per rung (fp32 and bf16 for scale; bitsandbytes 8-bit LLM.int8 and 4-bit NF4 with double quant, as
-engine/loading/loader.py loads them on the CPU):
+Per rung (fp32, the reference; bf16 for scale; bitsandbytes 8-bit LLM.int8 and 4-bit NF4 with double quant,
+loaded as engine/loading/loader.py loads them on the CPU: 8-bit with float16, 4-bit computing in bfloat16):
 
 (a) Teacher-forced next-token distributions over 8 texts (the 4 paragraphs of bench/data/quality.txt, each cut
     in two at the sentence nearest its middle): each text alone, then the 8 in one right-padded batch
@@ -108,7 +109,8 @@ def distributions(model, ids: list[list[int]], pad: int) -> tuple[list[torch.Ten
 
 def compare(p: list[torch.Tensor], q: list[torch.Tensor]) -> tuple[float, float]:
     """(mean per position KL(p || q) in nats, share of positions with the same most likely token)."""
-    p, q = torch.cat(p), torch.cat(q)
+    # renormalised in float64: a float32 log-softmax is normalised only to rounding, which made fp32's KL < 0
+    p, q = torch.cat(p).double().log_softmax(-1), torch.cat(q).double().log_softmax(-1)
     kl = (p.exp() * (p - q)).sum(-1)
     return float(kl.mean()), float((p.argmax(-1) == q.argmax(-1)).float().mean())
 
@@ -167,8 +169,8 @@ def near_top_share(model, pairs: list[tuple[list[int], list[int]]]) -> tuple[flo
     """Each reply scored by the model alone, teacher-forced: (share of reply tokens within NEAR_NATS of the top
     choice, share that are the top choice, reply tokens)."""
     gaps = []
-    for prompt, reply in pairs:
-        logits = model(torch.tensor([prompt + reply])).logits[0, len(prompt) - 1:len(prompt) - 1 + len(reply)]
+    for prompt, reply in pairs:   # logits of the last len(reply) + 1 positions; the last one predicts nothing
+        logits = model(torch.tensor([prompt + reply]), logits_to_keep=len(reply) + 1).logits[0, :len(reply)]
         lp = logits.float().log_softmax(-1)
         gaps.append(lp.max(-1).values - lp.gather(-1, torch.tensor(reply)[:, None])[:, 0])
     gap = torch.cat(gaps)
@@ -188,7 +190,9 @@ def measured_on() -> str:
             f"{transformers.__version__}, bitsandbytes {bitsandbytes.__version__}, {time.strftime('%Y-%m-%d')}")
 
 
-def measure(new_tokens: int, replies: int, log=print) -> dict[str, dict]:
+def measure(new_tokens: int, replies: int, rungs: list[str], command: str = COMMAND, log=print,
+            done=lambda rows: None) -> dict[str, dict]:
+    """Every rung's row (fp32 first, the reference); `done(rows)` after each rung."""
     from transformers import AutoTokenizer
 
     from engine.loading.demo.gguf import offline_chat_model
@@ -197,36 +201,50 @@ def measure(new_tokens: int, replies: int, log=print) -> dict[str, dict]:
     ids = [tokenizer(t)["input_ids"] for t in texts()]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     where, reference, rows = measured_on(), None, {}
-    for rung in RUNGS:
+    for rung in [REFERENCE] + [r for r in rungs if r != REFERENCE]:
         started = time.perf_counter()
         model = load(rung)
+        t_a = time.perf_counter()
         alone, batched = distributions(model, ids, pad)
         reference = reference or alone
         kl_b, top_b = compare(alone, batched)
         kl_q, top_q = compare(reference, alone)
         del batched
-        t0 = time.perf_counter()
+        t_b = time.perf_counter()
         pairs, steps = batched_replies(model, new_tokens, replies)
+        t_s = time.perf_counter()
         within, top, tokens = near_top_share(model, pairs)
-        row = {"kl_batched": kl_b, "top1_batched": top_b, "kl_quant": kl_q, "top1_quant": top_q,
-               "greedy_within": within, "greedy_top": top, "reply_tokens": tokens,
+        t_end = time.perf_counter()
+        row = {k: float(f"{v:.4g}") for k, v in (("kl_batched", kl_b), ("top1_batched", top_b), ("kl_quant", kl_q),
+                                                   ("top1_quant", top_q), ("greedy_within", within),
+                                                   ("greedy_top", top))}
+        row |= {"reply_tokens": tokens,
                "positions": sum(map(len, ids)), "texts": len(ids), "replies": replies, "max_new_tokens": new_tokens,
                "max_rows_per_step": max(steps, default=0),
                "mean_rows_per_step": round(sum(steps) / max(1, len(steps)), 2),
-               "measured_on": where, "command": COMMAND}
+               "seconds": {"load": round(t_a - started), "a": round(t_b - t_a), "b_generate": round(t_s - t_b),
+                           "b_score": round(t_end - t_s)},
+               "measured_on": where, "command": command}
         row["batches"] = decide(row) if rung != REFERENCE else None
         rows[rung] = row
         log(f"[{SECTION}] {rung}: KL(alone||batched) {kl_b:.2e}, top-1 {top_b:.1%}; KL(fp32||{rung}) {kl_q:.2e}, "
             f"top-1 {top_q:.1%}; greedy within {NEAR_NATS} nats {within:.1%} of {tokens} tokens (top {top:.1%}), "
-            f"rows per step max {row['max_rows_per_step']}; generation {time.perf_counter() - t0:.0f} s, "
-            f"rung {time.perf_counter() - started:.0f} s -> batches: {row['batches']}", flush=True)
+            f"rows per step max {row['max_rows_per_step']}; seconds {row['seconds']} -> batches: {row['batches']}; "
+            f"load average {os.getloadavg()[0]:.1f}", flush=True)
         del model, alone
         gc.collect()
+        done(rows)
     return rows
 
 
-def write_decision(rows: dict[str, dict]) -> None:
-    """engine/serving/batch_criterion.json, atomically (temp file, fsync, rename)."""
+def write_decision(rows: dict[str, dict]) -> dict[str, dict]:
+    """engine/serving/batch_criterion.json, atomically (temp file, fsync, rename); rungs not measured this
+    time keep their last figures. Returns every rung's row."""
+    try:
+        kept = json.loads(DECISION.read_text(encoding="utf-8"))["rungs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        kept = {}
+    rows = {r: (rows.get(r) or kept[r]) for r in RUNGS if r in rows or r in kept}
     data = {"rule": RULE, "kl_share": KL_SHARE, "near_nats": NEAR_NATS, "greedy_share": GREEDY_SHARE,
             "rungs": rows}
     tmp = DECISION.with_suffix(".json.tmp")
@@ -235,9 +253,10 @@ def write_decision(rows: dict[str, dict]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, DECISION)
+    return rows
 
 
-def section(rows: dict[str, dict], new_tokens: int, replies: int) -> str:
+def section(rows: dict[str, dict], new_tokens: int, replies: int, command: str) -> str:
     first = next(iter(rows.values()))
     lines = ["## Quantized models in the continuous batch: the criterion", "",
              RULE, "",
@@ -246,7 +265,8 @@ def section(rows: dict[str, dict], new_tokens: int, replies: int) -> str:
              "in one right-padded batch (attention mask and position ids given). (b) on the engine's "
              f"continuous-batching path (`ContinuousBatcher`): {replies} greedy chat replies of at most "
              f"{new_tokens} new tokens sent together, each scored by the same model run alone, teacher-forced. "
-             "fp32 and bf16 are shown for scale: full precision always batches.", "",
+             "fp32 is the reference (and bf16, when measured, is there for scale): full precision always batches.",
+             "",
              "| rung | KL(alone ‖ batched) | top-1 alone vs batched | KL(fp32 ‖ rung) | top-1 with fp32 | "
              f"batched ÷ quantization | (b) greedy tokens within {NEAR_NATS:g} nats (top choice) | rows per step, "
              "max | batches |",
@@ -254,33 +274,45 @@ def section(rows: dict[str, dict], new_tokens: int, replies: int) -> str:
     for rung, r in rows.items():
         ratio = f"{r['kl_batched'] / r['kl_quant']:.2g}" if r["kl_quant"] > 0 else "–"
         verdict = {None: "reference", True: "**yes**", False: "**no: queue**"}[r["batches"]]
+        if rung not in QUANTIZED and r["batches"] is not None:    # full precision batches whatever the rule says
+            verdict = f"not consulted (rule: {'yes' if r['batches'] else 'no'})"
         lines.append(f"| {rung} | {r['kl_batched']:.2g} | {r['top1_batched']:.1%} | {r['kl_quant']:.2g} | "
                      f"{r['top1_quant']:.1%} | {ratio} | {r['greedy_within']:.1%} ({r['greedy_top']:.1%}) of "
                      f"{r['reply_tokens']} | {r['max_rows_per_step']} | {verdict} |")
-    lines += ["", f"Measured on {first['measured_on']}. Command: `{COMMAND} --new-tokens {new_tokens} "
-              f"--replies {replies}`. The decision is written to `engine/serving/batch_criterion.json`, which "
-              "`engine/serving/batching.py` (`unsupported_reason`) reads: a rung measured \"batches\" takes the "
+    earlier = [f"{rung} (`{r['command']}`, {r['measured_on'].rsplit(', ', 1)[-1]})" for rung, r in rows.items()
+               if r["command"] != command]
+    if earlier:
+        lines += ["", "Rows kept from an earlier run: " + "; ".join(earlier) + "."]
+    lines += ["", f"Measured on {first['measured_on']}. Command: `{command}`. The decision is written to "
+              "`engine/serving/batch_criterion.json`, which `engine/serving/batching.py` (`unsupported_reason`) reads: a rung measured \"batches\" takes the "
               "continuous path, any other (or a missing file) keeps the FIFO queue and says why.",
               "", "Issue 23's earlier figures (same model, CPU, bitsandbytes 0.50): 4-bit KL 1.3e-6, 100.0 %, vs "
-              "fp32 0.27, 72.4 %; 8-bit 1.7e-2, 91.9 %, vs fp32 2.5e-2, 92.2 %."]
+              "fp32 0.27, 72.4 %; 8-bit 1.7e-2, 91.9 %, vs fp32 2.5e-2, 92.2 %. Here 4-bit computes in bfloat16, "
+              "as the engine's loader sets it on the CPU, so what batching changes in it is bfloat16 rounding (the "
+              "bf16 row, when present, shows the same for the unquantized model); 8-bit's LLM.int8 picks its "
+              "outlier columns over the whole batch, so one request's activations change another's arithmetic."]
     return "\n".join(lines) + "\n"
 
 
-def run(new_tokens: int = 24, replies: int = 8) -> str:
-    rows = measure(new_tokens, replies)
-    write_decision(rows)
-    return section(rows, new_tokens, replies)
+def run(new_tokens: int = 16, replies: int = 8, rungs: list[str] = tuple(RUNGS)) -> str:
+    command = f"{COMMAND} --new-tokens {new_tokens} --replies {replies} --rungs {','.join(rungs)}"
+    rows = measure(new_tokens, replies, list(rungs), command, done=write_decision)   # kept after each rung
+    return section(write_decision(rows), new_tokens, replies, command)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quantized_batching", description=__doc__.splitlines()[0])
-    parser.add_argument("--new-tokens", type=int, default=24, help="longest greedy reply in (b)")
+    parser.add_argument("--new-tokens", type=int, default=16, help="longest greedy reply in (b)")
     parser.add_argument("--replies", type=int, default=8, help="replies generated together in (b)")
+    parser.add_argument("--rungs", default=",".join(RUNGS), help=f"comma-separated, of {', '.join(RUNGS)}")
     args = parser.parse_args(argv)
+    rungs = [r.strip() for r in args.rungs.split(",") if r.strip()]
+    if not rungs or set(rungs) - set(RUNGS):
+        parser.error(f"--rungs {args.rungs!r}: choose from {', '.join(RUNGS)}")
     from bench.__main__ import stamp, write_report
 
     started = time.perf_counter()
-    text = run(args.new_tokens, args.replies)
+    text = run(args.new_tokens, args.replies, rungs)
     text = stamp(SECTION, text, time.perf_counter() - started)
     print(text, flush=True)
     write_report({SECTION: text})

@@ -152,16 +152,20 @@ class ChatService:
     # ------------------------------------------------------------------------------------ validation
     def request(self, messages: Sequence[dict], sampling: Sampling = Sampling(), *, adapter: str | None = None,
                 image: ImageData | CheckedImage | None = None, constraint: JsonConstraint | None = None, tools: ToolSpec | None = None,
-                names: dict[str, str] | None = None) -> ChatRequest:
+                names: dict[str, str] | None = None, reply_prefix: str = "") -> ChatRequest:
         """Every check of a chat request, once. `names` maps an option to the caller's own name for it
-        (/v1's max_tokens for max_new_tokens), so a refusal names what the caller sent."""
+        (/v1's max_tokens for max_new_tokens), so a refusal names what the caller sent. `reply_prefix`
+        (Continue): the reply so far to the last user message; the model goes on from its end, and the stream
+        gives only the new text."""
         names = names or {}
         messages = tuple(messages)
         for i, m in enumerate(messages):
             if isinstance(m.get("content"), str):
                 self.check_text(m["content"], f"messages.{i}.content")
+        if reply_prefix:
+            self._check_prefix(reply_prefix, image is not None, constraint is not None or tools is not None)
         params = self._params(sampling, names)
-        params = replace(params, constraint=constraint, tools=tools)
+        params = replace(params, constraint=constraint, tools=tools, reply_prefix=reply_prefix or "")
         local_only = next((name for name, used in (("logprobs", params.logprobs is not None),
                                                    ("response_format", constraint is not None),
                                                    ("tools", tools is not None)) if used), None)
@@ -176,6 +180,18 @@ class ChatService:
         if checked_image is not None:
             messages = self._with_question(messages)
         return ChatRequest(messages, params, info, checked_image)
+
+    def _check_prefix(self, prefix: object, image: bool, structured: bool) -> None:
+        """A reply to continue: text within the message limit, for a chat model loaded here, answering text
+        without tools or a JSON format (RequestError naming reply_prefix otherwise)."""
+        if not isinstance(prefix, str):
+            raise RequestError(f"reply_prefix must be text, got {type(prefix).__name__}", param="reply_prefix")
+        where = ("a remote backend (engine.backend openai)" if self.engine.remote else
+                 "a message with an image" if image else "tools or response_format" if structured else None)
+        if where is not None:
+            raise RequestError(f"reply_prefix (continuing a reply) is not supported with {where}",
+                               param="reply_prefix", code="unsupported_parameter")
+        self.check_text(prefix, "reply_prefix")
 
     def check_text(self, text: str, param: str = "messages") -> None:
         """generation.max_message_chars, before any tokenizing (MessageTooLong naming the message)."""
@@ -247,6 +263,8 @@ class ChatService:
             return self._open_image(request, cancel)
         report = self.engine.report
         stream = self.engine.stream(list(request.messages), request.params, cancel, adapter=request.adapter)
+        if request.params.reply_prefix and self.engine.generator is not None:
+            stream = self.engine.generator.continued(stream, request.params.reply_prefix)
         info = request.adapter
         if info is None:
             return Reply(stream, report.model_id, report.rung, request.params)

@@ -26,7 +26,7 @@ def reference_ids(engine, messages, n):
 
 
 def test_stream_yields_the_same_text_as_generate(tiny_engine):
-    """The plain path (engine.batch_greedy false, or seeds / top-k) equals generate token for token."""
+    """The plain path (engine.batch_greedy false, or logprobs, schemas, tools) equals generate token for token."""
     stream = tiny_engine.generator.stream(HELLO, GREEDY)
     pieces = list(stream)
     assert len(pieces) > 5  # it streamed, not one blob

@@ -184,7 +184,7 @@ def test_top_k_and_repetition_penalty_over_v1_and_the_gradio_endpoint(openai_cli
     seeded = dict(temperature=1.5, seed=3)
     cut = text(**seeded, extra_body={"top_k": 1})
     assert cut == text(**seeded, extra_body={"top_k": 1}) != text(**seeded, extra_body={"top_k": 0})
-    # Both on the plain path (top_k or a penalty set): the batch's kernels round differently. 64 tokens: the tiny
+    # Both ask for a per-row feature (top_k, a penalty), so both run the same way. 64 tokens: the tiny
     # model's greedy reply repeats itself by then, so a penalty on repeats has something to change.
     greedy = dict(temperature=0.0, max_tokens=64)
     assert text(**greedy, extra_body={"top_k": 1, "min_tokens": 64}) != \

@@ -212,6 +212,57 @@ def test_abandoned_reply_is_saved_when_the_page_goes_away(conversation):
     assert job.save()["messages"][-1]["status"] == "stopped"
 
 
+def test_continue_extends_the_one_reply_cut_at_the_token_limit(conversation):
+    """Continue: the reply cut at the limit grows in place (one message, same id, old text first), its provenance
+    sums the tokens and counts the continuations, the version moves on; a stale page is refused, and Stop during
+    a continuation keeps the old text and the partial new one, saved as stopped (then nothing to continue)."""
+    from sessions import StaleVersion
+
+    owner = "anon:" + "9" * 32
+    greedy = Sampling(temperature=0.0, max_new_tokens=8, min_new_tokens=8)
+    session = conversation.add_user(owner, None, "Tell me about the sea")
+    first = conversation.start_reply(owner, session["id"], threading.Event(), asked=greedy)
+    list(first)
+    saved = first.save()
+    cut = saved["messages"][-1]
+    assert cut["provenance"]["finish_reason"] == "length" and chat_format.continuable(saved["messages"])
+    with pytest.raises(StaleVersion):
+        conversation.start_reply(owner, session["id"], threading.Event(), extend=True,
+                                 expected_version=saved["version"] - 1, asked=greedy)
+    job = conversation.start_reply(owner, session["id"], threading.Event(), extend=True,
+                                   expected_version=saved["version"], asked=greedy)
+    texts = list(job)
+    assert all(text.startswith(cut["content"]) for text in texts)
+    grown = job.save()
+    reply = grown["messages"][-1]
+    assert [m["role"] for m in grown["messages"]] == ["user", "assistant"] and grown["version"] == saved["version"] + 1
+    assert reply["id"] == cut["id"] and reply["content"] == texts[-1] and len(reply["content"]) > len(cut["content"])
+    assert reply["content"].startswith(cut["content"]) and reply["status"] == "complete"
+    prov = reply["provenance"]
+    assert (prov["completion_tokens"], prov["continued"], prov["finish_reason"]) == (16, 1, "length")
+    assert prov["prompt_tokens"] > cut["provenance"]["prompt_tokens"]     # the reply so far was in the prompt
+    again = conversation.start_reply(owner, session["id"], threading.Event(), extend=True,
+                                     expected_version=grown["version"], asked=greedy)
+    list(again)
+    twice = again.save()["messages"][-1]
+    assert twice["content"].startswith(reply["content"]) and twice["provenance"]["continued"] == 2
+    assert twice["provenance"]["completion_tokens"] == 24
+    cancel = threading.Event()
+    stopped = conversation.start_reply(owner, session["id"], cancel, extend=True,
+                                       asked=Sampling(temperature=0.0, max_new_tokens=400))
+    for i, _ in enumerate(stopped):
+        if i == 2:
+            cancel.set()
+    kept = stopped.save()
+    last = kept["messages"][-1]
+    assert len(kept["messages"]) == 2 and last["status"] == "stopped" and last["content"].startswith(twice["content"])
+    assert 24 < last["provenance"]["completion_tokens"] < 24 + 400
+    assert last["provenance"]["finish_reason"] == "cancelled" and not chat_format.continuable(kept["messages"])
+    with pytest.raises(Refusal) as caught:
+        conversation.start_reply(owner, session["id"], threading.Event(), extend=True)
+    assert caught.value.key == "nothing_to_continue"
+
+
 def test_edit_keeps_the_image_of_the_edited_message(conversation, tmp_path):
     from PIL import Image
 

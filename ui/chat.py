@@ -1,4 +1,4 @@
-"""Chat tab: the conversation, the message box (text + image), Stop, Retry, Edit, per-chat settings
+"""Chat tab: the conversation, the message box (text + image), Stop, Retry, Continue, Edit, per-chat settings
 (including the LoRA adapter the chat answers with), and a base-vs-adapter comparison."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import gradio as gr
 
 from engine.errors import AdapterError
 from ui.conversation import STREAM_INTERVAL, ReplyJob
-from ui.chat_format import SETTING_KEYS, engine_messages, last_user_index, message_text, visible_messages
+from ui.chat_format import (SETTING_KEYS, continuable, engine_messages, last_user_index, message_text,
+                             visible_messages)
 from ui.errors import Refusal, message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import ChatView, Shared, chat_display, settings_dict, view_values
@@ -31,6 +32,7 @@ class ChatControls:
     box: gr.MultimodalTextbox
     stop: gr.Button
     retry: gr.Button
+    cont: gr.Button         # Continue: shown while the chat ends with a reply cut at the token limit
     edit: gr.Button
     cancel_edit: gr.Button
     editing: gr.State
@@ -89,6 +91,7 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
     with gr.Row():
         stop = gr.Button(t("chat.stop"), elem_id="stop", size="sm", variant="secondary")  # red while generating
         retry = gr.Button(t("chat.retry"), elem_id="retry", size="sm")
+        cont = gr.Button(t("chat.continue"), elem_id="continue", size="sm", visible=False)
         edit = gr.Button(t("chat.edit"), elem_id="edit-last", size="sm")
         cancel_edit = gr.Button(t("chat.edit_cancel"), elem_id="edit-cancel", size="sm", visible=False)
     gr.Markdown(t("chat.queue_note"), elem_classes=["small-note"])
@@ -131,7 +134,7 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
                  history_turns=history_turns, seed=seed, presence_penalty=presence_penalty,
                  frequency_penalty=frequency_penalty, top_k=top_k, repetition_penalty=repetition_penalty)
     view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, {k: shown[k] for k in SETTING_KEYS})
-    return view, ChatControls(box, stop, retry, edit, cancel_edit, editing, adapter, compare, compare_base,
+    return view, ChatControls(box, stop, retry, cont, edit, cancel_edit, editing, adapter, compare, compare_base,
                               compare_adapter, typing)
 
 
@@ -194,8 +197,42 @@ class ChatHandlers:
             session = self._keep_adapter(owner, session, adapter)
         yield from self._generate(token, session_id, session["version"], request, replace=True)
 
+    def continue_reply(self, request: gr.Request, token: Any, session_id: Any, version: Any, adapter: Any,
+                       *settings: Any) -> Iterator[tuple]:
+        """Go on with the last reply, cut at the token limit (with the settings shown now): the same bubble
+        grows, and the reply is stored as one message (old text + new)."""
+        lang = lang_of(request)
+        with shown_to_user(lang), adapter_errors(lang):
+            owner = self.shared.owner(request, token)
+            if self.convo.cancels.running(request.session_hash or ""):
+                raise Refusal("reply_running")
+            if not session_id:
+                raise Refusal("nothing_to_continue")
+            if adapter_name(adapter) is not None:       # refused before the settings are saved
+                self.shared.services.check_adapter(adapter_name(adapter))
+            session = self.shared.services.store.get(owner, session_id)
+            if not continuable(session["messages"]):    # before the settings are saved
+                raise Refusal("nothing_to_continue")
+            session = self.convo.save_settings(owner, session, settings_dict(*settings))
+            session = self._keep_adapter(owner, session, adapter)
+        yield from self._generate(token, session_id, session["version"], request, replace=False, extend=True)
+
+    def continue_view(self, token: Any, session_id: Any, request: gr.Request) -> Any:
+        """Continue for the chat shown now: visible while it ends with a reply cut at the token limit (and the
+        chat model runs here: a remote backend cannot continue a reply)."""
+        shown = False
+        if session_id and not getattr(self.shared.services.engine, "remote", False):
+            with shown_to_user(lang_of(request)):
+                owner = self.shared.owner(request, token)
+                try:
+                    shown = continuable(self.shared.services.store.get(owner, session_id)["messages"])
+                except Exception as exc:  # noqa: BLE001 - a chat deleted meanwhile offers nothing
+                    if message_for(exc, lang_of(request)) is None:
+                        raise
+        return gr.Button(visible=shown)
+
     def _generate(self, token: Any, session_id: Any, version: Any, request: gr.Request,
-                  replace: bool) -> Iterator[tuple]:
+                  replace: bool, extend: bool = False) -> Iterator[tuple]:
         lang = lang_of(request)
         key = request.session_hash or ""
         cancel = self.convo.cancels.start(key)
@@ -205,7 +242,8 @@ class ChatHandlers:
                 if not session_id:
                     raise gr.Error(say(lang, "nothing_to_retry"))
                 # the chat's adapter is one of its settings (settings["adapter"]): start_reply asks for it
-                job = self.convo.start_reply(owner, session_id, cancel, replace=replace, expected_version=version)
+                job = self.convo.start_reply(owner, session_id, cancel, replace=replace, extend=extend,
+                                             expected_version=version)
             base = self._base(job, owner, lang)
             yield from self._stream(job, base)
             with shown_to_user(lang):
@@ -375,6 +413,8 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
     for trigger in (c.retry.click, view.chatbot.retry):
         trigger(*busy, queue=False, **QUIET).then(h.retry, retry_inputs, reply_outputs, **GENERATE) \
             .then(*idle, queue=False, **QUIET)
+    c.cont.click(*busy, queue=False, **QUIET).then(h.continue_reply, retry_inputs, reply_outputs, **GENERATE) \
+        .then(*idle, queue=False, **QUIET)
     c.edit.click(h.edit_last, [owner_token, view.session_id], [c.box, c.editing, c.cancel_edit], **QUIET)
     c.cancel_edit.click(lambda: (gr.MultimodalTextbox(value=None), False, gr.Button(visible=False)), None,
                         [c.box, c.editing, c.cancel_edit], **QUIET)
@@ -394,6 +434,9 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
                            **QUIET)
     for trigger in (view.session_id.change, view.version.change):
         trigger(h.adapter_view, [owner_token, view.session_id], c.adapter, queue=False,
+                trigger_mode="always_last", **QUIET)
+        # Continue follows the chat shown: offered while its last reply was cut at the token limit
+        trigger(h.continue_view, [owner_token, view.session_id], c.cont, queue=False,
                 trigger_mode="always_last", **QUIET)
     c.adapter.focus(h.adapter_refresh, c.adapter, c.adapter, queue=False, **QUIET)
     c.adapter.input(h.save_adapter, [owner_token, view.session_id, c.adapter], view.version, **QUIET)

@@ -60,6 +60,17 @@ def last_user_index(messages: Sequence[dict]) -> int | None:
     return None
 
 
+def continuable(messages: Sequence[dict]) -> bool:
+    """The chat ends with a whole reply cut at the token limit, to a message without an image (Continue
+    goes on with it: the image model cannot continue a reply)."""
+    index = last_user_index(messages)
+    if index is None or index != len(messages) - 2 or messages[-1].get("role") != "assistant":
+        return False
+    reply = messages[-1]
+    return (reply.get("status", "complete") == "complete" and not messages[index].get("attachments")
+            and (reply.get("provenance") or {}).get("finish_reason") == "length")
+
+
 def visible_messages(messages: Sequence[dict]) -> list[tuple[int, dict]]:
     """(stored index, message) for what the Chatbot shows: user and assistant messages."""
     return [(i, m) for i, m in enumerate(messages) if m.get("role") in ("user", "assistant")]

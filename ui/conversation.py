@@ -13,10 +13,10 @@ from typing import Any, Iterator
 from engine.errors import GenerationError
 from sessions import SessionNotFound, StaleVersion
 from sessions.model import DEFAULT_TITLE
-from ui.chat_format import engine_messages, last_user_index, settings_from, short_title, turns_in
+from ui.chat_format import continuable, engine_messages, last_user_index, settings_from, short_title, turns_in
 from ui.errors import Refusal
 from engine.requests import Reply, Sampling
-from ui.services import Services, provenance
+from ui.services import Services, continued_provenance, provenance
 
 STREAM_INTERVAL = 0.05  # seconds between UI updates while streaming
 
@@ -70,14 +70,17 @@ class CancelBoard:
 
 
 class ReplyJob:
-    """One reply being generated: iterate for the growing text, then `save()` it into the session."""
+    """One reply being generated: iterate for the growing text, then `save()` it into the session.
+    Continuing a reply (`extends`: the stored reply cut at the token limit), the text starts as that reply's
+    and the saved message is that reply grown: same id, the continuation's provenance over the whole reply."""
 
     def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Reply, replace: bool,
-                 turns: int = 0):
+                 turns: int = 0, extends: dict | None = None):
         self.convo, self.owner, self.session, self.gen = convo, owner, session, gen
-        self.replace = replace
+        self.replace = replace or extends is not None
         self.turns = turns      # user turns in the conversation handed to the engine, before trimming
-        self.text = ""
+        self.extends = extends
+        self.text = extends["content"] if extends is not None else ""
         self.error: GenerationError | None = None
         self.finished = False
         self.saved: dict | None = None
@@ -115,9 +118,11 @@ class ReplyJob:
         if self.saved is not None:
             return self.saved
         stats = self.gen.stream.stats
-        message = {"role": "assistant", "content": self.text, "status": self.status,
-                   "provenance": provenance(self.gen, stats,
-                                            history_turns=max(1, self.turns - int(stats.dropped_turns)))}
+        made = provenance(self.gen, stats, history_turns=max(1, self.turns - int(stats.dropped_turns)))
+        message = {"role": "assistant", "content": self.text, "status": self.status, "provenance": made}
+        if self.extends is not None:
+            message.update(id=self.extends["id"], created_at=self.extends["created_at"],
+                           provenance=continued_provenance(self.extends.get("provenance"), made))
         store = self.convo.services.store
         if self.replace and self.session["messages"] and self.session["messages"][-1]["role"] == "assistant":
             self.saved = store.replace_last_assistant(self.owner, self.session["id"], message)
@@ -210,20 +215,26 @@ class Conversation:
         return self.store.put_attachment(Path(path).read_bytes(), suffix)
 
     def start_reply(self, owner: str, session_id: str, cancel: threading.Event, *, replace: bool = False,
-                    expected_version: int | None = None, asked: Sampling = Sampling()) -> ReplyJob:
-        """Begin the reply to the last user message (replace=True: Retry, a new version of the last reply)."""
+                    extend: bool = False, expected_version: int | None = None,
+                    asked: Sampling = Sampling()) -> ReplyJob:
+        """Begin the reply to the last user message (replace=True: Retry, a new version of the last reply;
+        extend=True: Continue, the last reply, cut at the token limit, goes on from where it stopped)."""
         session = self.store.get(owner, session_id)
-        if expected_version is not None and replace and session["version"] != expected_version:
+        if expected_version is not None and (replace or extend) and session["version"] != expected_version:
             raise StaleVersion(session_id, expected_version, session["version"])
         messages = session["messages"]
+        if extend and not continuable(messages):
+            raise Refusal("nothing_to_continue")
         index = last_user_index(messages)
         if index is None:
             raise Refusal("nothing_to_retry")
-        if not replace and index != len(messages) - 1:
+        if not (replace or extend) and index != len(messages) - 1:
             raise Refusal("nothing_to_retry")
         settings = self.settings(session)
         history = engine_messages(messages[: index + 1], settings["system_prompt"])
         image_refs = messages[index].get("attachments", [])
         image = str(self.store.attachment_path(owner, image_refs[0])) if image_refs else None
-        gen = self.services.reply(history, settings, cancel, asked=asked, image=image)
-        return ReplyJob(self, owner, session, gen, replace, turns_in(history))
+        extends = messages[-1] if extend else None
+        gen = self.services.reply(history, settings, cancel, asked=asked, image=image,
+                                  reply_prefix=extends["content"] if extends is not None else "")
+        return ReplyJob(self, owner, session, gen, replace, turns_in(history), extends)

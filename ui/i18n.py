@@ -27,7 +27,8 @@ EN: dict[str, str] = {
     # chat
     "chat.chatbot": "Conversation", "chat.input_ph": "Message (Enter to send, Shift+Enter for a new line). "
                                                      "Attach an image to ask the image model.",
-    "chat.stop": "⏹ Stop", "chat.retry": "🔄 Retry", "chat.edit": "✏️ Edit last message",
+    "chat.stop": "⏹ Stop", "chat.retry": "🔄 Retry", "chat.continue": "⏩ Continue",
+    "chat.edit": "✏️ Edit last message",
     "chat.edit_cancel": "✖ Cancel edit", "chat.settings": "Settings for this chat",
     "chat.system_prompt": "System prompt", "chat.system_prompt_ph": "e.g. Answer briefly, in Korean.",
     "chat.temperature": "Temperature (0 = greedy)", "chat.max_new_tokens": "Max new tokens",
@@ -115,7 +116,8 @@ KO: dict[str, str] = {
                            "넘기면 이 대화에 접근합니다.",
     "chat.chatbot": "대화", "chat.input_ph": "메시지 (Enter로 보내기, Shift+Enter로 줄바꿈). "
                                              "이미지를 첨부하면 이미지 모델이 답합니다.",
-    "chat.stop": "⏹ 중지", "chat.retry": "🔄 다시 생성", "chat.edit": "✏️ 마지막 메시지 수정",
+    "chat.stop": "⏹ 중지", "chat.retry": "🔄 다시 생성", "chat.continue": "⏩ 계속 쓰기",
+    "chat.edit": "✏️ 마지막 메시지 수정",
     "chat.edit_cancel": "✖ 수정 취소", "chat.settings": "이 대화의 설정",
     "chat.system_prompt": "시스템 프롬프트", "chat.system_prompt_ph": "예: 짧게 한국어로 답하세요.",
     "chat.temperature": "온도 (0 = 탐욕적)", "chat.max_new_tokens": "최대 새 토큰 수",
@@ -192,6 +194,8 @@ SAY_EN: dict[str, str] = {
     "stale": "This chat was changed in another tab or window. Reload the page and try again; nothing was overwritten.",
     "nothing_to_retry": "There is no message to answer yet: send one first.",
     "nothing_to_edit": "There is no message of yours to edit yet.",
+    "nothing_to_continue": "Only a reply cut at the token limit can be continued, and the last reply of this "
+                           "chat was not.",
     "prompt": "The model cannot take this conversation: {detail}.",
     "generation": "Generation failed: {detail}. The model is still loaded; try again.",
     "media": "That file cannot be used: {detail}.",
@@ -303,6 +307,7 @@ SAY_KO: dict[str, str] = {
     "stale": "이 대화가 다른 탭이나 창에서 바뀌었습니다. 페이지를 새로 고친 뒤 다시 해 보세요. 덮어쓴 내용은 없습니다.",
     "nothing_to_retry": "아직 답할 메시지가 없습니다. 먼저 메시지를 보내세요.",
     "nothing_to_edit": "아직 수정할 내 메시지가 없습니다.",
+    "nothing_to_continue": "토큰 한도에서 잘린 답변만 계속 쓸 수 있는데, 이 대화의 마지막 답변은 잘리지 않았습니다.",
     "prompt": "모델이 이 대화를 받을 수 없습니다: {detail}.",
     "generation": "생성에 실패했습니다: {detail}. 모델은 그대로 있으니 다시 해 보세요.",
     "media": "이 파일은 쓸 수 없습니다: {detail}.",

@@ -81,12 +81,14 @@ class Services:
         return Sampling.of({**settings, "max_history_turns": settings.get("history_turns")})
 
     def reply(self, messages: list[dict], settings: dict, cancel: threading.Event | None, *,
-              asked: Sampling = Sampling(), image: ImageData | None = None) -> Reply:
+              asked: Sampling = Sampling(), image: ImageData | None = None, reply_prefix: str = "") -> Reply:
         """A reply to `messages` under a chat's `settings` (its adapter: settings["adapter"]), with what this
-        call asks on top (`asked`), through the one door: every check there, before any text."""
+        call asks on top (`asked`), through the one door: every check there, before any text. `reply_prefix`:
+        the reply so far, to continue (the stream gives only the new text)."""
         adapter = settings.get("adapter")
         request = self.chat.request(messages, asked.over(self.sampling(settings)), image=image,
-                                    adapter=adapter if isinstance(adapter, str) and adapter else None)
+                                    adapter=adapter if isinstance(adapter, str) and adapter else None,
+                                    reply_prefix=reply_prefix)
         return self.chat.open_chat(request, cancel)
 
     # ----------------------------------------------------------- adapters
@@ -162,6 +164,20 @@ class Services:
             shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
         return str(dest)
+
+
+def continued_provenance(before: dict | None, after: dict) -> dict:
+    """The provenance of a reply continued: the continuation's own (its finish_reason, tokens/s, sampling), with
+    the tokens and seconds of the whole reply and how many times it was continued."""
+    before = before or {}
+
+    def number(key: str) -> float:
+        value = before.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+    return {**after, "completion_tokens": int(number("completion_tokens")) + after["completion_tokens"],
+            "seconds": round(number("seconds") + after["seconds"], 3),
+            "continued": int(number("continued")) + 1}
 
 
 def provenance(gen: Reply, stats: StreamStats, **extra: object) -> dict:

@@ -5,17 +5,23 @@ Two schedulers with the same `.stream(messages, params, cancel) -> ChatStream` a
 - ContinuousBatcher: transformers' continuous batching (`model.init_continuous_batching`). Every
   decode step runs all active requests as one batch over a paged KV cache, so 8 clients cost far less
   than 8 times one. The cache is sized EXPLICITLY (`size_cache`): transformers' default would take
-  60 % of system RAM on a CPU. Per request it honours temperature, top_p and a minimum length
-  (engine/serving/sampling.py), and greedy requests take their argmax there; every end token of the folder ends
-  a reply, as in `generate`. A seed, top-k, a repetition penalty (and greedy requests when
-  engine.batch_greedy is false) go to the plain path, which is exact (equal to `generate`); torch's
-  random generator is process-wide, so a seed repeats a reply exactly only while nothing else samples at
-  the same time. An out-of-memory error before the first token retries the request alone on the plain
-  path (which shortens the context if needed); the batching thread restarts by itself after a fatal error.
+  60 % of system RAM on a CPU. Per request it honours temperature, top_p, top_k, a minimum length, a
+  seed and the repetition, presence and frequency penalties (engine/serving/sampling.py); greedy requests
+  take their argmax there, and every end token of the folder ends a reply, as in `generate`. A seeded row
+  draws with its own generator: the same seed gives the same reply alone or beside others (up to a flip
+  where the batch's rounding swaps the two leading tokens), though not the plain path's reply for that
+  seed. What the batch cannot do goes to the plain path, one request at a time, each feature with its
+  reason (`plain_path_reasons`, from PLAIN_PATH and ASYNC_PLAIN): logprobs, JSON-schema constraints,
+  tools; seeds and penalties where transformers batches asynchronously, replays CUDA graphs or compiles
+  the step; greedy requests when engine.batch_greedy is false (the plain path is exact, equal to
+  `generate`). An out-of-memory error before the first token retries the request alone on the plain path
+  (which shortens the context if needed); the batching thread restarts by itself after a fatal error.
 - QueuedGenerator: the plain Generator behind a strict first-come-first-served queue of `slots`.
-  Used where continuous batching cannot run or was measured wrong: quantized (bitsandbytes) models
-  (it runs on them, but greedy replies differed from plain `generate`: QUANTIZED_CB), attention
-  implementations it does not support, models without `init_continuous_batching`.
+  Used where continuous batching cannot run or was measured to change the answers: a quantized
+  (bitsandbytes) rung whose measured decision in batch_criterion.json (BATCH_CRITERION, written by
+  bench/quantized_batching.py: batching must move the answers by under a tenth of what the quantization
+  does) is not "batches", or any quantized model when that file is missing; attention implementations it
+  does not support; models without `init_continuous_batching`.
 
 Both share one FifoSlots, so /health's active and waiting counts are the same whichever path runs,
 and both refuse new work with EngineBusy once `max_waiting` requests wait (the API answers 503 with
@@ -33,9 +39,9 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from engine import hf_bridge
 from engine.serving.admission import WaitEstimator
@@ -64,9 +70,10 @@ class LoadStats:
     served: int        # requests finished since start
     expected_wait_s: float = 0.0       # a new request's wait at the measured pace (0: a slot is free)
     max_wait_s: float | None = None    # longer expected waits are refused at once (server.max_wait_s)
+    plain_path: Mapping[str, str] = field(default_factory=dict)   # feature -> why it is served one at a time
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"plain_path": dict(self.plain_path)}
 
 
 class FifoSlots:
@@ -229,26 +236,52 @@ def kv_budget_bytes(model: Any, headroom: float, budget_bytes: int | None = None
     return int(psutil.virtual_memory().available * headroom)
 
 
-# Measured on the CPU (bench/quantized_batching.py, 2026-11-30): SmolLM2-135M-Instruct, real weights,
-# 8 chat prompts, greedy,
-# 12 new tokens, transformers' continuous batching (generate_batch) against one plain `generate` per prompt.
-# fp32: 8/8 equal (16 tokens). Quantized runs were 5-9x faster than the sequential plain calls, but wrong.
-QUANTIZED_CB = MappingProxyType({
-    "8-bit": "continuous batching changed 4 of 8 greedy replies against plain generate (measured on the CPU), "
-             "so requests share a FIFO queue",
-    "4-bit": "continuous batching changed 2 of 8 greedy replies against plain generate (measured on the CPU), "
-             "so requests share a FIFO queue",
-})
+# Whether a bitsandbytes model may join the continuous batch is measured, not assumed (issue 23):
+# bench/quantized_batching.py compares what batching does to a rung's answers with what its quantization does
+# and writes the figures and the decision per rung ("8-bit", "4-bit") to this file, beside this module.
+# Missing or unreadable: quantized models take turns on the queue, as they did before it was measured.
+BATCH_CRITERION = "batch_criterion.json"
+
+
+def quantized_reason(bits: str | None, method: str = "bitsandbytes") -> str | None:
+    """None when the measured decision says a model quantized at `bits` ("8-bit" | "4-bit") batches; else
+    why its requests take turns, in words a user understands (shown in the load report and the Models tab)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / BATCH_CRITERION
+    what = f"the model is quantized {bits} ({method})" if bits else f"the model is quantized ({method})"
+    try:
+        measured = json.loads(path.read_text(encoding="utf-8"))
+        row = measured["rungs"][bits]
+        if row["batches"] is True:
+            return None
+        moved, within = float(row["kl_batched"]) / float(row["kl_quant"]), float(row["greedy_within"])
+        share, least = float(measured.get("kl_share", 0.1)), float(measured.get("greedy_share", 0.99))
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError, AttributeError):
+        return (f"{what}: whether sharing the batch changes its answers has not been measured "
+                f"({path.name} is missing or has no {bits or method} entry; `python -m bench.quantized_batching` "
+                "measures it), so requests take turns")
+    return (f"{what}, and {bits} answers change when several people ask at once (measured: answering together "
+            f"moves its next-word probabilities {moved:.0%} as far as the quantization itself does, and "
+            f"{within:.1%} of the words of replies written together are the ones it picks alone; it may share "
+            f"the batch below {share:.0%} and from {least:.0%}), so requests take turns")
 
 
 def unsupported_reason(model: Any) -> str | None:
     """Why continuous batching cannot run on this model, or None when it can."""
     if not hasattr(model, "init_continuous_batching"):
         return f"{type(model).__name__} has no continuous batching"
-    if getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None) is not None:
-        # It runs, and fast, but measured wrong: greedy replies differ from plain `generate` (QUANTIZED_CB).
-        bits = "4-bit" if getattr(model, "is_loaded_in_4bit", False) else "8-bit"
-        return f"the model is quantized {bits} (bitsandbytes): {QUANTIZED_CB[bits]}"
+    quantizer = getattr(model, "hf_quantizer", None)
+    if getattr(model, "is_quantized", False) or quantizer is not None:
+        # It runs, and fast; whether it changes the answers is measured per rung (BATCH_CRITERION).
+        method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", "bitsandbytes")
+        method = str(getattr(method, "value", method))      # transformers' QuantizationMethod enum
+        bits = ("4-bit" if getattr(model, "is_loaded_in_4bit", False) else
+                "8-bit" if getattr(model, "is_loaded_in_8bit", False) or quantizer is None else None)
+        reason = quantized_reason(bits if method == "bitsandbytes" else None, method)
+        if reason:
+            return reason
     attn = hf_bridge.attn_implementation(model.config)
     if not (attn in ("sdpa", "eager") or "flash" in attn):
         return f"attention implementation {attn!r} is not supported by continuous batching"
@@ -267,7 +300,22 @@ def choose_path(model: Any, requested: str | None = None) -> tuple[str, str]:
         return "queue", reason
     if requested == "continuous":
         return "continuous", "engine.batching is continuous"
-    return "continuous", "continuous batching (measured 3.5-4x the tokens/s of one client with 8; bench serving)"
+    why = "continuous batching (measured 3.5-4x the tokens/s of one client with 8; bench serving)"
+    if getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None) is not None:
+        why += ("; its answers change no more than rounding when several people ask at once "
+                "(measured: bench.quantized_batching)")
+    return "continuous", why
+
+
+def _synchronous(cb_config: Any) -> bool:
+    """transformers lays each step out after the previous one's tokens are known, and runs our processors' Python
+    at every step, in order: no asynchronous batching, no CUDA graph, no torch.compile (a resolved
+    ContinuousBatchingConfig)."""
+    graphs = cb_config.use_cuda_graph
+    graphs = any(graphs) if isinstance(graphs, (tuple, list)) else bool(graphs)
+    compiled = (getattr(cb_config, "varlen_compile_config", None) is not None
+                or getattr(cb_config, "decode_compile_config", None) is not None)
+    return not cb_config.use_async_batching and not graphs and not compiled
 
 
 def _stop_manager(manager: Any) -> None:
@@ -407,6 +455,38 @@ class _Reply:
             self._closed = True
 
 
+# What a request may ask for that the batch does not do yet: such a request takes the plain path, one at a
+# time (feature -> why, as /health and the notes may show it). ContinuousBatcher.plain_path_reasons adds
+# what depends on the model and the config.
+PLAIN_PATH = MappingProxyType({
+    "logprobs": "log-probabilities are read from generate's scores on the plain path; the batch does not "
+                "report them yet",
+    "response_format": "a JSON-schema constraint masks tokens step by step on the plain path; not yet per batch row",
+    "tools": "tool calls are constrained and parsed on the plain path; not yet per batch row",
+})
+# Where transformers batches asynchronously (it lays a step out before the last one's tokens are known), replays
+# CUDA graphs or compiles the step (neither runs our processors' Python at each step), what needs a handover from
+# a step's layout to its forward (_synchronous) stays on the plain path.
+ASYNC_PLAIN = MappingProxyType({
+    "seed": "a seeded row draws with its own generator, handed to the step on the batching thread, which "
+            "asynchronous batching, CUDA graphs and torch.compile do not keep in order",
+    "penalties": "repetition, presence and frequency penalties need each row's token history, handed to the step "
+                 "on the batching thread, which asynchronous batching, CUDA graphs and torch.compile do not keep "
+                 "in order",
+})
+GREEDY_EXACT = "engine.batch_greedy is false: greedy requests take the plain path, exact (equal to generate)"
+
+
+def request_features(params: GenerationParams) -> list[str]:
+    """The features a request uses that some batch may lack, by the names PLAIN_PATH uses."""
+    sampled = params.temperature > 0        # a greedy request's seed and top_k change nothing
+    used = {"greedy": not sampled, "seed": sampled and params.seed is not None,
+            "top_k": sampled and params.top_k > 0, "penalties": params.repetition_penalty != 1.0 or params.penalised,
+            "logprobs": params.logprobs is not None, "response_format": params.constraint is not None,
+            "tools": params.tools is not None}
+    return [name for name, on in used.items() if on]
+
+
 class ContinuousBatcher:
     """Requests share one model through transformers' continuous batching; see the module docstring."""
 
@@ -421,9 +501,9 @@ class ContinuousBatcher:
         self.batch_greedy = batch_greedy      # engine.batch_greedy: greedy requests join the batch
         one_forward_at_a_time(model)
         self.max_context = generator.max_context
-        self.fallback = QueuedGenerator(generator, slots)  # seeds and repetition penalties
-        # The batch's argmax reads the token engine/serving/sampling.py drew (temperature and top_p per request,
-        # temperature 0 = greedy). No top-k: a request with top_k takes the plain path.
+        self.fallback = QueuedGenerator(generator, slots)  # what the batch does not do (plain_path_reasons)
+        # The batch's argmax reads the token engine/serving/sampling.py drew (penalties, temperature, top_k, top_p
+        # and the seeded draw per request, temperature 0 = greedy).
         gen = GenerationConfig(do_sample=False, eos_token_id=codec.eos, pad_token_id=codec.eos, max_new_tokens=512)
         cb = ContinuousBatchingConfig(
             page_size=sizing.page_size, num_blocks=sizing.num_blocks, max_batch_tokens=sizing.max_batch_tokens,
@@ -432,7 +512,12 @@ class ContinuousBatcher:
             allow_block_sharing=False, max_memory_percent=0.9, cpu_offload_space=0.0)
         self._manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
         hf_bridge.wrap_batch_processor_factory(self._manager, _with_lazy_cache)
-        self._manager.logit_processor = batch_sampler(codec.stops)   # read when the batching thread starts
+        synchronous = _synchronous(self._manager.continuous_batching_config)   # as transformers resolved it
+        # read when the batching thread starts
+        self._manager.logit_processor = batch_sampler(codec.stops, seeds=synchronous, top_k=True,
+                                                      penalties=synchronous)
+        self.plain_path_reasons: Mapping[str, str] = MappingProxyType({
+            **PLAIN_PATH, **({} if synchronous else ASYNC_PLAIN), **({} if batch_greedy else {"greedy": GREEDY_EXACT})})
         hf_bridge.replace_wake_event(self._manager, _IdleWake(self._manager))  # idle means idle: no 10 Hz polling
         self._start_lock = threading.Lock()
         self._ensure_running()
@@ -462,22 +547,35 @@ class ContinuousBatcher:
         return ChatStream(lambda sink: self._run(kept, prompt, params, cancel, stats, sink), stats)
 
     def needs_plain_path(self, params: GenerationParams) -> bool:
-        """What the batch does not do per request: a seed, repetition/presence/frequency penalties, top-k, logprobs, a JSON
-        constraint (per-request processors) or tools; and greedy requests when engine.batch_greedy is false,
-        which keeps them exact: in the batch (its sampler takes a temperature-0 row's argmax) identical
-        greedy requests sent together got different replies on the tiny bf16 model, since the batch's
-        rounding depends on what else is in each step."""
-        greedy_alone = params.temperature <= 0 and not self.batch_greedy
-        return (params.seed is not None or params.repetition_penalty != 1.0 or params.penalised or greedy_alone
-                or params.top_k > 0 or params.logprobs is not None or params.constraint is not None
-                or params.tools is not None)
+        """Whether the request uses something the batch does not do (plain_path_reasons): logprobs, a JSON
+        constraint, tools; seeds and penalties where batching is not synchronous; and greedy requests when
+        engine.batch_greedy is false, which keeps them exact: in the batch (its sampler takes a temperature-0
+        row's argmax) identical greedy requests sent together got different replies on the tiny bf16 model,
+        since the batch's rounding depends on what else is in each step."""
+        return bool(self.plain_path_features(params))
+
+    def plain_path_features(self, params: GenerationParams) -> list[str]:
+        """The request's features that send it to the plain path; their reasons are in plain_path_reasons."""
+        return [name for name in request_features(params) if name in self.plain_path_reasons]
 
     @staticmethod
     def _sampling(params: GenerationParams) -> dict:
+        """The request's kwargs for the batch's processors (engine/serving/sampling.batch_sampler)."""
         greedy = params.temperature <= 0    # top_p 0 too: a step of greedy rows only skips the sampler
-        kw = {"temperature": max(0.0, float(params.temperature)), "top_p": 0.0 if greedy else float(params.top_p)}
+        kw: dict[str, Any] = {"temperature": max(0.0, float(params.temperature)),
+                              "top_p": 0.0 if greedy else float(params.top_p)}
         if params.least_new_tokens:
             kw["min_new_tokens"] = params.least_new_tokens
+        if not greedy and params.seed is not None:
+            kw["seed"] = int(params.seed)
+        if not greedy and params.top_k > 0:
+            kw["top_k"] = int(params.top_k)
+        if params.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = float(params.repetition_penalty)
+        if params.presence_penalty:
+            kw["presence_penalty"] = float(params.presence_penalty)
+        if params.frequency_penalty:
+            kw["frequency_penalty"] = float(params.frequency_penalty)
         return kw
 
     def _run(self, kept: list[dict], prompt: list[int], params: GenerationParams, cancel: threading.Event,
@@ -574,7 +672,7 @@ class ContinuousBatcher:
             stats.notices = notices
 
     def stats(self) -> LoadStats:
-        return self.slots.stats(self.path)
+        return replace(self.slots.stats(self.path), plain_path=self.plain_path_reasons)
 
     def idle(self) -> bool:
         """No request in the batch, queued, or still being cancelled."""

@@ -49,6 +49,7 @@ class GenerationParams:
     logprobs: int | None = None      # None: off; else how many alternatives to report per token (0..20)
     constraint: JsonConstraint | None = None   # the reply must be JSON of this schema (constrained decoding)
     tools: ToolSpec | None = None    # tools offered (or tool messages present): the model's tool-call format
+    reply_prefix: str = ""           # Continue: the reply so far; its ids follow the generation prompt
 
     @classmethod
     def from_config(cls, gen: Any) -> "GenerationParams":
@@ -301,6 +302,27 @@ class ChatStream:
         held._on_close = once
         return held
 
+    def first_piece(self, fix: Callable[[str], str]) -> "ChatStream":
+        """This stream with its first non-empty piece passed through `fix`, read either way (a relayed piece
+        too, in the thread that made it)."""
+        lock, seen = threading.Lock(), [False]
+
+        def once(piece: str) -> str:
+            with lock:
+                if seen[0] or not piece:
+                    return piece
+                seen[0] = True
+            return fix(piece)
+
+        def wrap(inner: Iterator[str]) -> Iterator[str]:
+            for piece in inner:
+                yield once(piece)
+
+        outer = ChatStream(lambda sink: wrap(self._open(None if sink is None else (lambda p: sink(once(p))))),
+                           self.stats)
+        outer._inner = self
+        return outer
+
     def via(self, sink: Sink) -> Iterator[str]:
         """This stream for a relay: pieces go to `sink` where they are made, and the iterator yields the
         rest; run it to the end (or close it). A stream already iterated goes on as it was."""
@@ -355,13 +377,22 @@ class Generator:
         """count_prompt_tokens for one trimming pass: a message counted again is not tokenized again."""
         return PromptCounter(self.codec)
 
-    def trim(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event | None):
-        """trim_history for a reply of params.max_new_tokens; None when `cancel` was set meanwhile (logged
-        with how many of the messages had been tokenized, so an abandoned trim is seen to stop early)."""
+    def trim(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event | None,
+             reserved: int = 0):
+        """trim_history for a reply of params.max_new_tokens (and `reserved` more prompt tokens: the ids of a
+        reply being continued); None when `cancel` was set meanwhile (logged with how many of the messages
+        had been tokenized, so an abandoned trim is seen to stop early)."""
         counter = self.prompt_counter()
+        budget = self.max_context - params.max_new_tokens - reserved
         try:
             return trim_history(messages, counter, max_turns=params.max_history_turns,
-                                max_prompt_tokens=self.max_context - params.max_new_tokens, cancel=cancel)
+                                max_prompt_tokens=budget, cancel=cancel)
+        except PromptTooLong:
+            if not reserved:
+                raise
+            raise PromptTooLong(f"the reply so far is {reserved} tokens: with the message and {params.max_new_tokens} "
+                                f"more tokens it does not fit the model's {self.max_context} tokens of context; "
+                                "lower the reply length or retry the reply", param="reply_prefix") from None
         except TrimCancelled:
             log.warning("history trim cancelled (the client left or pressed Stop) after %d counts over %d turns",
                         counter.calls, (len(messages) + 1) // 2)
@@ -370,15 +401,41 @@ class Generator:
     def prepare(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event | None
                 ) -> tuple[list[dict], list[int], StreamStats] | None:
         """The trimmed history, its prompt ids and the stats that report what was left out (shared by the
-        plain and the batched path); None when `cancel` was set during the trim."""
-        trimmed = self.trim(messages, params, cancel)
+        plain and the batched path); None when `cancel` was set during the trim. With params.reply_prefix
+        (Continue) the prompt is the generation prompt and then the prefix's ids, so the model goes on from
+        where the reply stopped; the trim leaves room for them."""
+        prefix = self.codec.encode(params.reply_prefix) if params.reply_prefix else []
+        trimmed = self.trim(messages, params, cancel, reserved=len(prefix))
         if trimmed is None:
             return None
         kept, dropped = trimmed
         stats = StreamStats(dropped_turns=dropped)
         if dropped:
             stats.notices.append(f"{dropped} oldest turn(s) left out to fit the context")
-        return kept, encode_chat(self.codec, kept), stats
+        return kept, encode_chat(self.codec, kept) + prefix, stats
+
+    def continued(self, stream: "ChatStream", prefix: str) -> "ChatStream":
+        """`stream`, the continuation of a reply that so far is `prefix`, with the text its first token lost to
+        decoding on its own: a SentencePiece "▁word" decoded alone drops its space, after the prefix it keeps it
+        (read from the first generated id; where no id is known, as on ZeroGPU, the text is left as it is)."""
+        if not prefix:
+            return stream
+        before = self.codec.encode(prefix)
+        base = self.codec.decode(before)
+        stats = stream.stats
+
+        def fix(piece: str) -> str:
+            ids = stats.token_ids
+            if not ids:
+                return piece
+            joined = self.codec.decode(before + ids[:1])
+            alone = self.codec.decode(ids[:1])
+            if not joined.startswith(base) or not joined.endswith(alone):
+                return piece
+            lost = joined[len(base):len(joined) - len(alone)]
+            return lost + piece if lost.isspace() and not piece.startswith(lost) else piece
+
+        return stream.first_piece(fix)
 
     def stream(self, messages: Sequence[dict], params: GenerationParams,
                cancel: threading.Event | None = None) -> ChatStream:
@@ -393,9 +450,11 @@ class Generator:
             return cancelled_stream()
         kept, prompt, stats = prepared
 
+        carried = len(self.codec.encode(params.reply_prefix)) if params.reply_prefix else 0   # the reply so far
+
         def shorter() -> tuple[Callable[[list[int]], dict], int]:
             ids, extra = self._shorter_prompt(kept)
-            return self._text_inputs(ids), extra
+            return self._text_inputs(ids + prompt[len(prompt) - carried:] if carried else ids), extra
 
         return ChatStream(self._run(self._text_inputs(prompt), len(prompt), params,
                                     cancel or threading.Event(), stats, shorter), stats)

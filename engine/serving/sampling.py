@@ -1,12 +1,12 @@
-"""The next token for every row of a continuous batch: temperature, top-p and the draw in a few passes.
+"""The next token for every row of a continuous batch: penalties, temperature, top-k, top-p and the draw.
 
 transformers' continuous batching samples with a full sort of each row for top-p, a scatter back, a second
 softmax and torch.multinomial: on the 2-core CPU, for 8 rows of a 32768-token vocabulary, about a quarter of
 a bench-model step (`python -m bench sampling` compares the two). Here the top-p threshold is found by a
 radix select on the probabilities' bits (three bucketed sums, no sort) and the token is drawn by inverse CDF
-(one uniform number per row, a cumulative sum and a binary search), which is the same distribution as
-multinomial over the kept tokens. The kept set is transformers' (the smallest set of most likely tokens
-holding top_p of the mass) except that ties at the edge are all kept.
+(one uniform number per row, a cumulative sum and a binary search; a seeded row by an exponential race),
+which is the same distribution as multinomial over the kept tokens. The kept set is transformers' (the
+smallest set of most likely tokens holding top_p of the mass) except that ties at the edge are all kept.
 
 Rows with temperature 0 take the argmax, so greedy requests share the batch with sampled ones; they come
 with top_p 0 (the nucleus shrunk to the most likely token), and a step whose rows are all greedy skips
@@ -15,6 +15,14 @@ before it: its row's end tokens are masked (as MinNewTokensLogitsProcessor does 
 reply is as long as asked and made of text, not of ignored end tokens. The temperature and top-p
 processors hand the chosen token on as the only finite score, and the batch's own argmax
 (`do_sample=False`) reads it back.
+
+Per request, when the list is built with them (batch_sampler): a `seed` (NucleusDraw: the row races its
+tokens with its own torch.Generator, so a seeded reply is the same whatever else shares its steps, up to a
+flip where the batch's rounding swaps the two leading tokens), `top_k` (TopK, before the nucleus, as in
+`generate`) and the repetition, presence and frequency penalties (Penalties, before the temperature, as vLLM
+and OpenAI apply them). transformers gives each processor one int32 argument row per request; what does not
+fit in it (a row's generator, its token history) is handed from prepare_tensor_args to __call__ on the
+batching thread, which is in order for synchronous batching only (see Penalties).
 """
 from __future__ import annotations
 
@@ -84,6 +92,94 @@ class HoldEnd(ContinuousBatchingLogitsProcessor):
         return scores
 
 
+class Penalties(ContinuousBatchingLogitsProcessor):
+    """Per row: transformers' repetition_penalty over the prompt and the reply (a seen token's score is divided
+    by it when positive, multiplied when negative: RepetitionPenaltyLogitsProcessor), then OpenAI's presence and
+    frequency penalties over the reply only (engine/serving/penalties.py). Applied before the temperature, as vLLM
+    and OpenAI do; the plain path (`generate`) applies presence and frequency after its warpers, which differs
+    only for sampled requests.
+
+    A row's token history does not fit the one int32 argument row transformers gives a processor, so
+    prepare_tensor_args, which transformers runs on the batching thread when it lays a step out, also keeps that
+    step's histories here, and __call__, run by the same thread in that step's forward, reads them. That order
+    holds for synchronous batching only. With asynchronous batching (transformers turns it on with CUDA graphs,
+    for flash attention on a GPU) the next step is laid out while the previous one runs, before its token is
+    known (the history would miss the last token), and a replayed CUDA graph or a compiled step never runs
+    __call__'s Python at each step: the batcher then keeps penalised requests on the plain path
+    (engine/serving/batching._synchronous, ContinuousBatcher.plain_path_reasons)."""
+
+    supported_kwargs = {"repetition_penalty": float, "presence_penalty": float, "frequency_penalty": float}
+    ignored_kwargs = ()
+    PROMPT = "_penalty_prompt"        # (prompt length, its distinct ids), kept with the request once computed
+
+    def __init__(self):
+        self._step: tuple | None = None   # this step's penalised rows, from prepare_tensor_args to __call__
+
+    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
+        int32_tensor.zero_()
+
+    @staticmethod
+    def _values(kwargs: dict) -> tuple[float, float, float]:
+        return (float(kwargs.get("repetition_penalty", 1.0)), float(kwargs.get("presence_penalty", 0.0)),
+                float(kwargs.get("frequency_penalty", 0.0)))
+
+    def _prompt_ids(self, state) -> torch.Tensor:
+        """The distinct ids of the real prompt, computed once per request (again after a soft reset)."""
+        moved = prompt_tokens_moved(state)
+        length = moved or len(state.initial_tokens)
+        cached = state.logit_processor_kwargs.get(self.PROMPT)
+        if cached is None or cached[0] != length:
+            cached = (length, torch.tensor(state.initial_tokens[:length], dtype=torch.long).unique())
+            state.logit_processor_kwargs[self.PROMPT] = cached
+        return cached[1]
+
+    @staticmethod
+    def _reply(state) -> list[int]:
+        """The reply so far, counting tokens a soft reset moved into the prompt."""
+        moved = prompt_tokens_moved(state)
+        return (state.initial_tokens[moved:] if moved else []) + state.generated_tokens
+
+    def prepare_tensor_args(self, requests) -> torch.Tensor:
+        flags, rows, reps, seen, replies, weights = [], [], [], [], [], []
+        for i, r in enumerate(requests):
+            rep, presence, frequency = self._values(r.state.logit_processor_kwargs)
+            on = (rep, presence, frequency) != (1.0, 0.0, 0.0)
+            flags.append(int(on))
+            if not on:
+                continue
+            reply, counts = torch.tensor(self._reply(r.state), dtype=torch.long).unique(return_counts=True)
+            rows.append(i)
+            reps.append(rep)
+            seen.append(torch.cat([self._prompt_ids(r.state), reply]).unique() if rep != 1.0 else reply[:0])
+            replies.append(reply)
+            weights.append(presence + frequency * counts.float())
+        self._step = None
+        if rows:
+            self._step = (torch.tensor(rows).unsqueeze(-1), torch.tensor(reps).unsqueeze(-1), _pad(seen),
+                          _pad(replies), _pad(weights, zero=True))
+        return torch.tensor(flags, dtype=torch.int32)
+
+    def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        """Only the seen tokens' scores are read and written ([n, ids] gathers, no [n, V] pass)."""
+        if self._step is None:
+            return scores
+        rows, rep, seen, reply, weight = (t.to(scores.device) for t in self._step)
+        old = scores[rows, seen]                                  # repetition: seen in the prompt or the reply
+        scores[rows, seen] = torch.where(old < 0, old * rep, old / rep)
+        scores.index_put_((rows.expand_as(reply), reply), -weight, accumulate=True)   # presence + frequency * count
+        return scores
+
+
+def _pad(rows: list[torch.Tensor], zero: bool = False) -> torch.Tensor:
+    """[n, width] from rows of different lengths. Ids are padded with the row's first id (a repeated index writes
+    the same value again), weights with 0 (`zero`); an empty row of ids gets 0, harmless where its penalty is off."""
+    width = max(1, max(len(x) for x in rows))
+    def fill(x: torch.Tensor) -> torch.Tensor:
+        value = 0 if zero or len(x) == 0 else x[0]
+        return torch.cat([x, x.new_full((width - len(x),), value)])
+    return torch.stack([fill(x) for x in rows])
+
+
 class TemperatureOrGreedy(_PerRequestFloat):
     """Divides each row by its temperature; a row with temperature 0 keeps only its most likely token."""
 
@@ -101,21 +197,98 @@ class TemperatureOrGreedy(_PerRequestFloat):
         return torch.where(greedy, _only(scores, scores.argmax(-1, keepdim=True)), scaled)
 
 
-class NucleusDraw(_PerRequestFloat):
-    """Keeps each row's top_p nucleus and draws one token from it; the drawn token is the only finite score."""
+class TopK(ContinuousBatchingLogitsProcessor):
+    """Keeps each row's `top_k` highest scores (all of those tied at the edge, as TopKLogitsWarper does); 0, the
+    default, keeps every token. Greedy rows get 0: TemperatureOrGreedy has already chosen their token."""
 
-    key, supported_kwargs = "top_p", {"top_p": float}
+    supported_kwargs, ignored_kwargs = {"top_k": int}, ()
+
+    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
+        int32_tensor.zero_()
+
+    def prepare_tensor_args(self, requests) -> torch.Tensor:
+        def top_k(kwargs: dict) -> int:
+            return 0 if kwargs.get("temperature", 1.0) <= 0 else max(0, int(kwargs.get("top_k", 0)))
+        return torch.tensor([top_k(r.state.logit_processor_kwargs) for r in requests], dtype=torch.int32)
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        k = tensor_arg[: scores.size(0)].long().clamp(0, scores.size(-1)).unsqueeze(-1)    # [B, 1]
+        widest = int(k.max())
+        if widest == 0 or bool((k == scores.size(-1)).all()):     # nobody asked for top-k: nothing to cut
+            return scores
+        best = scores.topk(widest, dim=-1).values                                         # [B, widest], descending
+        edge = best.gather(-1, (k - 1).clamp(min=0))
+        edge = torch.where(k > 0, edge, float("-inf"))                                      # 0: keep all
+        return scores.masked_fill(scores < edge, float("-inf"))
+
+
+class NucleusDraw(_PerRequestFloat):
+    """Keeps each row's top_p nucleus and draws one token from it; the drawn token is the only finite score.
+
+    A row draws by inverse CDF (one torch.rand number, a cumulative sum and a binary search). With `seeds`, a
+    row whose request has a `seed` draws instead by an exponential race with its own torch.Generator (made from
+    the seed at its first draw and kept in the request's logit_processor_kwargs, which a soft reset copies):
+    the argmax of p / E with one E ~ Exp(1) per token, which picks each kept token with its probability, as
+    vLLM samples seeded requests. Its generator moves on once per reply token whatever the other rows are, so
+    the same seed gives the same numbers alone or beside others, and the race's winner changes only if the
+    batch's rounding carries one of the two leading tokens past the other. The inverse CDF is the cheaper
+    draw but no good for this: its cumulative sum over the vocabulary adds up every token's rounding, and on
+    the tiny bf16 demo model a seeded reply drawn beside three others left the one drawn alone at its second
+    token (the same number landed one token over).
+
+    The seeded rows of a step are noted by prepare_tensor_args, which transformers runs on the batching thread
+    when it lays the step out, and read by __call__, which the same thread runs in that step's forward. That
+    order holds for synchronous batching only (see Penalties): with asynchronous batching the batcher keeps
+    seeded requests on the plain path."""
+
+    key, supported_kwargs = "top_p", {"top_p": float}
+    GENERATOR = "_row_generator"      # set here, on the batching thread; add_request's check never sees it
+
+    def __init__(self, seeds: bool = False):
+        self.seeds = seeds
+        if seeds:
+            self.supported_kwargs = {"top_p": float, "seed": int}
+        self._seeded: list[tuple[int, dict]] = []   # this step's (row, kwargs) of seeded sampled requests
+
+    def prepare_tensor_args(self, requests) -> torch.Tensor:
+        if self.seeds:
+            self._seeded = [(i, kwargs) for i, r in enumerate(requests)
+                            if self._samples_seeded(kwargs := r.state.logit_processor_kwargs)]
+        return super().prepare_tensor_args(requests)
+
+    @staticmethod
+    def _samples_seeded(kwargs: dict) -> bool:
+        """A seed, and a row that samples (a greedy row, or top_p 0, never draws)."""
+        return (kwargs.get("seed") is not None and kwargs.get("temperature", 1.0) > 0
+                and kwargs.get("top_p", 1.0) > 0)
+
+    def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        seeded, self._seeded = self._seeded, []
         top_p = self.values(scores, tensor_arg)
-        if bool((top_p <= 0).all()):       # greedy rows only (top_p 0): the argmax after this is the answer
+        if not seeded and bool((top_p <= 0).all()):    # greedy rows only (top_p 0): the argmax after this is it
             return scores
         probs = scores.softmax(-1)
         top = probs.max(-1, keepdim=True)
-        if bool((top.values >= top_p).all()):     # every row's nucleus is its one most likely token (greedy rows)
+        if not seeded and bool((top.values >= top_p).all()):   # every row's nucleus is its one most likely token
             return _only(scores, top.indices)
         kept = probs * (probs >= nucleus_threshold(probs, top_p, top.values))
-        return _only(scores, draw(kept))
+        chosen = draw(kept)
+        for row, kwargs in seeded:       # a seeded row's generator moves on at each of its tokens, whatever the rest
+            chosen[row] = race(kept[row], self._generator(kwargs, scores.device))
+        return _only(scores, chosen)
+
+    def _generator(self, kwargs: dict, device: torch.device) -> torch.Generator:
+        generator = kwargs.get(self.GENERATOR)
+        if generator is None:
+            generator = kwargs[self.GENERATOR] = torch.Generator(device=device).manual_seed(kwargs["seed"])
+        return generator
+
+
+def race(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The index ([1]) of the largest weight / E over [V] non-negative `weights` (some positive), one E ~ Exp(1)
+    per index from `generator`: index j wins with probability weights[j] / weights.sum()."""
+    exp = torch.empty_like(weights, dtype=torch.float32).exponential_(generator=generator)
+    return (weights / exp.clamp_(min=torch.finfo(torch.float32).tiny)).argmax(-1, keepdim=True)
 
 
 def nucleus_threshold(probs: torch.Tensor, top_p: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
@@ -161,10 +334,14 @@ def draw(weights: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cumulative, point, right=True)
 
 
-def batch_sampler(end_ids: tuple[int, ...]) -> ContinuousBatchingLogitsProcessorList:
+def batch_sampler(end_ids: tuple[int, ...], *, seeds: bool = False, top_k: bool = False,
+                  penalties: bool = False) -> ContinuousBatchingLogitsProcessorList:
     """The processor list for transformers' continuous batching (set as manager.logit_processor before it
-    starts); per request: min_new_tokens (holding back `end_ids`), temperature (0 = greedy) and top_p."""
-    processors = ContinuousBatchingLogitsProcessorList(
-        LogitsProcessorList([HoldEnd(end_ids), TemperatureOrGreedy(), NucleusDraw()]))
-    processors.tensors_required = 3   # one argument row each; set by transformers only for its own converted ones
+    starts); per request: min_new_tokens (holding back `end_ids`), temperature (0 = greedy) and top_p, and as
+    asked: `seed` (seeds) and repetition/presence/frequency penalties (penalties), both only where batching is
+    synchronous (see Penalties), and `top_k` (top_k). Its `supported_keys` name the request kwargs it takes."""
+    chain = [HoldEnd(end_ids), *([Penalties()] if penalties else []), TemperatureOrGreedy(),
+             *([TopK()] if top_k else []), NucleusDraw(seeds)]
+    processors = ContinuousBatchingLogitsProcessorList(LogitsProcessorList(chain))
+    processors.tensors_required = len(chain)  # one argument row each; transformers counts only its own converted ones
     return processors

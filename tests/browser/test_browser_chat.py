@@ -108,6 +108,43 @@ def test_retry_replaces_the_last_reply(server, new_context):
     assert after["messages"][-1]["provenance"]["sampling"]["temperature"] == 1.5
 
 
+def test_continue_grows_the_reply_cut_at_the_token_limit(server, new_context):
+    """A reply cut at the token limit offers Continue; clicked, the same one bubble grows (the old text first)
+    and the chat still stores one reply, its provenance counting the continuation."""
+    page = pages.open_app(new_context(), server.url)
+    assert not page.locator("#continue").is_visible()       # nothing to continue yet
+    pages.set_max_tokens(page, SHORT)
+    pages.send(page, "Say something")
+    first = pages.wait_replies_done(page, 1)[0]
+    assert "cut at the token limit" in first
+    old_shown = first[:first.index(pages.DONE_MARK)].strip()     # the reply's text, without its provenance line
+    page.wait_for_selector("#continue", state="visible")
+    token = pages.owner_token(page)
+    before = api_session(server, token)
+    page.evaluate("""(sel) => { window.__bubbles = [];
+        new MutationObserver(() => window.__bubbles.push(document.querySelectorAll(sel).length))
+          .observe(document.querySelector('#chatbot'), {subtree: true, childList: true, characterData: true}); }""",
+                  pages.BOT)
+    page.click("#continue")
+    pages.wait_js(page, "([sel, old, mark]) => { const b = document.querySelectorAll(sel); "
+                  "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes(mark); }",
+                  "the continued reply, saved, in the same bubble", [pages.BOT, first, pages.DONE_MARK],
+                  watch=pages.BOT)
+    grown = pages.bot_texts(page)
+    assert len(grown) == 1 and grown[0].startswith(old_shown) and len(grown[0]) > len(first), (first, grown)
+    assert set(page.evaluate("() => window.__bubbles")) <= {1}, "the continuation streamed into the one bubble"
+    after = api_session(server, token, before["id"])
+    assert [m["role"] for m in after["messages"]] == ["user", "assistant"]
+    old, new = before["messages"][-1], after["messages"][-1]
+    assert new["id"] == old["id"] and new["content"].startswith(old["content"])
+    assert len(new["content"]) > len(old["content"]) and new["provenance"]["continued"] == 1
+    assert old["provenance"]["completion_tokens"] < new["provenance"]["completion_tokens"] \
+        <= old["provenance"]["completion_tokens"] + SHORT
+    if new["provenance"]["finish_reason"] == "length":      # cut again: offered again, after a reload too
+        pages.reload(page)
+        page.wait_for_selector("#continue", state="visible")
+
+
 def test_seed_and_penalties_are_chat_settings(server, new_context):
     """The seed box and the penalty sliders under Settings: what is typed there answers the chat's next reply."""
     page = pages.open_app(new_context(), server.url)
