@@ -373,3 +373,14 @@ def test_chat_list_rows_say_when_in_both_languages_and_escape_titles():
     html = render([ChatRow("a" * 32, "<img src=x onerror=alert(1)>", now - 30)], "a" * 32, "en", now=now)
     assert "<img" not in html and "&lt;img" in html and 'aria-current="true"' in html
     assert render([], "", "ko", "“x” 와 맞는 대화가 없습니다.").count("chat-empty") == 1
+
+
+def test_the_models_tabs_rung_table_says_which_rungs_answer_several_people_together():
+    """From the measured criterion (engine/serving/batch_criterion.json): 4-bit shares the batch, 8-bit takes turns."""
+    from ui.models import quality_markdown
+
+    table = quality_markdown("demo:smollm2", "en")
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "answered together" in rows["4bit"] and "take turns" in rows["8bit"], table
+    assert "answered together" in rows["cpu-bfloat16"]
+    assert "차례대로" in quality_markdown("demo:smollm2", "ko")

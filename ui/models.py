@@ -16,6 +16,7 @@ from ui.i18n import lang_of, say, t
 from ui.page import Shared
 from engine.prompting.codec import PATH_LABELS
 from engine.loading.quality import read_quality, relative_costs
+from engine.serving.batching import rung_batches
 
 PRIVATE = {"api_visibility": "private"}
 GiB = 1024 ** 3
@@ -88,12 +89,15 @@ def quality_markdown(model_id: str, lang: str, path: Path = QUALITY_FILE) -> str
     if not rows:
         return say(lang, "quality_none")
     ko = lang == "ko"
-    head = ("| 정밀도 | 메모리 | perplexity | 요약 |" if ko else "| rung | memory | perplexity | in short |")
-    lines = [say(lang, "quality_title", model=f"`{model_id}`"), "", head, "|---|---|---|---|"]
+    head = ("| 정밀도 | 메모리 | perplexity | 요약 | 여러 사람이 함께 |" if ko
+            else "| rung | memory | perplexity | in short | several people at once |")
+    lines = [say(lang, "quality_title", model=f"`{model_id}`"), "", head, "|---|---|---|---|---|"]
+    together = {True: say(lang, "rung_batches"), False: say(lang, "rung_takes_turns"), None: "?"}
     for row, mem, ppl in relative_costs(rows):
         short = (f"{mem:+.0f} % {'메모리' if ko else 'memory'}, {ppl:+.0f} % perplexity" if row is not rows[0]
                  else ("기준" if ko else "reference"))
-        lines.append(f"| {row.rung} | {row.weight_bytes / 2**20:.0f} MiB | {row.perplexity:.2f} | {short} |")
+        lines.append(f"| {row.rung} | {row.weight_bytes / 2**20:.0f} MiB | {row.perplexity:.2f} | {short} | "
+                     f"{together[rung_batches(row.rung)]} |")
     return "\n".join(lines)
 
 

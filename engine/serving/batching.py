@@ -268,6 +268,16 @@ def quantized_reason(bits: str | None, method: str = "bitsandbytes") -> str | No
             f"the batch below {share:.0%} and from {least:.0%}), so requests take turns")
 
 
+def rung_batches(rung: str) -> bool | None:
+    """Whether a model at this load rung ("fp16", "8bit", "4bit", "cpu-bfloat16", ...) shares the continuous
+    batch: unquantized rungs do; a bitsandbytes rung as measured (None: not measured)."""
+    bits = {"8bit": "8-bit", "4bit": "4-bit", "4bit-offload": "4-bit"}.get(rung)
+    if bits is None:
+        return True
+    reason = quantized_reason(bits)
+    return True if reason is None else (None if "has not been measured" in reason else False)
+
+
 def unsupported_reason(model: Any) -> str | None:
     """Why continuous batching cannot run on this model, or None when it can."""
     if not hasattr(model, "init_continuous_batching"):
