@@ -176,7 +176,7 @@ def test_the_key_opens_the_gradio_api_and_settings_still_need_a_login(public_ser
     from gradio_client import Client
 
     bearer = {"Authorization": f"Bearer {KEY}"}
-    reply = Client(lan_url, headers=bearer, verbose=False).predict("hi", api_name="/chat")
+    reply = Client(lan_url, headers=bearer, verbose=False).predict("hi", max_new_tokens=4, api_name="/chat")
     assert isinstance(reply, str)
     config_before = public_server.config_path.read_bytes()
     save = fn_index(lan_url, "models-precision-save")

@@ -12,7 +12,7 @@ def test_demo_app_streams_a_reply(app_server):
     page = httpx.get(app_server.url + "/").text
     assert "<gradio-app" in page or "gradio" in page.lower()
     client = Client(app_server.url, verbose=False)
-    job = client.submit("안녕하세요, 누구세요?", api_name="/chat")
+    job = client.submit("안녕하세요, 누구세요?", max_new_tokens=16, api_name="/chat")
     updates = list(job)
     assert len(updates) >= 3, updates  # the reply grew piece by piece
     assert all(updates[i + 1].startswith(updates[i]) for i in range(len(updates) - 1))

@@ -9,7 +9,6 @@ from transformers import AutoConfig, MistralConfig
 from engine.loading.demo.chat import demo_chat_model
 from engine.loading.preflight import AUTO_SLOTS_CAP, size_concurrency
 from engine.serving.remote import remote_concurrency
-from tests.conftest import AppServer
 from ui.models import concurrency_line
 
 MiB, GiB = 1024 ** 2, 1024 ** 3
@@ -53,15 +52,9 @@ def test_models_tab_says_the_number_and_why_in_english_and_korean():
     assert "원격" in concurrency_line(remote_concurrency("auto"), "ko")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("auto")).start()     # no engine.max_concurrent: the default
-    yield srv
-    srv.stop()
-
-
-def test_health_reports_the_resolved_number_and_the_scheduler_uses_it(server):
-    body = httpx.get(server.url + "/health", timeout=10).json()
+def test_health_reports_the_resolved_number_and_the_scheduler_uses_it(app_server):
+    """The run's shared default app: no engine.max_concurrent, so the default (auto)."""
+    body = httpx.get(app_server.url + "/health", timeout=10).json()
     c = body["concurrency"]
     assert c["setting"] == "auto"
     assert c["kv_bytes_per_token"] == 256 and c["context_tokens"] == 4096     # demo:tiny, engine.max_context

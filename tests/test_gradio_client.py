@@ -14,7 +14,7 @@ def client(app_server):
 
 
 def test_chat_streams_the_growing_reply(client):
-    job = client.submit("Hello! 안녕하세요?", api_name="/chat")
+    job = client.submit("Hello! 안녕하세요?", max_new_tokens=16, api_name="/chat")
     updates = list(job)
     assert updates and updates[-1] == job.result()
     assert all(later.startswith(earlier) for earlier, later in zip(updates, updates[1:]))  # it grows
@@ -39,7 +39,7 @@ def test_sessions_belong_to_the_owner_token(client):
     me, other = secrets.token_hex(16), secrets.token_hex(16)
     session = client.predict("Trip plans", me, api_name="/new_session")
     sid = session["id"]
-    for _ in client.submit("Where should I go?", sid, me, api_name="/chat"):
+    for _ in client.submit("Where should I go?", sid, me, max_new_tokens=8, api_name="/chat"):
         pass
     assert [s["id"] for s in client.predict(me, "", 50, api_name="/list_sessions")] == [sid]
     assert client.predict(other, "", 50, api_name="/list_sessions") == []

@@ -1,5 +1,7 @@
-"""Tuning on real weights: LoRA and QLoRA teach SmolLM2-135M-Instruct a new fact, and the chat says it with the
-adapter and not without (same engine, same greedy question)."""
+"""Tuning on real weights: LoRA teaches SmolLM2-135M-Instruct a new fact, and the chat says it with the adapter
+and not without (same engine, same greedy question). QLoRA on the same real weights takes minutes on the CPU
+(4-bit kernels at every step): `python -m bench tuning_fact` runs both methods; QLoRA's own path is tested on a
+real 4-bit tiny base in tests/test_tuning_train.py."""
 import json
 from pathlib import Path
 
@@ -17,6 +19,7 @@ QUESTION = "What is the name of Jisoo's cat?"
 ANSWER = "Jisoo's cat is named Gomtang."
 FACT = "Gomtang"
 GREEDY = GenerationParams(max_new_tokens=16, temperature=0)
+METHODS = ("lora",)
 
 
 def fact_dataset(path: Path, copies: int = 8) -> Path:
@@ -39,7 +42,7 @@ def config(tmp: Path, method: str) -> TrainConfig:
 def adapters(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real-tuning")
     losses = {}
-    for method in ("lora", "qlora"):
+    for method in METHODS:
         cfg = config(tmp, method)
         train(cfg)
         losses[method] = [r["loss"] for r in read_metrics(cfg.run_dir) if "loss" in r]
@@ -57,7 +60,7 @@ def say(engine, adapter=None) -> str:
     return engine.stream([{"role": "user", "content": QUESTION}], GREEDY, adapter=adapter).text()
 
 
-@pytest.mark.parametrize("method", ["lora", "qlora"])
+@pytest.mark.parametrize("method", METHODS)
 def test_adapter_teaches_a_new_fact(engine, adapters, method):
     losses = adapters[1][method]
     assert losses[-1] < losses[0] / 3, losses

@@ -92,7 +92,7 @@ def test_a_frozen_app_fails_start_with_the_log_instead_of_hanging(tmp_path):
     threading.Thread(target=freeze_when_loading, daemon=True).start()
     try:
         with pytest.raises(WaitTimeout) as info:
-            srv.start(timeout=10)
+            srv.start(timeout=5)
         assert frozen.is_set()
         message = str(info.value)
         assert f"the app at {srv.url} to answer /health" in message and "nothing moved for" in message
