@@ -6,7 +6,7 @@ import html
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
@@ -180,21 +180,29 @@ class ChatHandlers:
     def reply(self, token: Any, session_id: Any, request: gr.Request) -> Iterator[tuple]:
         yield from self._generate(token, session_id, None, request, replace=False)
 
+    def _again(self, request: gr.Request, token: Any, session_id: Any, adapter: Any, settings: tuple,
+               nothing: str, possible: Callable[[list], bool] = lambda messages: True) -> dict:
+        """What Retry and Continue share before they generate: the owner, nothing running, a chat whose messages
+        allow it (else Refusal(`nothing`)), the adapter checked, then the settings shown saved with it."""
+        owner = self.shared.owner(request, token)
+        if self.convo.cancels.running(request.session_hash or ""):
+            raise Refusal("reply_running")
+        if not session_id:
+            raise Refusal(nothing)
+        if adapter_name(adapter) is not None:       # refused before the settings are saved
+            self.shared.services.check_adapter(adapter_name(adapter))
+        session = self.shared.services.store.get(owner, session_id)
+        if not possible(session["messages"]):
+            raise Refusal(nothing)
+        session = self.convo.save_settings(owner, session, settings_dict(*settings))
+        return self._keep_adapter(owner, session, adapter)
+
     def retry(self, request: gr.Request, token: Any, session_id: Any, version: Any, adapter: Any,
               *settings: Any) -> Iterator[tuple]:
         """Regenerate the last reply (with the settings shown now); the new reply replaces the old one."""
         lang = lang_of(request)
         with shown_to_user(lang), adapter_errors(lang):
-            owner = self.shared.owner(request, token)
-            if self.convo.cancels.running(request.session_hash or ""):
-                raise Refusal("reply_running")
-            if not session_id:
-                raise gr.Error(say(lang_of(request), "nothing_to_retry"))
-            if adapter_name(adapter) is not None:       # refused before the settings are saved
-                self.shared.services.check_adapter(adapter_name(adapter))
-            session = self.shared.services.store.get(owner, session_id)
-            session = self.convo.save_settings(owner, session, settings_dict(*settings))
-            session = self._keep_adapter(owner, session, adapter)
+            session = self._again(request, token, session_id, adapter, settings, "nothing_to_retry")
         yield from self._generate(token, session_id, session["version"], request, replace=True)
 
     def continue_reply(self, request: gr.Request, token: Any, session_id: Any, version: Any, adapter: Any,
@@ -203,18 +211,8 @@ class ChatHandlers:
         grows, and the reply is stored as one message (old text + new)."""
         lang = lang_of(request)
         with shown_to_user(lang), adapter_errors(lang):
-            owner = self.shared.owner(request, token)
-            if self.convo.cancels.running(request.session_hash or ""):
-                raise Refusal("reply_running")
-            if not session_id:
-                raise Refusal("nothing_to_continue")
-            if adapter_name(adapter) is not None:       # refused before the settings are saved
-                self.shared.services.check_adapter(adapter_name(adapter))
-            session = self.shared.services.store.get(owner, session_id)
-            if not continuable(session["messages"]):    # before the settings are saved
-                raise Refusal("nothing_to_continue")
-            session = self.convo.save_settings(owner, session, settings_dict(*settings))
-            session = self._keep_adapter(owner, session, adapter)
+            session = self._again(request, token, session_id, adapter, settings, "nothing_to_continue",
+                                  possible=continuable)
         yield from self._generate(token, session_id, session["version"], request, replace=False, extend=True)
 
     def continue_view(self, token: Any, session_id: Any, request: gr.Request) -> Any:
