@@ -55,26 +55,31 @@ def run() -> str:
     from engine.chat import ChatEngine
     from engine.loading.sources import resolve_source
 
-    engine = ChatEngine.from_source(resolve_source("demo:bench"), EngineConfig(cpu_dtype="bfloat16",
-                                                                              max_concurrent=16))
-    path = engine.load_stats().path
-    try:
-        scheduler = engine.scheduler
-        requests_per_second(scheduler, 4, True)      # warm-up: the batch's first steps are slower
-        rows = []
-        for seeded in (True, False):
-            rates = {n: requests_per_second(scheduler, n, seeded) for n in LEVELS}
-            rows.append((seeded, rates))
-    finally:
-        engine.close()
+    rows = []
+    for batching in ("auto", "queue"):       # queue: one at a time, as seeded requests were served before
+        engine = ChatEngine.from_source(resolve_source("demo:bench"), EngineConfig(
+            cpu_dtype="bfloat16", max_concurrent=16, batching=batching))
+        if batching == "auto":
+            path = engine.load_stats().path
+        try:
+            scheduler = engine.scheduler
+            requests_per_second(scheduler, 4, True)      # warm-up: the first steps are slower
+            for seeded in ((True, False) if batching == "auto" else (True,)):
+                rates = {n: requests_per_second(scheduler, n, seeded) for n in LEVELS}
+                rows.append((seeded, batching, rates))
+        finally:
+            engine.close()
     lines = ["## Request mix at 4 and 16 concurrent (issue 23)", "",
              f"{QUESTIONS} questions, {TOKENS} tokens each, through the app's scheduler in-process "
              f"(path: {path}, bench-size demo model, bf16, CPU). "
              "The mix: `seed: 1234` on every request (as lm-evaluation-harness sends), half sampled with top_k 40, "
              "a quarter with a presence penalty. The control drops seeds, top_k and penalties.", "",
              "| mix | plain-path requests | 4 concurrent req/s | 16 concurrent req/s | 16 / 4 |", "|---|---|---|---|---|"]
-    for seeded, rates in rows:
+    names = {(True, "auto"): "seeded, top_k, penalties", (False, "auto"): "control (none of them)",
+             (True, "queue"): "seeded mix one at a time (engine.batching queue: the plain path before issue 23)"}
+    for seeded, batching, rates in rows:
         four, sixteen = rates[4][0], rates[16][0]
-        lines.append(f"| {'seeded, top_k, penalties' if seeded else 'control (none of them)'} | "
-                     f"{rates[4][1]} of {QUESTIONS} | {four:.2f} | {sixteen:.2f} | {sixteen / four:.2f} |")
+        plain = QUESTIONS if batching == "queue" else rates[4][1]
+        lines.append(f"| {names[seeded, batching]} | {plain} of {QUESTIONS} | {four:.2f} | {sixteen:.2f} | "
+                     f"{sixteen / four:.2f} |")
     return "\n".join(lines) + "\n"
