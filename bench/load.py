@@ -1,7 +1,7 @@
 """Load test: Debian `hey` against /v1/chat/completions of an app it starts with the demo model.
 
     python -m bench.load [--rounds 5] [--requests 1000] [--concurrency 50] [--max-tokens 8] [--size bench]
-                         [--timeout 20]   (make load)
+                         [--timeout 20] [--precision 4bit]   (make load)
 
 Each round is `hey -n 1000 -c 50 -t 20 -m POST ...` (20 s is hey's own default wait) against the app with its
 default config (admission by expected wait on: server.max_wait_s). Passes when every request is answered
@@ -199,7 +199,7 @@ def markdown(s: Summary) -> str:
 
 
 def run(rounds: int = 5, requests: int = 1000, concurrency: int = 50, max_tokens: int = 8,
-        timeout: int = 20, size: str = "bench") -> str:
+        timeout: int = 20, size: str = "bench", precision: str = "auto") -> str:
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed: `make system-packages` (Debian package hey)")
     args = argparse.Namespace(rounds=rounds, requests=requests, concurrency=concurrency, timeout=timeout)
@@ -208,12 +208,14 @@ def run(rounds: int = 5, requests: int = 1000, concurrency: int = 50, max_tokens
     folder = Path(tempfile.mkdtemp(prefix="load-"))
     app = DemoApp(folder, {"sessions": {"path": str(folder / "sessions")},
                            # bench: the random model with a realistic decode speed (tiny answers too fast to queue)
-                           "engine": {"adapters_dir": str(folder / "adapters"), "demo_size": size}})
+                           "engine": {"adapters_dir": str(folder / "adapters"), "demo_size": size,
+                                      "precision": precision}})
     summary = Summary()
     try:
         summary.startup = app.wait_ready()
         health = httpx.get(app.url + "/health", timeout=10).json()
-        summary.settings = {"requests": requests, "concurrency": concurrency, "body": body, "model": health["model"],
+        summary.settings = {"requests": requests, "concurrency": concurrency, "body": body,
+                            "model": f"{health['model']} at {health['rung']}",
                             "serving": health["serving"], "slots": health["queue"]["slots"],
                             "queue": health["queue"]["max_waiting"], "timeout": timeout,
                             "why": (health.get("concurrency") or {}).get("why", "set"),
@@ -225,9 +227,14 @@ def run(rounds: int = 5, requests: int = 1000, concurrency: int = 50, max_tokens
         app.stop()
         shutil.rmtree(folder, ignore_errors=True)
     text = markdown(summary)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text, encoding="utf-8")
+    out = results_file(precision)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
     return text
+
+
+def results_file(precision: str) -> Path:
+    return OUT if precision == "auto" else OUT.with_name(f"load-{precision}.md")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,14 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=8)
     p.add_argument("--timeout", type=int, default=20, help="seconds hey waits for one answer (hey's default: 20)")
     p.add_argument("--size", default="bench", choices=("tiny", "bench"), help="demo model size")
+    p.add_argument("--precision", default="auto", help="engine.precision of the app under load (e.g. 4bit)")
     a = p.parse_args(argv)
     started = time.perf_counter()
-    text = run(a.rounds, a.requests, a.concurrency, a.max_tokens, a.timeout, a.size)
+    text = run(a.rounds, a.requests, a.concurrency, a.max_tokens, a.timeout, a.size, a.precision)
     print(text)
-    print(f"[load] wrote {OUT.relative_to(ROOT)}")
+    print(f"[load] wrote {results_file(a.precision).relative_to(ROOT)}")
     from bench.__main__ import stamp, write_report
 
-    write_report({"load": stamp("load", text, time.perf_counter() - started)})
+    name = "load" if a.precision == "auto" else f"load-{a.precision}"     # its own section of docs/benchmarks.md
+    write_report({name: stamp(name, text, time.perf_counter() - started)})
     return 0 if "❌" not in text else 1
 
 
