@@ -11,10 +11,9 @@ Run: `.venv/bin/python -m bench request_mix`.
 """
 from __future__ import annotations
 
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from bench.clients import drain, timed_clients
 
 QUESTIONS = 32
 TOKENS = 24
@@ -38,16 +37,11 @@ def requests_per_second(scheduler: Any, clients: int, seeded: bool) -> tuple[flo
 
     def ask(i: int) -> int:
         messages = [{"role": "user", "content": f"Question {i}: name a city and say one thing about it."}]
-        stream = scheduler.stream(messages, mix(i, seeded), threading.Event())
-        for _ in stream:
-            pass
-        return stream.stats.completion_tokens
+        return drain(scheduler, messages, mix(i, seeded))
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        tokens = list(pool.map(ask, range(QUESTIONS)))
+    seconds, tokens = timed_clients(ask, range(QUESTIONS), clients)
     assert all(n == TOKENS for n in tokens), tokens
-    return QUESTIONS / (time.perf_counter() - started), plain
+    return QUESTIONS / seconds, plain
 
 
 def run() -> str:

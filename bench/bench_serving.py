@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from bench.clients import drain, timed_clients
+
 NEW_TOKENS = 48
 CLIENTS = 8
 HTTP_TOKENS = 64
@@ -40,30 +42,7 @@ def stream_clients(scheduler: Any, n: int, tokens: int, params: Any = None,
     """(aggregate tokens/s, tokens) of n threads each streaming `tokens` tokens at once (sampled with the
     app's defaults unless `params` says otherwise); `relayed`: read as the API does (ChatStream.relay)."""
     params = params or _params(tokens)
-    counts = [0] * n
-    errors: list[BaseException] = []
-
-    def client(i: int) -> None:
-        try:
-            stream = scheduler.stream(client_messages(i), params)
-            if relayed:
-                stream.relay(lambda piece: None)
-            else:
-                for _ in stream:
-                    pass
-            counts[i] = stream.stats.completion_tokens
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - started
-    if errors:
-        raise errors[0]
+    seconds, counts = timed_clients(lambda i: drain(scheduler, client_messages(i), params, relayed), range(n), n)
     return sum(counts) / seconds, sum(counts)
 
 

@@ -18,8 +18,8 @@ loaded as engine/loading/loader.py loads them on the CPU: 8-bit with float16, 4-
     choice or within 0.05 nats of it. Rows per step (counted at each batched forward) show they ran together.
 
 The rule: a rung batches when KL(alone || batched) < 0.1 x KL(fp32 || rung) and (b) >= 99 %. The figures and
-the decision go to engine/serving/batch_criterion.json, which engine/serving/batching.py's
-`unsupported_reason` reads, and to the quantized_batching section of docs/benchmarks.md.
+the decision go to engine/serving/batch_criterion.json (read by engine/serving/batch_criterion.py for
+`unsupported_reason` and the Models tab), and to the quantized_batching section of docs/benchmarks.md.
 
 This replaces the first criterion (greedy replies of the batch bitwise equal to plain `generate`), which was
 wrong: a batched and a single forward round differently on any kernel, and a greedy flip at a near-tie is not
@@ -284,7 +284,7 @@ def section(rows: dict[str, dict], new_tokens: int, replies: int, command: str) 
     if earlier:
         lines += ["", "Rows kept from an earlier run: " + "; ".join(earlier) + "."]
     lines += ["", f"Measured on {first['measured_on']}. Command: `{command}`. The decision is written to "
-              "`engine/serving/batch_criterion.json`, which `engine/serving/batching.py` (`unsupported_reason`) reads: a rung measured \"batches\" takes the "
+              "`engine/serving/batch_criterion.json`, which `engine/serving/batch_criterion.py` reads (for `unsupported_reason` and the Models tab): a rung measured \"batches\" takes the "
               "continuous path, any other (or a missing file) keeps the FIFO queue and says why.",
               "", "Issue 23's earlier figures (same model, CPU, bitsandbytes 0.50): 4-bit KL 1.3e-6, 100.0 %, vs "
               "fp32 0.27, 72.4 %; 8-bit 1.7e-2, 91.9 %, vs fp32 2.5e-2, 92.2 %. Here 4-bit computes in bfloat16, "

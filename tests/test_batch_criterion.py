@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.serving import batching
+from engine.serving import batch_criterion
 from engine.serving.batching import ContinuousBatcher, build_scheduler, choose_path, unsupported_reason
 from engine.serving.generation import GenerationParams
 
-COMMITTED = Path(batching.__file__).parent / batching.BATCH_CRITERION
+COMMITTED = batch_criterion.CRITERION_FILE
 
 
 def load(folder: Path, precision: str):
@@ -42,7 +42,7 @@ def decision_file(tmp_path: Path, monkeypatch, batches: dict[str, bool]) -> Path
         data["rungs"][rung]["batches"] = verdict
     path = tmp_path / "batch_criterion.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    monkeypatch.setattr(batching, "BATCH_CRITERION", str(path))
+    monkeypatch.setattr(batch_criterion, "CRITERION_FILE", path)
     return path
 
 
@@ -65,13 +65,29 @@ def test_a_4bit_model_batches_when_the_file_says_so_and_queues_when_not(four_bit
 
 
 def test_without_a_measurement_quantized_models_take_turns(four_bit, eight_bit, tmp_path, monkeypatch):
-    monkeypatch.setattr(batching, "BATCH_CRITERION", str(tmp_path / "missing.json"))
+    monkeypatch.setattr(batch_criterion, "CRITERION_FILE", tmp_path / "missing.json")
     for model in (four_bit, eight_bit):
         path, why = choose_path(model)
         assert path == "queue" and "has not been measured" in why and "requests take turns" in why
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
-    monkeypatch.setattr(batching, "BATCH_CRITERION", str(tmp_path / "broken.json"))
+    monkeypatch.setattr(batch_criterion, "CRITERION_FILE", tmp_path / "broken.json")
     assert choose_path(four_bit)[0] == "queue"
+
+
+def test_the_models_table_tells_measured_from_not_measured(tmp_path, monkeypatch):
+    """rung_batches is the structured decision: True, False (measured to change answers) or None (not measured),
+    and it follows the file when the bench rewrites it."""
+    from engine.serving.batch_criterion import rung_batches
+
+    assert rung_batches("cpu-bfloat16") is True and rung_batches("fp16") is True
+    path = decision_file(tmp_path, monkeypatch, {"4-bit": True, "8-bit": False})
+    assert (rung_batches("4bit"), rung_batches("4bit-offload"), rung_batches("8bit")) == (True, True, False)
+    decision_file(tmp_path, monkeypatch, {"4-bit": False, "8-bit": True})     # the bench rewrote it
+    assert (rung_batches("4bit"), rung_batches("8bit")) == (False, True)
+    path.write_text("{not json", encoding="utf-8")
+    assert (rung_batches("4bit"), rung_batches("8bit")) == (None, None)
+    monkeypatch.setattr(batch_criterion, "CRITERION_FILE", tmp_path / "missing.json")
+    assert rung_batches("8bit") is None and rung_batches("bf16") is True
 
 
 def test_a_4bit_model_takes_the_continuous_path_and_two_requests_share_a_step(four_bit, tiny_model_dir, tmp_path,

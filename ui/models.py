@@ -16,7 +16,7 @@ from ui.i18n import lang_of, say, t
 from ui.page import Shared
 from engine.prompting.codec import PATH_LABELS
 from engine.loading.quality import read_quality, relative_costs
-from engine.serving.batching import rung_batches
+from engine.serving.batch_criterion import rung_batches
 
 PRIVATE = {"api_visibility": "private"}
 GiB = 1024 ** 3

@@ -18,7 +18,7 @@ Two schedulers with the same `.stream(messages, params, cancel) -> ChatStream` a
   (which shortens the context if needed); the batching thread restarts by itself after a fatal error.
 - QueuedGenerator: the plain Generator behind a strict first-come-first-served queue of `slots`.
   Used where continuous batching cannot run or was measured to change the answers: a quantized
-  (bitsandbytes) rung whose measured decision in batch_criterion.json (BATCH_CRITERION, written by
+  (bitsandbytes) rung whose measured decision (engine/serving/batch_criterion.py, written by
   bench/quantized_batching.py: batching must move the answers by under a tenth of what the quantization
   does) is not "batches", or any quantized model when that file is missing; attention implementations it
   does not support; models without `init_continuous_batching`.
@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from engine import hf_bridge
 from engine.serving.admission import WaitEstimator
+from engine.serving.batch_criterion import measured_decision
 from engine.prompting.codec import TextCodec
 from engine.loading.memory import release
 from engine.serving.sampling import batch_sampler
@@ -73,7 +74,8 @@ class LoadStats:
     plain_path: Mapping[str, str] = field(default_factory=dict)   # feature -> why it is served one at a time
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"plain_path": dict(self.plain_path)}
+        """The queue's numbers; `plain_path` is about request shapes and is reported on its own (/health)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "plain_path"}
 
 
 class FifoSlots:
@@ -236,48 +238,6 @@ def kv_budget_bytes(model: Any, headroom: float, budget_bytes: int | None = None
     return int(psutil.virtual_memory().available * headroom)
 
 
-# Whether a bitsandbytes model may join the continuous batch is measured, not assumed (issue 23):
-# bench/quantized_batching.py compares what batching does to a rung's answers with what its quantization does
-# and writes the figures and the decision per rung ("8-bit", "4-bit") to this file, beside this module.
-# Missing or unreadable: quantized models take turns on the queue, as they did before it was measured.
-BATCH_CRITERION = "batch_criterion.json"
-
-
-def quantized_reason(bits: str | None, method: str = "bitsandbytes") -> str | None:
-    """None when the measured decision says a model quantized at `bits` ("8-bit" | "4-bit") batches; else
-    why its requests take turns, in words a user understands (shown in the load report and the Models tab)."""
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).parent / BATCH_CRITERION
-    what = f"the model is quantized {bits} ({method})" if bits else f"the model is quantized ({method})"
-    try:
-        measured = json.loads(path.read_text(encoding="utf-8"))
-        row = measured["rungs"][bits]
-        if row["batches"] is True:
-            return None
-        moved, within = float(row["kl_batched"]) / float(row["kl_quant"]), float(row["greedy_within"])
-        share, least = float(measured.get("kl_share", 0.1)), float(measured.get("greedy_share", 0.99))
-    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError, AttributeError):
-        return (f"{what}: whether sharing the batch changes its answers has not been measured "
-                f"({path.name} is missing or has no {bits or method} entry; `python -m bench.quantized_batching` "
-                "measures it), so requests take turns")
-    return (f"{what}, and {bits} answers change when several people ask at once (measured: answering together "
-            f"moves its next-word probabilities {moved:.0%} as far as the quantization itself does, and "
-            f"{within:.1%} of the words of replies written together are the ones it picks alone; it may share "
-            f"the batch below {share:.0%} and from {least:.0%}), so requests take turns")
-
-
-def rung_batches(rung: str) -> bool | None:
-    """Whether a model at this load rung ("fp16", "8bit", "4bit", "cpu-bfloat16", ...) shares the continuous
-    batch: unquantized rungs do; a bitsandbytes rung as measured (None: not measured)."""
-    bits = {"8bit": "8-bit", "4bit": "4-bit", "4bit-offload": "4-bit"}.get(rung)
-    if bits is None:
-        return True
-    reason = quantized_reason(bits)
-    return True if reason is None else (None if "has not been measured" in reason else False)
-
-
 def unsupported_reason(model: Any) -> str | None:
     """Why continuous batching cannot run on this model, or None when it can."""
     if not hasattr(model, "init_continuous_batching"):
@@ -289,9 +249,9 @@ def unsupported_reason(model: Any) -> str | None:
         method = str(getattr(method, "value", method))      # transformers' QuantizationMethod enum
         bits = ("4-bit" if getattr(model, "is_loaded_in_4bit", False) else
                 "8-bit" if getattr(model, "is_loaded_in_8bit", False) or quantizer is None else None)
-        reason = quantized_reason(bits if method == "bitsandbytes" else None, method)
-        if reason:
-            return reason
+        decision = measured_decision(bits if method == "bitsandbytes" else None, method)
+        if decision.reason:
+            return decision.reason
     attn = hf_bridge.attn_implementation(model.config)
     if not (attn in ("sdpa", "eager") or "flash" in attn):
         return f"attention implementation {attn!r} is not supported by continuous batching"
