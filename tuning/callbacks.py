@@ -105,8 +105,10 @@ class ProgressCallback(TrainerCallback):
     """progress.json (phase, step, max_steps) for the UI, and training seconds saved with each
     checkpoint so a resumed run reports the total time."""
 
-    def __init__(self, run_dir: Path, seconds_before: float = 0.0, resumed_from: int | None = None):
+    def __init__(self, run_dir: Path, seconds_before: float = 0.0, resumed_from: int | None = None,
+                 examples: int | None = None):
         self.run_dir = Path(run_dir)
+        self.examples = examples
         self.seconds_before = seconds_before
         self.resumed_from = resumed_from
         self._started = time.monotonic()
@@ -134,4 +136,5 @@ class ProgressCallback(TrainerCallback):
             return
         self._last_write = now
         write_progress(self.run_dir, phase=phase, step=state.global_step, max_steps=state.max_steps,
-                       epoch=state.epoch, resumed_from=self.resumed_from, seconds=round(self.seconds(), 2))
+                       epoch=state.epoch, resumed_from=self.resumed_from, seconds=round(self.seconds(), 2),
+                       step_seconds=round(time.monotonic() - self._started, 2), examples=self.examples)

@@ -28,6 +28,9 @@ from tuning.train import EXIT_CANCELLED, EXIT_OK, prepare_run_folder
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 JOB_CONFIG = "job-config.json"
 LOG_FILE = "train.log"
+# The page's Cancel confirms within about 3 s (issue 24): a step still running after this grace is stopped
+# outright (nothing is published either way; the last saved checkpoint stays resumable).
+CANCEL_GRACE_S = 2.5
 
 
 class NoRoomForTraining(ConfigError):
@@ -79,12 +82,25 @@ def gpu_room_bytes() -> int | None:
 
 @dataclass(frozen=True)
 class JobStatus:
-    state: str                  # starting | loading | training | saving | succeeded | failed | cancelled
+    state: str                  # starting | loading | tokenizing | training | saving | succeeded | failed | cancelled
     step: int = 0
     max_steps: int | None = None
     returncode: int | None = None
     message: str = ""           # the error, or where the adapter was published
     adapter: str | None = None  # folder of the published adapter once succeeded
+    examples: int | None = None         # training examples, once tokenized
+    seconds_per_step: float | None = None   # this run's training pace, once a step has ended
+
+    @classmethod
+    def of(cls, state: str, progress: dict, returncode: int | None = None, message: str = "",
+           adapter: str | None = None) -> "JobStatus":
+        """A status from progress.json (written by the run) and what the caller knows (exit code, message)."""
+        step, max_steps = int(progress.get("step") or 0), progress.get("max_steps")
+        examples, seconds = progress.get("examples"), progress.get("step_seconds")
+        done = step - int(progress.get("resumed_from") or 0)
+        pace = float(seconds) / done if isinstance(seconds, (int, float)) and done > 0 else None
+        return cls(state, step, max_steps, returncode, message, adapter,
+                   examples if isinstance(examples, int) else None, pace)
 
     @property
     def finished(self) -> bool:
@@ -112,15 +128,15 @@ class TrainingJob:
     def status(self) -> JobStatus:
         code = self.process.poll()
         p = read_progress(self.run_dir)
-        step, max_steps = int(p.get("step") or 0), p.get("max_steps")
         if code is None:
-            return JobStatus(p.get("phase", "starting"), step, max_steps)
+            return JobStatus.of(p.get("phase", "starting"), p)
         if code == EXIT_OK:
-            return JobStatus("succeeded", step, max_steps, code, f"published {p.get('adapter')}", p.get("adapter"))
+            return JobStatus.of("succeeded", p, returncode=code, message=f"published {p.get('adapter')}",
+                                adapter=p.get("adapter"))
         if code == EXIT_CANCELLED or (code < 0 and self._cancel_requested()):
-            return JobStatus("cancelled", step, max_steps, code, p.get("error") or "cancelled")
+            return JobStatus.of("cancelled", p, returncode=code, message=p.get("error") or "cancelled")
         message = p.get("error") if p.get("phase") == "failed" else None
-        return JobStatus("failed", step, max_steps, code, message or self._last_error_line(code))
+        return JobStatus.of("failed", p, returncode=code, message=message or self._last_error_line(code))
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -134,7 +150,8 @@ class TrainingJob:
 
     def cancel(self, timeout: float = 60.0) -> JobStatus:
         """Ask the run to stop (CANCEL file + SIGTERM); after `timeout` s, kill it. Either way the
-        adapter is not published (publication is a final atomic rename)."""
+        adapter is not published (publication is a final atomic rename). Given time, the run ends its
+        step and saves a checkpoint to resume from; killed, the last saved checkpoint stays resumable."""
         if self.running():
             (self.run_dir / CANCEL_FILE).touch()
             self.process.terminate()

@@ -213,9 +213,14 @@ def _train_locked(cfg: TrainConfig, token: CancelToken, state: Any) -> TrainResu
     source = resolve_source(cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(source.folder), trust_remote_code=False)
     codec = TextCodec.load(source.folder, tokenizer)
+    step0 = resume_from[0] if resume_from else 0
+    if state.is_main_process:
+        write_progress(run_dir, phase="tokenizing", step=step0, max_steps=None)
     data = load_dataset(cfg.dataset, codec, cfg.max_length)
     data.raise_if_bad()
     train_set, eval_set = split(data.examples, cfg.eval_fraction, cfg.seed)
+    if state.is_main_process:     # the page names the phase and how many examples it trains on
+        write_progress(run_dir, phase="loading", step=step0, max_steps=None, examples=len(train_set))
     print(f"[tuning] {data.path}: {len(train_set)} train / {len(eval_set)} eval conversations", flush=True)
     fingerprint = base_fingerprint(source.folder)
     run_info = cfg.to_dict() | {"base_fingerprint": fingerprint, "dataset_sha256": data.sha256,
@@ -238,7 +243,7 @@ def _train_locked(cfg: TrainConfig, token: CancelToken, state: Any) -> TrainResu
           f"({100 * trainable / total:.3f}%)", flush=True)
     token.raise_if_requested()
 
-    progress = ProgressCallback(run_dir, seconds_before, resume_from[0] if resume_from else None)
+    progress = ProgressCallback(run_dir, seconds_before, resume_from[0] if resume_from else None, len(train_set))
     trainer = Trainer(model=model, args=_training_args(cfg, bool(eval_set), resume_from is not None),
                       train_dataset=ChatDataset(train_set), eval_dataset=ChatDataset(eval_set) or None,
                       data_collator=PadCollator(codec.eos),

@@ -19,6 +19,7 @@ import psutil
 import torch
 
 from engine import hf_bridge
+from engine.loading.quiet_logs import hush_hub_kernel_notice
 from engine.loading.memory import attempt, half_dtype, is_out_of_memory
 from engine.loading.preflight import (CUDA_CONTEXT_BYTES, GiB, RungEstimate, estimate_rungs, first_fitting_rung,
                               kv_cache_bytes, ladder_for)
@@ -160,6 +161,9 @@ def offload_gpu_bytes(config: Any, plan: LoadPlan, *, budget: int, failed_bytes:
 def _rung_kwargs(rung: str, *, cuda: bool, plan: LoadPlan, model_cls: PretrainedClass | None = None,
                  config: Any = None, budget: int = 0, failed_bytes: int | None = None) -> dict:
     from transformers import BitsAndBytesConfig
+
+    if rung in ("8bit", "4bit", "4bit-offload"):
+        hush_hub_kernel_notice()
 
     target = {"": plan.gpu} if cuda else {"": "cpu"}
     compute = half_dtype(plan.gpu) if cuda else torch.bfloat16

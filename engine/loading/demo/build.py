@@ -11,6 +11,8 @@ from typing import Callable
 
 import mistral_common
 
+from engine.loading.heartbeat import heartbeat
+
 
 def cache_root() -> Path:
     """APP_CACHE_DIR, else ~/.cache/local-chat: shared by fresh clones so CI reuses builds."""
@@ -32,7 +34,8 @@ def cached_build(kind: str, spec: dict, build: Callable[[Path], None]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=target.parent))
     try:
-        build(staging)
+        with heartbeat(f"preparing {kind}"):
+            build(staging)
         (staging / "build-spec.json").write_text(json.dumps(spec, indent=1, sort_keys=True))
         (staging / "READY").write_text("ok\n")
         try:
