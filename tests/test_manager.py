@@ -326,7 +326,7 @@ def test_real_models_take_turns_under_a_tiny_budget(tmp_path):
     from engine.manager import register_media_models
     from tests.media_fixtures import wav_bytes, tone
 
-    cfg = EngineConfig(max_context=512)
+    cfg = EngineConfig(max_context=512, demo_speech="tiny")
     m = ModelManager(budget_bytes=1)                 # nothing fits beside anything: every load evicts
     register_media_models(m, cfg, demo=True)
     with m.use("vision") as vision:
@@ -349,7 +349,7 @@ def test_real_model_load_out_of_memory_is_retried():
     from config import EngineConfig
     from engine.media.speech import Voice
 
-    cfg = EngineConfig()
+    cfg = EngineConfig(demo_speech="tiny")
     calls = []
 
     def flaky_voice():

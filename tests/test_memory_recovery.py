@@ -140,7 +140,7 @@ def test_speech_oom_is_a_clear_error_and_the_voice_stays_usable():
     from engine.media.speech import Voice
     from engine.errors import SpeechError
 
-    voice = Voice.load(EngineConfig(), "en", demo=True)
+    voice = Voice.load(EngineConfig(demo_speech="tiny"), "en", demo=True)   # the tiny VITS (a torch model)
     fired = []
 
     def hook(module, args, kwargs):

@@ -19,6 +19,7 @@ from ui.errors import message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
 from ui.services import provenance
+from engine.media.speech import speech_plan, speech_status
 
 PRIVATE = {"api_visibility": "private"}
 HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
@@ -62,6 +63,20 @@ def write_wav(data: bytes) -> str:
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return str(path)
+
+
+def speech_models_line(shared: Shared, lang: str) -> str:
+    """Which speech models answer on this tab and whether their weights are real (the loaded model's own report
+    once it has loaded, else what will load), in the page's language."""
+    services = shared.services
+    plan = speech_plan(services.cfg.engine, demo=bool(getattr(services.engine.report, "demo", False)))
+    status = speech_status(plan, services.model_states())
+
+    def name(role: str) -> str:
+        row = status[role]
+        return f"`{row['model']}` ({say(lang, 'speech_real' if row['real_weights'] else 'speech_random')})"
+
+    return "🔊 " + say(lang, "speech_models", stt=name("stt"), tts_en=name("tts-en"), tts_ko=name("tts-ko"))
 
 
 class VoiceHandlers:
@@ -134,6 +149,12 @@ class VoiceHandlers:
 def build_and_wire(shared: Shared) -> None:
     h = VoiceHandlers(shared)
     gr.Markdown(t("voice.https_note"), elem_id="voice-https-note")
+
+    def models_line(request: gr.Request) -> str:
+        return speech_models_line(shared, lang_of(request))
+
+    models = gr.Markdown("", elem_id="voice-models")
+    gr.on(None, models_line, None, models, **QUIET)   # no trigger: on page load; again after each use below
     with gr.Row():
         with gr.Column():
             audio = gr.Audio(label=t("voice.input"), sources=["microphone", "upload"], type="filepath",
@@ -153,7 +174,9 @@ def build_and_wire(shared: Shared) -> None:
     answer_text = gr.State("")
     heard = gr.State("")        # the last machine transcript, to tell the user's edits from it
     for trigger in (transcribe.click, audio.stop_recording, audio.upload):
-        trigger(h.transcribe, [audio, transcript, heard], [transcript, heard], **QUIET)
+        trigger(h.transcribe, [audio, transcript, heard], [transcript, heard], **QUIET) \
+            .then(models_line, None, models, **QUIET)
     for trigger in (reply.click, transcript.submit):
         trigger(h.reply, transcript, [answer, answer_text], concurrency_id="generate", **QUIET) \
-            .success(h.speak, [answer_text, language, autoplay], spoken, **QUIET)
+            .success(h.speak, [answer_text, language, autoplay], spoken, **QUIET) \
+            .then(models_line, None, models, **QUIET)

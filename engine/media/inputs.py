@@ -6,6 +6,7 @@ RGB and upright (EXIF rotation applied); audio comes out mono float32 at 16 kHz.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -172,6 +173,9 @@ def load_audio(data: bytes | str | Path, limits: AudioLimits = AudioLimits()) ->
     import soundfile as sf
 
     raw = _read_bytes(data, limits.max_bytes, "audio")
+    if _is_container(raw):   # WebM/Matroska or MP4/M4A, as browsers record: libsndfile cannot read them
+        samples, rate = _decode_with_av(raw, limits)
+        return clip_from_samples(samples, rate)
     try:
         with sf.SoundFile(io.BytesIO(raw)) as f:
             rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
@@ -187,11 +191,54 @@ def load_audio(data: bytes | str | Path, limits: AudioLimits = AudioLimits()) ->
     except MediaError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
-        raise AudioError(f"this file is not audio we can read ({AUDIO_FORMATS}): "
-                         f"{str(exc).splitlines()[0][:120]}") from None
+        # libsndfile names the buffer it was given ("Error opening <_io.BytesIO object at 0x...>: "): not for users
+        why = re.sub(r"^Error opening <[^>]*>:\s*", "", str(exc).splitlines()[0] if str(exc) else "")
+        raise AudioError(f"this file is not audio we can read ({AUDIO_FORMATS}): {why[:120]}") from None
     if samples.size and not np.isfinite(samples).all():
         raise AudioError("the audio contains invalid samples (NaN or infinity); the file is damaged")
     return clip_from_samples(samples, rate)
+
+
+def _is_container(raw: bytes) -> bool:
+    """EBML (WebM, Matroska) or an ISO-BMFF `ftyp` box (MP4, M4A): the formats we hand to FFmpeg (PyAV)."""
+    return raw[:4] == b"\x1a\x45\xdf\xa3" or raw[4:8] == b"ftyp"
+
+
+def _decode_with_av(raw: bytes, limits: AudioLimits) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with FFmpeg's libraries (PyAV) to mono float32 at its own rate, stopping
+    as soon as it runs past max_seconds (a browser's WebM often states no duration)."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(raw), mode="r") as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise AudioError(f"this file holds no audio we can read ({AUDIO_FORMATS}, WebM or MP4)")
+            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            if not limits.min_rate <= rate <= limits.max_rate:
+                raise AudioError(f"the audio claims a sample rate of {rate} Hz; expected "
+                                 f"{limits.min_rate} to {limits.max_rate} Hz")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks, frames, cap = [], 0, int(limits.max_seconds * rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    frames += len(chunk)
+                if frames > cap:
+                    raise AudioError(f"the audio is longer than {limits.max_seconds:.0f} s; at most "
+                                     f"{limits.max_seconds:.0f} s are accepted")
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except MediaError:
+        raise
+    except (av.FFmpegError, ValueError, EOFError, OSError, StopIteration) as exc:
+        raise AudioError(f"this file is not audio we can read ({AUDIO_FORMATS}, WebM or MP4): "
+                         f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
+    if samples.size and not np.isfinite(samples).all():
+        raise AudioError("the audio contains invalid samples (NaN or infinity); the file is damaged")
+    return samples, rate
 
 
 def clip_from_samples(samples: np.ndarray, rate: int) -> AudioClip:

@@ -1,5 +1,9 @@
 """Speech -> text with Whisper, text -> speech with MMS-TTS (VITS), on whatever device the app has.
 
+Offline (--demo, or the configured models cannot be had) the real Whisper base runs through CTranslate2
+(engine/media/whisper_ct2.py) and espeak-ng speaks (engine/media/espeak.py); engine.demo_speech "tiny" keeps
+the tiny random models below for fast tests.
+
 We resample to 16 kHz ourselves (the transformers pipeline would need torchaudio), cut long audio
 into 30 s pieces, and answer silence with a "no speech heard" Transcript instead of an error.
 Korean text is romanised with `uroman` before an MMS tokenizer that says `is_uroman`, once per
@@ -15,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +32,10 @@ from engine.media.inputs import TARGET_RATE, AudioClip, AudioLimits, is_silent, 
 from engine.errors import MediaError
 from engine.loading.sources import ModelSource, resolve_source
 from engine.errors import SourceError, SpeechError
+
+if TYPE_CHECKING:
+    from engine.media.espeak import EspeakVoice
+    from engine.media.whisper_ct2 import FasterWhisper
 
 NO_SPEECH = "No speech heard: the recording is silent or too quiet."
 DEMO_STT_NOTICE = "Demo speech recogniser with random weights: transcripts are noise, not words."
@@ -66,19 +74,6 @@ class Speech:
     romanized: bool
     sentences: int
     model_id: str = ""
-
-
-def _pick_source(model_id: str, *, demo: bool, fallback: bool, demo_id: str, build_demo: Callable[[], Path],
-                 demo_notice: str) -> tuple[ModelSource, str]:
-    """The configured model's files, or the demo model (asked for, or the configured one cannot be had)."""
-    if not demo:
-        try:
-            return resolve_source(model_id), ""
-        except SourceError as exc:
-            if not fallback:
-                raise
-            demo_notice = f"Could not load {model_id}: {exc} -- running a demo model instead. {demo_notice}"
-    return ModelSource(demo_id, build_demo(), True), demo_notice
 
 
 def _device_and_dtype() -> tuple[str, torch.dtype]:
@@ -129,14 +124,30 @@ class SpeechToText:
         return cls(model, processor, _report(model, source, notice, time.perf_counter() - started), **kwargs)
 
     @classmethod
-    def load(cls, cfg: EngineConfig, *, demo: bool = False, **kwargs: Any) -> "SpeechToText":
-        """engine.stt_model with a GPU, engine.stt_model_cpu without; the demo Whisper on request or fallback."""
+    def load(cls, cfg: EngineConfig, *, demo: bool = False, **kwargs: Any) -> "SpeechToText | FasterWhisper":
+        """engine.stt_model with a GPU, engine.stt_model_cpu without. On --demo, or when that model cannot be had,
+        engine.demo_speech decides: the real offline Whisper base ("offline") or the tiny random one ("tiny")."""
         from engine.loading.demo.speech import demo_whisper_model
 
         model_id = cfg.stt_model if torch.cuda.is_available() else cfg.stt_model_cpu
-        source, notice = _pick_source(model_id, demo=demo, fallback=cfg.demo_fallback, demo_id="demo:whisper-tiny",
-                                      build_demo=demo_whisper_model, demo_notice=DEMO_STT_NOTICE)
-        return cls.from_source(source, notice, **kwargs)
+        why = ""
+        if not demo:
+            try:
+                return cls.from_source(resolve_source(model_id), "", **kwargs)
+            except SourceError as exc:
+                if not cfg.demo_fallback:
+                    raise
+                why = f"Could not load {model_id}: {exc}"
+        if cfg.demo_speech == "offline":
+            from engine.media.whisper_ct2 import FasterWhisper
+
+            try:
+                return FasterWhisper.load(notice=f"{why} -- running Whisper base (real weights, offline) instead."
+                                          if why else "")
+            except SourceError as exc:
+                why = " ".join(filter(None, [why, f"The offline Whisper base cannot load: {exc}"]))
+        notice = f"{why} -- running a demo model instead. {DEMO_STT_NOTICE}" if why else DEMO_STT_NOTICE
+        return cls.from_source(ModelSource("demo:whisper-tiny", demo_whisper_model(), True), notice, **kwargs)
 
     def memory_bytes(self) -> int:
         gpu, cpu = model_bytes(self.model)
@@ -267,17 +278,32 @@ class Voice:
         return cls(model, tokenizer, report, language, **kwargs)
 
     @classmethod
-    def load(cls, cfg: EngineConfig, language: str, *, demo: bool = False, **kwargs: Any) -> "Voice":
-        """engine.tts_model_ko or engine.tts_model_en; the demo voice on request or fallback."""
+    def load(cls, cfg: EngineConfig, language: str, *, demo: bool = False, **kwargs: Any) -> "Voice | EspeakVoice":
+        """engine.tts_model_ko or engine.tts_model_en. On --demo, or when that model cannot be had,
+        engine.demo_speech decides: espeak-ng, a real offline voice ("offline"), or a tiny random VITS ("tiny")."""
         from engine.loading.demo.speech import demo_tts_model
 
         if language not in ("ko", "en"):
             raise SpeechError(f"no voice for language {language!r}; use ko or en")
         model_id = cfg.tts_model_ko if language == "ko" else cfg.tts_model_en
-        source, notice = _pick_source(model_id, demo=demo, fallback=cfg.demo_fallback,
-                                      demo_id=f"demo:mms-tts-{language}-tiny",
-                                      build_demo=lambda: demo_tts_model(language), demo_notice=DEMO_TTS_NOTICE)
-        return cls.from_source(source, language, notice, **kwargs)
+        why = ""
+        if not demo:
+            try:
+                return cls.from_source(resolve_source(model_id), language, "", **kwargs)
+            except SourceError as exc:
+                if not cfg.demo_fallback:
+                    raise
+                why = f"Could not load {model_id}: {exc}"
+        if cfg.demo_speech == "offline":
+            from engine.media.espeak import EspeakVoice
+
+            try:
+                return EspeakVoice.load(language, f"{why} -- speaking with espeak-ng (offline) instead." if why else "")
+            except SourceError as exc:
+                why = " ".join(filter(None, [why, str(exc)]))
+        notice = f"{why} -- running a demo model instead. {DEMO_TTS_NOTICE}" if why else DEMO_TTS_NOTICE
+        return cls.from_source(ModelSource(f"demo:mms-tts-{language}-tiny", demo_tts_model(language), True),
+                               language, notice, **kwargs)
 
     @property
     def sample_rate(self) -> int:
@@ -354,5 +380,35 @@ def speech_model_ids(cfg: EngineConfig) -> dict[str, str]:
     return {"stt": stt, "tts-ko": cfg.tts_model_ko, "tts-en": cfg.tts_model_en}
 
 
+def speech_plan(cfg: EngineConfig, *, demo: bool) -> dict[str, tuple[str, bool]]:
+    """Role -> (model that will answer, whether its weights are real), known before anything loads: the
+    configured models, or on --demo what engine.demo_speech picks (a fallback at load time says so itself)."""
+    if not demo:
+        return {role: (model_id, True) for role, model_id in speech_model_ids(cfg).items()}
+    if cfg.demo_speech == "tiny":
+        return {"stt": ("demo:whisper-tiny", False), "tts-ko": ("demo:mms-tts-ko-tiny", False),
+                "tts-en": ("demo:mms-tts-en-tiny", False)}
+    from engine.loading.demo.whisper_base import OFFLINE_STT_ID
+    from engine.media.espeak import VOICES
+
+    return {"stt": (OFFLINE_STT_ID, True), "tts-ko": (f"espeak-ng:{VOICES['ko']}", True),
+            "tts-en": (f"espeak-ng:{VOICES['en']}", True)}
+
+
+def speech_status(plan: dict[str, tuple[str, bool]], rows: list[dict]) -> dict[str, dict]:
+    """For /health and the Voice tab: per speech role the model answering (the loaded one's report when it has
+    loaded, else the plan), whether its weights are real, and whether it is loaded."""
+    out = {}
+    loaded = {row["name"]: row for row in rows if row.get("name") in plan}
+    for role, (model_id, real) in plan.items():
+        row = loaded.get(role, {})
+        report = str(row.get("report") or "")
+        if row.get("loaded") and " at " in report:
+            model_id, real = report.split(" at ", 1)[0], not row.get("demo")
+        out[role] = {"model": model_id, "real_weights": bool(real), "loaded": bool(row.get("loaded"))}
+    return out
+
+
 __all__ = ["NO_SPEECH", "MediaError", "Speech", "SpeechError", "SpeechToText", "Transcript", "Voice",
-           "normalize_language", "speech_model_ids", "split_sentences", "text_language"]
+           "normalize_language", "speech_model_ids", "speech_plan", "speech_status", "split_sentences",
+           "text_language"]

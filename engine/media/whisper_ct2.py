@@ -1,0 +1,121 @@
+"""Speech -> text with real Whisper base weights offline, run by CTranslate2 through faster-whisper.
+
+Why this runtime: the only real Whisper weights installable here are in CTranslate2 format
+(engine/loading/demo/whisper_base.py), and faster-whisper runs them on the CPU with int8 weights, long-form
+audio (sequential 30 s windows that follow the timestamps, not blind cuts) and Silero VAD (bundled ONNX
+file), so noise is not passed off as words. The app's own checks stay in front: `load_audio` decodes,
+resamples to 16 kHz and enforces the limits; silence is answered before the model runs.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import SpeechError
+from engine.loading.demo.whisper_base import OFFLINE_STT_ID, offline_whisper_model
+from engine.loading.loader import LoadReport
+from engine.media.inputs import TARGET_RATE, AudioClip, AudioLimits, is_silent, load_audio
+from engine.media.speech import NO_SPEECH, Transcript, normalize_language
+
+RUNTIME = "ctranslate2"
+# Whisper decodes these languages for the app; detection picks the likeliest among them (a Korean voice
+# that Whisper base half-recognises is more often "Thai" than "English" when all 99 languages compete).
+APP_LANGUAGES = ("ko", "en")
+
+
+def voiced(samples: np.ndarray) -> bool:
+    """Whether Silero VAD (faster-whisper's bundled ONNX model, default settings) hears a voice anywhere."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    return bool(get_speech_timestamps(samples, VadOptions()))
+
+
+class FasterWhisper:
+    """Whisper (CTranslate2 format) loaded once; one transcription at a time per model (a lock)."""
+
+    def __init__(self, model: object, report: LoadReport, *, languages: tuple[str, ...] = APP_LANGUAGES,
+                 beam_size: int = 1, vad: bool = True, limits: AudioLimits = AudioLimits()):
+        self.model, self.report, self.languages = model, report, tuple(languages)
+        self.beam_size, self.vad, self.limits = beam_size, vad, limits
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, folder: Path | None = None, *, model_id: str = OFFLINE_STT_ID, notice: str = "",
+             threads: int | None = None, **kwargs: object) -> "FasterWhisper":
+        """The packaged Whisper base (or a CTranslate2 Whisper `folder`): int8 on the CPU, fp16 on a GPU."""
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        started = time.perf_counter()
+        folder = folder or offline_whisper_model()
+        gpu = ctranslate2.get_cuda_device_count() > 0
+        device, compute = ("cuda", "float16") if gpu else ("cpu", "int8")
+        model = WhisperModel(str(folder), device=device, compute_type=compute,
+                             cpu_threads=threads or min(4, os.cpu_count() or 1), local_files_only=True)
+        size = (folder / "model.bin").stat().st_size
+        report = LoadReport(model_id=model_id, folder=str(folder), rung=f"{RUNTIME}-{compute}", device=device,
+                            reason="Whisper base, real weights (MIT), run by CTranslate2 with "
+                                   f"{compute} weights", seconds=time.perf_counter() - started,
+                            gpu_bytes=size // 2 if gpu else 0, cpu_bytes=0 if gpu else size // 2,
+                            demo=False, notice=notice, random_weights=False)
+        return cls(model, report, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def real_weights(self) -> bool:
+        return True
+
+    def memory_bytes(self) -> int:
+        return self.report.gpu_bytes or self.report.cpu_bytes
+
+    def close(self) -> None:
+        self.model = None
+
+    def transcribe(self, audio: bytes | str | Path | AudioClip, language: str | None = None, *,
+                   max_new_tokens: int | None = None) -> Transcript:
+        """Audio -> Transcript. Silence, and noise in which VAD hears no voice, give no_speech=True."""
+        clip = audio if isinstance(audio, AudioClip) else load_audio(audio, self.limits)
+        hint = normalize_language(language)
+        started = time.perf_counter()
+        common = dict(seconds_audio=clip.seconds, original_rate=clip.original_rate, resampled=clip.resampled,
+                      model_id=self.report.model_id)
+        if is_silent(clip.samples, TARGET_RATE):
+            return Transcript("", None, no_speech=True, message=NO_SPEECH, chunks=0,
+                              seconds_compute=time.perf_counter() - started, **common)
+        if self.vad and not voiced(clip.samples):   # noise, hum, music: no voice, so nothing to transcribe
+            return Transcript("", None, no_speech=True, message=NO_SPEECH, chunks=0,
+                              seconds_compute=time.perf_counter() - started, **common)
+        with self._lock:
+            if self.model is None:
+                raise SpeechError("the speech model was unloaded; try again")
+            texts, lang = self._run(clip.samples, hint, max_new_tokens)
+        text = " ".join(texts).strip()
+        return Transcript(text, lang if text else None, no_speech=not text, message="" if text else NO_SPEECH,
+                          chunks=len(texts), seconds_compute=time.perf_counter() - started, **common)
+
+    def _run(self, samples: np.ndarray, hint: str | None, max_new_tokens: int | None) -> tuple[list[str], str]:
+        model = self.model
+        if hint is not None and hint not in model.supported_languages:
+            raise SpeechError(f"language {hint!r} is not one this speech model knows; use ko, en or auto")
+        lang = hint or self.detect(samples)
+        # One greedy pass per window at temperature 0: faster-whisper's default retries hard audio at five more
+        # temperatures, which on a 2-core CPU made a 5 s clip take minutes (docs/benchmarks.md).
+        # VAD has already said a voice is there (noise alone never gets here), so no window is dropped for
+        # looking like silence: with that check on, clear espeak-ng Korean came back empty.
+        options: dict[str, object] = {"language": lang, "task": "transcribe", "beam_size": self.beam_size,
+                                      "temperature": 0.0, "vad_filter": self.vad, "no_speech_threshold": None,
+                                      "condition_on_previous_text": False}
+        if max_new_tokens:
+            options["max_new_tokens"] = max_new_tokens
+        segments, _ = model.transcribe(samples, **options)
+        return [s.text.strip() for s in segments if s.text.strip()], lang
+
+    def detect(self, samples: np.ndarray) -> str:
+        """Whisper's language probabilities over the first 30 s, limited to the app's languages."""
+        _, _, ranked = self.model.detect_language(samples)
+        probs = dict(ranked)
+        allowed = [code for code in self.languages if code in probs]
+        return max(allowed, key=probs.__getitem__) if allowed else ranked[0][0]
