@@ -3,8 +3,8 @@
     python -m bench peer            (about 8 minutes on a quiet 2-core machine; writes docs/benchmarks.md)
     BENCH_PEER_QUICK=1 python -m bench.bench_peer   (tiny model, small counts: checks the bench itself runs)
 
-Five servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
-default config), Hugging Face's `transformers serve FOLDER --continuous-batching` with its cache sized
+Seven servers run at once, each started by this bench: this app (`app.py --demo`, engine.demo_size bench,
+default config, and again with engine.precision 4bit beside `transformers serve --quantization bnb-4bit`), Hugging Face's `transformers serve FOLDER --continuous-batching` with its cache sized
 explicitly (twice, see below) and with its default cache (a share of system RAM: its resident memory is the
 figure to read there), and `transformers serve FOLDER` without continuous batching. The peer samples only
 when the folder's generation_config.json says do_sample (it ignores a request's temperature otherwise, and
@@ -13,7 +13,9 @@ folder with do_sample true for the sampled rows (temperature 0.7, top_p 0.95, wh
 default) and the original folder (greedy) for the greedy rows (temperature 0). Every round visits the
 servers in turn (interleaved), with the same streaming client (httpx, SSE, usage from
 `stream_options.include_usage`). Figures: idle CPU (psutil cpu_times over IDLE_SECONDS with no client), one
-client's decode tokens/s, aggregate tokens/s and first-token p50 for 8 and 32 clients, `hey` overload
+client's decode tokens/s, aggregate tokens/s and first-token p50 for 8 and 32 clients (and for 8 clients
+whose requests carry a seed, as lm-evaluation-harness sends, or a JSON schema, as agents do, with how many
+replies kept to the schema), `hey` overload
 (answered within hey's 20 s, by status), and resident memory after the runs. Load average is printed with
 each round: on a shared machine, compare within a round.
 """
@@ -43,8 +45,16 @@ ROUNDS = 1 if QUICK else 2
 IDLE_SECONDS = 5 if QUICK else 20
 SINGLE_TOKENS = 16 if QUICK else 64
 LOADS = [(4, 8)] if QUICK else [(8, 64), (32, 32)]      # (clients, tokens each)
-SAMPLED, GREEDY = "sampled", "greedy"
-TEMPERATURE = {SAMPLED: 0.7, GREEDY: 0.0}
+SAMPLED, GREEDY, SEEDED, SCHEMA = "sampled", "greedy", "seeded", "json schema"
+TEMPERATURE = {SAMPLED: 0.7, GREEDY: 0.0, SEEDED: 0.7, SCHEMA: 0.0}
+# What lm-evaluation-harness and agents add to a request (issue 23): a seed on every call; a JSON schema.
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+          "required": ["name", "age"], "additionalProperties": False}
+EXTRA = {SAMPLED: {"top_p": 0.95}, GREEDY: {}, SEEDED: {"top_p": 0.95, "seed": 1234},
+         SCHEMA: {"response_format": {"type": "json_schema",
+                                      "json_schema": {"name": "person", "schema": PERSON, "strict": True}}}}
+MODES = (SAMPLED, GREEDY, SEEDED, SCHEMA)
+SHAPE_LOADS = LOADS[:1]          # the seeded and schema rows: the first load only (time)
 HEY = (20, 10) if QUICK else (200, 50)                   # (-n, -c)
 HEY_TOKENS = 8
 CB_PAGE, CB_BLOCKS, CB_BATCH_TOKENS = 256, 64, 512      # the peer's continuous-batching cache, explicit
@@ -109,14 +119,18 @@ def servers(folder: Path, sampling_folder: Path) -> list[Server]:
     cb = ("--continuous-batching", "--cb-block-size", str(CB_PAGE), "--cb-num-blocks", str(CB_BLOCKS),
           "--cb-max-batch-tokens", str(CB_BATCH_TOKENS))
     cb_settings = " ".join(cb) + ", bf16"
+    ours = [sys.executable, str(ROOT / "app.py"), "--demo", "--port", "{port}"]
     return [
         Server("ours", "app.py --demo, default config (engine.max_concurrent \"auto\", server.max_wait_s as shipped)",
-               [sys.executable, str(ROOT / "app.py"), "--demo", "--config", "config.json", "--port", "{port}"],
-               "local-chat", "/health", (SAMPLED, GREEDY), env={"APP_API_KEY": ""}),
+               ours + ["--config", "config.json"], "local-chat", "/health", MODES, env={"APP_API_KEY": ""}),
         Server("transformers serve CB", f"{cb_settings}, folder with do_sample true",
-               peer(sampling_folder, *cb), str(sampling_folder), "/health", (SAMPLED,)),
+               peer(sampling_folder, *cb), str(sampling_folder), "/health", (SAMPLED, SEEDED)),
         Server("transformers serve CB, greedy folder", f"{cb_settings}, the folder as built (do_sample false)",
-               peer(folder, *cb), str(folder), "/health", (GREEDY,)),
+               peer(folder, *cb), str(folder), "/health", (GREEDY, SCHEMA)),
+        Server("ours 4-bit", "app.py --demo, engine.precision 4bit (bitsandbytes nf4, double quant, bf16 compute)",
+               ours + ["--config", "config-4bit.json"], "local-chat", "/health", (SAMPLED,), env={"APP_API_KEY": ""}),
+        Server("transformers serve CB 4-bit", f"{cb_settings}, --quantization bnb-4bit, folder with do_sample true",
+               peer(sampling_folder, *cb, "--quantization", "bnb-4bit"), str(sampling_folder), "/health", (SAMPLED,)),
         Server("transformers serve CB, default cache", "--continuous-batching, bf16, folder with do_sample true, "
                "cache sized by transformers (a share of system RAM)",
                peer(sampling_folder, "--continuous-batching"), str(sampling_folder), "/health", (SAMPLED,)),
@@ -140,8 +154,8 @@ async def sse_data(r: httpx.Response):
 async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int, mode: str) -> dict:
     """One streaming request: first-token seconds, tokens (from usage), seconds, status."""
     body = {"model": server.model, "messages": PROMPT, "max_tokens": tokens, "temperature": TEMPERATURE[mode],
-            "top_p": 0.95, "stream": True, "stream_options": {"include_usage": True}}
-    started, first, used, chunks = time.perf_counter(), None, None, 0
+            "stream": True, "stream_options": {"include_usage": True}} | EXTRA[mode]
+    started, first, used, chunks, text = time.perf_counter(), None, None, 0, []
     async with http.stream("POST", server.url + "/v1/chat/completions", json=body) as r:
         if r.status_code != 200:
             await r.aread()
@@ -153,9 +167,20 @@ async def one_stream(http: httpx.AsyncClient, server: Server, tokens: int, mode:
             for choice in event.get("choices") or []:
                 if (choice.get("delta") or {}).get("content"):
                     chunks += 1
+                    text.append(choice["delta"]["content"])
                     first = first or time.perf_counter() - started
     return {"status": 200, "ttft": first, "tokens": used if used is not None else chunks,
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "valid": valid_person("".join(text))}
+
+
+def valid_person(text: str) -> bool:
+    """Whether a reply is a JSON object of PERSON's shape (a reply cut by max_tokens is not)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return (isinstance(value, dict) and set(value) == {"name", "age"} and isinstance(value["name"], str)
+            and isinstance(value["age"], int))
 
 
 async def load(server: Server, clients: int, tokens: int, mode: str = SAMPLED) -> dict:
@@ -169,7 +194,7 @@ async def load(server: Server, clients: int, tokens: int, mode: str = SAMPLED) -
     errors = len(outs) - len(ok)
     ttfts = [o["ttft"] for o in ok if o["ttft"] is not None]
     return {"tps": sum(o["tokens"] for o in ok) / wall, "ttft_p50": statistics.median(ttfts) if ttfts else None,
-            "errors": errors, "single_tps": (ok[0]["tokens"] / ok[0]["seconds"]) if clients == 1 and ok else None}
+            "errors": errors, "valid": sum(o["valid"] for o in ok), "answered": len(ok), "single_tps": (ok[0]["tokens"] / ok[0]["seconds"]) if clients == 1 and ok else None}
 
 
 def idle_cores(peers: list[Server]) -> list[float]:
@@ -206,6 +231,8 @@ def measure() -> tuple[list[Server], list[str]]:
     work = Path(tempfile.mkdtemp(prefix="bench-peer-"))
     (work / "config.json").write_text(json.dumps({"engine": {"demo_size": SIZE},
                                                   "sessions": {"path": str(work / "sessions")}}))
+    (work / "config-4bit.json").write_text(json.dumps({"engine": {"demo_size": SIZE, "precision": "4bit"},
+                                                       "sessions": {"path": str(work / "sessions-4bit")}}))
     peers, notes = servers(folder, sampling_copy(folder, work)), []
     try:
         for s in peers:
@@ -224,11 +251,11 @@ def measure() -> tuple[list[Server], list[str]]:
             asyncio.run(load(s, 1, 8, s.modes[0]))
         for rnd in range(1, ROUNDS + 1):
             notes.append(f"round {rnd}: load average {loadavg()} at start")
-            for mode in (SAMPLED, GREEDY):
+            for mode in MODES:
                 for s in (s for s in peers if mode in s.modes):   # interleaved, server by server
                     single = asyncio.run(load(s, 1, SINGLE_TOKENS, mode))
                     s.results.setdefault((mode, "single"), []).append(single["single_tps"] or 0.0)
-                    for clients, tokens in LOADS:
+                    for clients, tokens in (LOADS if mode in (SAMPLED, GREEDY) else SHAPE_LOADS):
                         s.results.setdefault((mode, clients, tokens), []).append(
                             asyncio.run(load(s, clients, tokens, mode)))
         notes.append(f"hey rounds: load average {loadavg()} at start")
@@ -246,12 +273,14 @@ def markdown(peers: list[Server], notes: list[str]) -> str:
     names = [s.name for s in peers]
     rows = [("CPU used while idle (no client ever connected)",
              [f"{s.results['idle']:.3f} core ({IDLE_SECONDS} s)" for s in peers])]
-    for mode in (SAMPLED, GREEDY):
-        label = f"temperature {TEMPERATURE[mode]:g}" + (", top_p 0.95" if mode == SAMPLED else "")
+    for mode in MODES:
+        label = f"temperature {TEMPERATURE[mode]:g}" + "".join(
+            f", {k} {v}" for k, v in EXTRA[mode].items() if k != "response_format") + (
+            ", response_format json_schema (name, age)" if mode == SCHEMA else "")
         rows.append((f"{mode} ({label}): 1 client, decode tokens/s",
                      [" / ".join(f"{v:.1f}" for v in s.results[(mode, "single")]) if mode in s.modes else "-"
                       for s in peers]))
-        for clients, tokens in LOADS:
+        for clients, tokens in (LOADS if mode in (SAMPLED, GREEDY) else SHAPE_LOADS):
             cells = []
             for s in peers:
                 if mode not in s.modes:
@@ -261,7 +290,10 @@ def markdown(peers: list[Server], notes: list[str]) -> str:
                 cell = " / ".join(f"{r['tps']:.1f} ({r['ttft_p50']:.1f} s)" if r["ttft_p50"] is not None
                                   else "failed" for r in runs)
                 errors = sum(r["errors"] for r in runs)
-                cells.append(cell + (f", {errors} errors" if errors else ""))
+                cell += f", {errors} errors" if errors else ""
+                if mode == SCHEMA:       # whether the server kept to the schema, not only how fast it wrote
+                    cell += f"; valid JSON of the schema: {sum(r['valid'] for r in runs)} / {sum(r['answered'] for r in runs)}"
+                cells.append(cell)
             rows.append((f"{mode}: {clients} clients × {tokens} tokens, aggregate tok/s (TTFT p50)", cells))
     rows.append((f"`hey -n {HEY[0]} -c {HEY[1]}`, {HEY_TOKENS} tokens", [s.results["hey"] for s in peers]))
     rows.append(("server RSS after the runs", [f"{s.results['rss']:.0f} MiB" for s in peers]))

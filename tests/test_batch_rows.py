@@ -1,4 +1,5 @@
-"""Request shapes in the continuous batch (engine/serving/sampling.py): per-row seeds, top_k and penalties.
+"""Request shapes in the continuous batch (engine/serving/sampling.py): per-row seeds, top_k and penalties
+(logprobs, JSON schemas and tools: tests/test_batch_shapes.py).
 
 Each test counts the batch's requests at a step with a recorder on the processor list (what transformers lays
 out for a step), never by timing, and judges replies by scoring them with the same model run alone
@@ -174,9 +175,9 @@ def test_a_penalised_greedy_reply_in_the_batch_is_what_the_plain_path_would_choo
 
 def test_seeds_and_penalties_stay_on_the_plain_path_where_transformers_batches_asynchronously(
         tiny_engine, batcher, monkeypatch):
-    """Their processors hand data from a step's layout to its forward on the batching thread, in order only
-    when batching is synchronous (no asynchronous batching, CUDA graph or torch.compile): elsewhere they must
-    not join."""
+    """Their processors (and those of logprobs, JSON schemas and tools) hand data from a step's layout to its
+    forward on the batching thread, in order only when batching is synchronous (no asynchronous batching, CUDA
+    graph or torch.compile): elsewhere they must not join."""
     from types import SimpleNamespace
 
     from engine.serving import batching
@@ -199,5 +200,12 @@ def test_seeds_and_penalties_stay_on_the_plain_path_where_transformers_batches_a
         assert other.plain_path_features(SEEDED) == ["seed"] and "asynchronous" in other.plain_path_reasons["seed"]
         assert other.plain_path_features(PENALISED) == ["penalties"]
         assert not other.needs_plain_path(dataclasses.replace(SEEDED, seed=None, top_k=3))
+        unseeded = dataclasses.replace(SEEDED, seed=None)
+        for feature, params in (("logprobs", unseeded.with_overrides(logprobs=2)),
+                                ("response_format", dataclasses.replace(unseeded, constraint=object())),
+                                ("tools", dataclasses.replace(unseeded, tools=object()))):
+            assert other.plain_path_features(params) == [feature] and "asynchronous" in other.plain_path_reasons[feature]
+        kinds = {type(p).__name__ for p in other._manager.logit_processor.logits_processor}
+        assert not kinds & {"LogprobRows", "GrammarRows", "Penalties", "ReplyPenalties"}, kinds
     finally:
         other.close()

@@ -198,34 +198,34 @@ def test_stop_strings_cut_the_batched_stream(tiny_engine, batcher):
 def test_a_plain_reply_beside_the_batch_stays_causal(tiny_engine, batcher):
     """A greedy (plain path) reply while batched requests run, and after them, is the reply it was before:
     the batch's forward once left config.is_causal False for every later plain call."""
-    greedy = SAMPLED.with_overrides(temperature=0.0, logprobs=0)     # logprobs: the plain path
-    assert batcher.needs_plain_path(greedy)
-    before = tiny_engine.stream(HI, greedy).text()
+    greedy = SAMPLED.with_overrides(temperature=0.0)
+    plain = tiny_engine.generator            # the plain path itself, sharing the model with the batch
+    before = plain.stream(HI, greedy).text()
     long = SAMPLED.with_overrides(max_new_tokens=150, min_new_tokens=150)
     threads = [threading.Thread(target=lambda: tiny_engine.stream(HI, long).text()) for _ in range(3)]
     for t in threads:
         t.start()
-    during = [tiny_engine.stream(HI, greedy).text() for _ in range(3)]
+    during = [plain.stream(HI, greedy).text() for _ in range(3)]
     for t in threads:
         t.join(120)
     assert during == [before] * 3
-    assert tiny_engine.stream(HI, greedy).text() == before
+    assert plain.stream(HI, greedy).text() == before
     assert getattr(tiny_engine.model.config, "is_causal", None) is None
 
 
-def test_what_the_batch_cannot_do_takes_the_plain_path_and_says_why(tiny_engine, batcher):
-    cannot = {"logprobs": SAMPLED.with_overrides(logprobs=2),
-              "response_format": dataclasses.replace(SAMPLED, constraint=object()),
-              "tools": dataclasses.replace(SAMPLED, tools=object())}
-    for feature, params in cannot.items():
-        assert batcher.plain_path_features(params) == [feature] and batcher.plain_path_reasons[feature]
+def test_every_request_shape_joins_the_synchronous_batch(tiny_engine, batcher):
+    """What stays on the plain path where batching is asynchronous: tests/test_batch_rows.py; what each shape
+    does in the batch: tests/test_batch_rows.py and tests/test_batch_shapes.py."""
+    assert not batcher.plain_path_reasons
     for joins in (SAMPLED, SAMPLED.with_overrides(seed=7), SAMPLED.with_overrides(top_k=5),
-                  SAMPLED.with_overrides(repetition_penalty=1.2, presence_penalty=0.5, frequency_penalty=0.1)):
-        assert not batcher.needs_plain_path(joins)      # tests/test_batch_rows.py: what each does in the batch
+                  SAMPLED.with_overrides(repetition_penalty=1.2, presence_penalty=0.5, frequency_penalty=0.1),
+                  SAMPLED.with_overrides(logprobs=2), dataclasses.replace(SAMPLED, constraint=object()),
+                  dataclasses.replace(SAMPLED, tools=object())):
+        assert not batcher.needs_plain_path(joins)
     # a seed on the plain path seeds torch's process-wide RNG: exact while nothing else samples meanwhile
-    exact = SAMPLED.with_overrides(seed=7, logprobs=0)
+    exact = SAMPLED.with_overrides(seed=7)
     wait_for(batcher.idle, "the batcher to go idle", stall=30, poll=0.01)
-    assert tiny_engine.stream(HI, exact).text() == tiny_engine.stream(HI, exact).text()
+    assert tiny_engine.generator.stream(HI, exact).text() == tiny_engine.generator.stream(HI, exact).text()
 
 
 def test_greedy_requests_share_the_batch_unless_told_to_stay_exact(tiny_engine, batcher):

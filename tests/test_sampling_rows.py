@@ -6,7 +6,7 @@ from transformers.generation.continuous_batching.requests import FutureRequestSt
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor, TopKLogitsWarper
 
 from engine.serving.penalties import PresenceFrequencyPenalty
-from engine.serving.sampling import NucleusDraw, Penalties, TopK, batch_sampler, race
+from engine.serving.sampling import NucleusDraw, Penalties, ReplyPenalties, TopK, batch_sampler, race
 
 ENDS = (5, 7)
 
@@ -30,12 +30,13 @@ def test_the_list_takes_seeds_top_k_and_penalties_only_when_built_with_them():
     plain = batch_sampler(ENDS)
     assert plain.tensors_required == 3 and not {"seed", "top_k", "repetition_penalty"} & set(plain.supported_keys)
     full = batch_sampler(ENDS, seeds=True, top_k=True, penalties=True)
-    assert full.tensors_required == 5
+    assert full.tensors_required == 6            # the penalties in two: repetition, then presence and frequency
     full.check_kwargs({"min_new_tokens": 2, "temperature": 0.7, "top_p": 0.9, "seed": 3, "top_k": 4,
                        "repetition_penalty": 1.2, "presence_penalty": 0.5, "frequency_penalty": 0.1})
-    defaults = torch.ones((5, 1), dtype=torch.int32)
+    defaults = torch.ones((6, 1), dtype=torch.int32)
     full.fill_defaults(defaults)
-    assert defaults.flatten().tolist()[:2] == [0, 0] and defaults[3].tolist() == [0]   # no hold, no penalty, no top-k
+    assert defaults.flatten().tolist()[:3] == [0, 0, 0] and defaults[4].tolist() == [0]   # no hold/penalty/top-k
+    assert batch_sampler(ENDS, seeds=True, top_k=True, penalties=True, rows={}).tensors_required == 8
 
 
 def test_top_k_keeps_what_transformers_keeps_per_row():
@@ -78,7 +79,7 @@ def test_penalties_are_the_plain_path_processors_per_row():
     penalties = Penalties()
     arg = penalties.prepare_tensor_args(_rows(*(r[0] for r in rows)))
     assert arg.tolist() == [1, 1, 0, 1, 1]
-    ours = penalties(scores.clone(), arg)
+    ours = ReplyPenalties(penalties)(penalties(scores.clone(), arg), torch.zeros(6, dtype=torch.int32))
     for i, (_, prompt, reply, values) in enumerate(rows):
         expected = scores[i:i + 1].clone()
         if values is not None:

@@ -86,12 +86,20 @@ class ConstrainedLogits:
         for token in input_ids[0, self._seen:].tolist():
             self.matcher.consume_token(token)
         self._seen = input_ids.shape[1]
-        vocab = scores.shape[-1]
-        allowed = torch.zeros(vocab, dtype=torch.bool)
-        if not self.matcher.is_error():
-            bits = torch.frombuffer(bytearray(self.matcher.compute_bitmask()), dtype=torch.uint8)
-            mask = ((bits.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).reshape(-1).bool()[:vocab]
-            allowed[:mask.numel()] = mask
-        if not allowed.any():
-            allowed[list(self.end_ids)] = True
+        allowed = allowed_tokens(self.matcher, scores.shape[-1], self.end_ids)
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
+
+
+def allowed_tokens(matcher: Any, vocab: int, end_ids: tuple[int, ...]) -> torch.Tensor:
+    """[vocab] bools: the tokens `matcher` allows next (llguidance's bitmask unpacked; ids past the tokenizer's
+    own vocabulary, where a model pads its embedding, are never allowed). When nothing is allowed (the grammar
+    engine failed), only `end_ids`: the reply ends there. The one translation of the mask, for the plain path
+    (ConstrainedLogits) and for each row of the continuous batch (engine/serving/sampling.GrammarRows)."""
+    allowed = torch.zeros(vocab, dtype=torch.bool)
+    if not matcher.is_error():
+        bits = torch.frombuffer(bytearray(matcher.compute_bitmask()), dtype=torch.uint8)
+        mask = ((bits.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).reshape(-1).bool()[:vocab]
+        allowed[:mask.numel()] = mask
+    if not allowed.any():
+        allowed[list(end_ids)] = True
+    return allowed

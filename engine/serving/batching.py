@@ -6,16 +6,20 @@ Two schedulers with the same `.stream(messages, params, cancel) -> ChatStream` a
   decode step runs all active requests as one batch over a paged KV cache, so 8 clients cost far less
   than 8 times one. The cache is sized EXPLICITLY (`size_cache`): transformers' default would take
   60 % of system RAM on a CPU. Per request it honours temperature, top_p, top_k, a minimum length, a
-  seed and the repetition, presence and frequency penalties (engine/serving/sampling.py); greedy requests
-  take their argmax there, and every end token of the folder ends a reply, as in `generate`. A seeded row
-  draws with its own generator: the same seed gives the same reply alone or beside others (up to a flip
-  where the batch's rounding swaps the two leading tokens), though not the plain path's reply for that
-  seed. What the batch cannot do goes to the plain path, one request at a time, each feature with its
-  reason (`plain_path_reasons`, from PLAIN_PATH and ASYNC_PLAIN): logprobs, JSON-schema constraints,
-  tools; seeds and penalties where transformers batches asynchronously, replays CUDA graphs or compiles
-  the step; greedy requests when engine.batch_greedy is false (the plain path is exact, equal to
-  `generate`). An out-of-memory error before the first token retries the request alone on the plain path
-  (which shortens the context if needed); the batching thread restarts by itself after a fatal error.
+  seed, the repetition, presence and frequency penalties, logprobs (each token's top alternatives from
+  the row's own logits, the distribution the plain path reports) and a JSON schema or a forced tool call
+  (the row's own llguidance mask at each step) (engine/serving/sampling.py); greedy requests take their
+  argmax there, and every end token of the folder ends a reply, as in `generate`. A seeded row draws with
+  its own generator: the same seed gives the same reply alone or beside others (up to a flip where the
+  batch's rounding swaps the two leading tokens), though not the plain path's reply for that seed. What
+  the batch cannot do goes to the plain path, one request at a time, each feature with its reason
+  (`plain_path_reasons`, from PLAIN_PATH and ASYNC_PLAIN): seeds, penalties, logprobs, JSON schemas and
+  tools where transformers batches asynchronously, replays CUDA graphs or compiles the step (each needs
+  a handover on the batching thread from a step's layout to its forward); greedy requests when
+  engine.batch_greedy is false (the plain path is exact, equal to `generate`). An out-of-memory error
+  before the first token retries the request alone on the plain path (which shortens the context if
+  needed; not a tools request, whose reply is read for calls); the batching thread restarts by itself
+  after a fatal error.
 - QueuedGenerator: the plain Generator behind a strict first-come-first-served queue of `slots`.
   Used where continuous batching cannot run or was measured to change the answers: a quantized
   (bitsandbytes) rung whose measured decision (engine/serving/batch_criterion.py, written by
@@ -48,7 +52,8 @@ from engine.serving.admission import WaitEstimator
 from engine.serving.batch_criterion import measured_decision
 from engine.prompting.codec import TextCodec
 from engine.loading.memory import release
-from engine.serving.sampling import batch_sampler
+from engine.serving.logprobs import describe
+from engine.serving.sampling import RowExtras, batch_sampler
 from engine.serving.generation import ChatStream, GenerationParams, Generator, Sink, StreamStats, cancelled_stream
 from engine.errors import GenerationError
 from engine.prompting.textstream import IncrementalDecoder, StopMatcher
@@ -288,6 +293,12 @@ def _synchronous(cb_config: Any) -> bool:
     return not cb_config.use_async_batching and not graphs and not compiled
 
 
+def _stop_if_alive(manager_ref: "weakref.ref[Any]") -> None:
+    manager = manager_ref()
+    if manager is not None:
+        _stop_manager(manager)
+
+
 def _stop_manager(manager: Any) -> None:
     if manager.is_running():
         # Ask first, then wake the thread (it may be asleep on _IdleWake with no timeout), then wait for it.
@@ -342,7 +353,7 @@ def one_forward_at_a_time(model: Any) -> None:
     (utils/generic.py): the batching thread passes is_causal=False, so a plain `generate` overlapping it
     read False, built a non-causal prefill mask and, restoring in the wrong order, left False in the config
     for good: every later plain reply came from a model that attends to the future (tests/test_batching.py).
-    The plain path (seeds, top-k, tools, logprobs; greedy when engine.batch_greedy is false) and the batch
+    The plain path (what plain_path_reasons names; greedy when engine.batch_greedy is false) and the batch
     share the model, so their forwards take turns; on one CPU or GPU they compete for the same cores anyway."""
     if getattr(model, "_one_forward_lock", None) is not None:
         return
@@ -372,6 +383,10 @@ class _Reply:
         self.codec, self.stats, self.cancel, self.sink, self._on_end = codec, stats, cancel, sink, on_end
         self.decoder, self.stops = IncrementalDecoder(codec.decode), StopMatcher(params.stop)
         stats.token_ids = self.decoder.ids
+        self.top_logprobs = params.logprobs
+        # The row's log-softmax at each of its steps (LogprobRows, in the step's forward), taken here in order
+        # with the step's token, both on the batching thread.
+        self.scores: collections.deque = collections.deque()
         self.started = time.perf_counter()
         self.finished = False      # the manager is done with the request (nothing to cancel)
         self.failure: str | None = None
@@ -397,6 +412,11 @@ class _Reply:
             return self._end()
         self.finished = out.is_finished()
         new = out.generated_tokens[len(self.decoder.ids):]
+        if self.top_logprobs is not None:
+            for token in new:
+                row = self.scores.popleft() if self.scores else None
+                if row is not None and token not in self.codec.stops:     # as the plain path reports them
+                    self.stats.logprobs.append(describe(self.codec.tokenizer, row, token, self.top_logprobs))
         if new:
             if self.stats.first_token_seconds is None:
                 self.stats.first_token_seconds = time.perf_counter() - self.started
@@ -425,15 +445,10 @@ class _Reply:
             self._closed = True
 
 
-# What a request may ask for that the batch does not do yet: such a request takes the plain path, one at a
-# time (feature -> why, as /health and the notes may show it). ContinuousBatcher.plain_path_reasons adds
-# what depends on the model and the config.
-PLAIN_PATH = MappingProxyType({
-    "logprobs": "log-probabilities are read from generate's scores on the plain path; the batch does not "
-                "report them yet",
-    "response_format": "a JSON-schema constraint masks tokens step by step on the plain path; not yet per batch row",
-    "tools": "tool calls are constrained and parsed on the plain path; not yet per batch row",
-})
+# What a request may ask for that no batch does: such a request takes the plain path, one at a time (feature ->
+# why, as /health and the notes may show it). Nothing today: ContinuousBatcher.plain_path_reasons adds what
+# depends on the model and the config.
+PLAIN_PATH: Mapping[str, str] = MappingProxyType({})
 # Where transformers batches asynchronously (it lays a step out before the last one's tokens are known), replays
 # CUDA graphs or compiles the step (neither runs our processors' Python at each step), what needs a handover from
 # a step's layout to its forward (_synchronous) stays on the plain path.
@@ -443,6 +458,13 @@ ASYNC_PLAIN = MappingProxyType({
     "penalties": "repetition, presence and frequency penalties need each row's token history, handed to the step "
                  "on the batching thread, which asynchronous batching, CUDA graphs and torch.compile do not keep "
                  "in order",
+    "logprobs": "a row's log-probabilities are handed from the step's forward to its reply on the batching thread, "
+                "which asynchronous batching, CUDA graphs and torch.compile do not keep in order",
+    "response_format": "a JSON-schema row's grammar must see its last token before its next mask, handed to the "
+                       "step on the batching thread, which asynchronous batching, CUDA graphs and torch.compile do "
+                       "not keep in order",
+    "tools": "a forced tool call's grammar must see its last token before its next mask, handed to the step on "
+             "the batching thread, which asynchronous batching, CUDA graphs and torch.compile do not keep in order",
 })
 GREEDY_EXACT = "engine.batch_greedy is false: greedy requests take the plain path, exact (equal to generate)"
 
@@ -483,9 +505,13 @@ class ContinuousBatcher:
         self._manager = model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
         hf_bridge.wrap_batch_processor_factory(self._manager, _with_lazy_cache)
         synchronous = _synchronous(self._manager.continuous_batching_config)   # as transformers resolved it
+        # A row's logprobs sink and grammar matcher, by request id (engine/serving/sampling.RowExtras): set by
+        # _run before add_request, read by the processors on the batching thread, dropped when the reply ends.
+        self._rows: dict[str, RowExtras] = {}
         # read when the batching thread starts
         self._manager.logit_processor = batch_sampler(codec.stops, seeds=synchronous, top_k=True,
-                                                      penalties=synchronous)
+                                                      penalties=synchronous,
+                                                      rows=self._rows if synchronous else None)
         self.plain_path_reasons: Mapping[str, str] = MappingProxyType({
             **PLAIN_PATH, **({} if synchronous else ASYNC_PLAIN), **({} if batch_greedy else {"greedy": GREEDY_EXACT})})
         hf_bridge.replace_wake_event(self._manager, _IdleWake(self._manager))  # idle means idle: no 10 Hz polling
@@ -493,8 +519,9 @@ class ContinuousBatcher:
         self._ensure_running()
         # transformers' batching thread is not a daemon: stop it when this batcher is collected, and at exit
         # before the interpreter waits for non-daemon threads (plain atexit would run after that wait).
+        # The exit hook holds the manager weakly: a closed engine (a model switch) must not stay alive through it.
         weakref.finalize(self, _stop_manager, self._manager)
-        threading._register_atexit(_stop_manager, self._manager)
+        threading._register_atexit(_stop_if_alive, weakref.ref(self._manager))
 
     def _ensure_running(self) -> None:
         """Start the batching thread, or restart it after a fatal error (e.g. out of memory) stopped it."""
@@ -509,16 +536,32 @@ class ContinuousBatcher:
         self.slots.check_room()
         max_new = min(params.max_new_tokens, self.max_context - 16)
         params = replace(params, max_new_tokens=max_new)
+        if params.tools is not None:
+            return self._stream_tools(messages, params, cancel or threading.Event())
+        matcher = self._matcher(params)              # an unusable schema fails now, before any text
         prepared = self.generator.prepare(messages, params, cancel)
         if prepared is None:
             return cancelled_stream()
         kept, prompt, stats = prepared
         cancel = cancel or threading.Event()
-        return ChatStream(lambda sink: self._run(kept, prompt, params, cancel, stats, sink), stats)
+        return ChatStream(lambda sink: self._run(kept, prompt, params, cancel, stats, sink, matcher), stats)
+
+    def _stream_tools(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event) -> ChatStream:
+        """A request with tools in the batch: the plain path's tool prompt and reader (Generator.prepare_tools),
+        a forced call's grammar as the row's mask. Read pulled: the reader holds a call's text until parsed."""
+        prompt, constrained, read = self.generator.prepare_tools(messages, params)
+        matcher = self._matcher(constrained)
+        stats = StreamStats()
+        return ChatStream(lambda _sink: read(self._run(None, prompt, params, cancel, stats, None, matcher), stats),
+                          stats)
+
+    def _matcher(self, params: GenerationParams) -> Any:
+        """A fresh llguidance matcher for the request's JSON constraint (ConstraintError if it cannot compile)."""
+        return None if params.constraint is None else self.generator.grammar.matcher(params.constraint)
 
     def needs_plain_path(self, params: GenerationParams) -> bool:
-        """Whether the request uses something the batch does not do (plain_path_reasons): logprobs, a JSON
-        constraint, tools; seeds and penalties where batching is not synchronous; and greedy requests when
+        """Whether the request uses something the batch does not do (plain_path_reasons): seeds, penalties,
+        logprobs, a JSON constraint and tools where batching is not synchronous; and greedy requests when
         engine.batch_greedy is false, which keeps them exact: in the batch (its sampler takes a temperature-0
         row's argmax) identical greedy requests sent together got different replies on the tiny bf16 model,
         since the batch's rounding depends on what else is in each step."""
@@ -548,11 +591,14 @@ class ContinuousBatcher:
             kw["frequency_penalty"] = float(params.frequency_penalty)
         return kw
 
-    def _run(self, kept: list[dict], prompt: list[int], params: GenerationParams, cancel: threading.Event,
-             stats: StreamStats, sink: Sink | None = None) -> Iterator[str]:
+    def _run(self, kept: list[dict] | None, prompt: list[int], params: GenerationParams, cancel: threading.Event,
+             stats: StreamStats, sink: Sink | None = None, matcher: Any = None) -> Iterator[str]:
         """The request in the batch. Its tokens are decoded on the batching thread as they come (_Reply);
         with a `sink` the pieces go straight to it from there and this thread only waits for the end,
-        without one they pass through a queue and are yielded here."""
+        without one they pass through a queue and are yielded here. `matcher` masks the row (GrammarRows);
+        params.logprobs has the row's log-softmax handed to the reply (LogprobRows). `kept`: the messages an
+        out-of-memory error before the first token retries alone with (None: no retry, the error stands; a
+        tools request, whose reply the caller reads for calls)."""
         stats.prompt_tokens = len(prompt)
         if not self.slots.acquire(cancel):
             stats.finish_reason = "cancelled"
@@ -562,6 +608,9 @@ class ContinuousBatcher:
                        on_end=(lambda: inbox.put(_END)) if inbox is not None else None)
         rid = f"chat-{uuid.uuid4().hex}"
         alone = False        # handed to the plain path, whose stats are the request's
+        if matcher is not None or params.logprobs is not None:
+            self._rows[rid] = RowExtras(scores=reply.scores.append if params.logprobs is not None else None,
+                                        matcher=matcher)
         try:
             self._ensure_running()
             hf_bridge.register_result_handler(self._manager, rid, reply.take)  # called on the batching thread
@@ -575,7 +624,7 @@ class ContinuousBatcher:
             yield from self._follow(reply, inbox)
             reply.close()
             if reply.failure is not None:
-                if _is_oom_text(reply.failure) and not reply.decoder.ids:
+                if _is_oom_text(reply.failure) and not reply.decoder.ids and kept is not None:
                     # The plain path retries once with a shorter context; we keep holding our slot.
                     release()
                     stats.notices.append("ran out of memory in the shared batch; generated alone instead")
@@ -598,6 +647,7 @@ class ContinuousBatcher:
             raise
         finally:
             reply.close()
+            self._rows.pop(rid, None)
             hf_bridge.unregister_result_handler(self._manager, rid)
             if not reply.finished:
                 self._manager.cancel_request(rid)  # frees its cache blocks at the next step

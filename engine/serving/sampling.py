@@ -19,15 +19,23 @@ processors hand the chosen token on as the only finite score, and the batch's ow
 Per request, when the list is built with them (batch_sampler): a `seed` (NucleusDraw: the row races its
 tokens with its own torch.Generator, so a seeded reply is the same whatever else shares its steps, up to a
 flip where the batch's rounding swaps the two leading tokens), `top_k` (TopK, before the nucleus, as in
-`generate`) and the repetition, presence and frequency penalties (Penalties, before the temperature, as vLLM
-and OpenAI apply them). transformers gives each processor one int32 argument row per request; what does not
-fit in it (a row's generator, its token history) is handed from prepare_tensor_args to __call__ on the
-batching thread, which is in order for synchronous batching only (see Penalties).
+`generate`) and the repetition, presence and frequency penalties (Penalties and ReplyPenalties, before the
+temperature, as vLLM and OpenAI apply them); and, from the batcher's RowExtras by request id (`rows`),
+logprobs (LogprobRows: the row's log-softmax between the repetition and the presence penalty, where `generate`
+reports it on the plain path) and a JSON schema or forced tool call (GrammarRows: the row's own llguidance
+mask, before the temperature, so greedy and sampled rows alike pick an allowed token). transformers gives each
+processor one int32 argument row per request; what does not fit in it (a row's generator, its token history,
+its matcher) is handed from prepare_tensor_args to __call__ on the batching thread, which is in order for
+synchronous batching only (see Penalties).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
 import torch
 from transformers import LogitsProcessorList
+from engine.prompting.constrained import allowed_tokens
 from engine.hf_bridge import (ContinuousBatchingLogitsProcessor, ContinuousBatchingLogitsProcessorList,
                               prompt_tokens_moved)
 
@@ -160,13 +168,125 @@ class Penalties(ContinuousBatchingLogitsProcessor):
         return torch.tensor(flags, dtype=torch.int32)
 
     def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
-        """Only the seen tokens' scores are read and written ([n, ids] gathers, no [n, V] pass)."""
+        """The repetition penalty (ReplyPenalties applies presence and frequency next, after LogprobRows has read
+        the scores, as on the plain path). Only the seen tokens' scores are read and written ([n, ids] gathers,
+        no [n, V] pass)."""
         if self._step is None:
             return scores
-        rows, rep, seen, reply, weight = (t.to(scores.device) for t in self._step)
+        rows, rep, seen = (t.to(scores.device) for t in self._step[:3])
         old = scores[rows, seen]                                  # repetition: seen in the prompt or the reply
         scores[rows, seen] = torch.where(old < 0, old * rep, old / rep)
+        return scores
+
+
+class ReplyPenalties(ContinuousBatchingLogitsProcessor):
+    """OpenAI's presence and frequency penalties of the rows Penalties laid out for this step. A processor of its
+    own so that the reported log-probabilities lie between the two, where `generate` reports them (it applies
+    repetition_penalty among its own processors, ours after)."""
+
+    supported_kwargs, ignored_kwargs = {}, ()
+
+    def __init__(self, penalties: Penalties):
+        self.penalties = penalties
+
+    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
+        int32_tensor.zero_()
+
+    def prepare_tensor_args(self, requests) -> torch.Tensor:
+        return torch.zeros(len(requests), dtype=torch.int32)
+
+    def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        step = self.penalties._step
+        if step is None:
+            return scores
+        rows, reply, weight = (t.to(scores.device) for t in (step[0], step[3], step[4]))
         scores.index_put_((rows.expand_as(reply), reply), -weight, accumulate=True)   # presence + frequency * count
+        return scores
+
+
+@dataclass
+class RowExtras:
+    """What one batch row asks beyond the numbers transformers carries per request, kept by the batcher under
+    the request's id (transformers deep-copies a request's kwargs when it resets it, and a copy of a matcher or
+    of a callback would leave the request's own behind): `scores` gets the row's log-softmax ([V], float32,
+    on the CPU) at each of its tokens, before the token is chosen (LogprobRows); `matcher` is the row's
+    llguidance matcher, moved on with each reply token and masking the row's next one (GrammarRows)."""
+    scores: Callable[[torch.Tensor], None] | None = None
+    matcher: Any = None
+    consumed: int = 0          # reply tokens the matcher has been given
+
+
+class _Rows(ContinuousBatchingLogitsProcessor):
+    """A processor over the rows whose request has RowExtras with `field` set, noted by prepare_tensor_args on the
+    batching thread when it lays the step out and read by __call__ in that step's forward (synchronous batching
+    only, as for Penalties). The argument row transformers gives it is unused (zeros)."""
+
+    supported_kwargs, ignored_kwargs = {}, ()
+    field = ""
+
+    def __init__(self, rows: Mapping[str, RowExtras]):
+        self.rows = rows
+        self._step: list[tuple[int, RowExtras]] = []
+
+    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
+        int32_tensor.zero_()
+
+    def prepare_tensor_args(self, requests) -> torch.Tensor:
+        self._step = []
+        if self.rows:
+            for i, r in enumerate(requests):
+                extras = self.rows.get(r.state.request_id)
+                if extras is not None and getattr(extras, self.field) is not None:
+                    self._step.append((i, extras))
+                    self.laid_out(r.state, extras)
+        return torch.zeros(len(requests), dtype=torch.int32)
+
+    def laid_out(self, state, extras: RowExtras) -> None:
+        """A noted row, as the step is laid out."""
+
+
+class LogprobRows(_Rows):
+    """Hands each noted row's log-softmax to its request: the distribution `generate` reports on the plain path
+    (after the end-token hold and the repetition penalty, before presence/frequency penalties, the grammar and
+    the sampler), taken from the batch's own logits for that row."""
+
+    field = "scores"
+
+    def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        step, self._step = self._step, []
+        if step:
+            index = torch.tensor([i for i, _ in step], device=scores.device)
+            logprobs = torch.log_softmax(scores[index].float(), dim=-1).cpu()
+            for (_, extras), row in zip(step, logprobs):
+                extras.scores(row)
+        return scores
+
+
+class GrammarRows(_Rows):
+    """Masks each noted row to the tokens its own llguidance matcher allows next (a JSON schema, a forced tool
+    call); the matcher is first given the row's reply tokens it has not seen. A finished grammar allows only the
+    end token, which ends the row (even under a minimum length, which would leave it no token); a failed one
+    allows only `end_ids`."""
+
+    field = "matcher"
+
+    def __init__(self, rows: Mapping[str, RowExtras], end_ids: tuple[int, ...]):
+        super().__init__(rows)
+        self.end_ids = end_ids
+
+    def laid_out(self, state, extras: RowExtras) -> None:
+        reply = Penalties._reply(state)
+        for token in reply[extras.consumed:]:
+            extras.matcher.consume_token(token)
+        extras.consumed = len(reply)
+
+    def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
+        step, self._step = self._step, []
+        for i, extras in step:
+            allowed = allowed_tokens(extras.matcher, scores.size(-1), self.end_ids)
+            row = scores[i].masked_fill_(~allowed.to(scores.device), float("-inf"))
+            if not bool(torch.isfinite(row).any()):     # the grammar is done but a minimum length holds the end
+                row[list(self.end_ids)] = 0.0            # back: end here, never draw from nothing
         return scores
 
 
@@ -335,13 +455,19 @@ def draw(weights: torch.Tensor) -> torch.Tensor:
 
 
 def batch_sampler(end_ids: tuple[int, ...], *, seeds: bool = False, top_k: bool = False,
-                  penalties: bool = False) -> ContinuousBatchingLogitsProcessorList:
+                  penalties: bool = False,
+                  rows: Mapping[str, RowExtras] | None = None) -> ContinuousBatchingLogitsProcessorList:
     """The processor list for transformers' continuous batching (set as manager.logit_processor before it
     starts); per request: min_new_tokens (holding back `end_ids`), temperature (0 = greedy) and top_p, and as
     asked: `seed` (seeds) and repetition/presence/frequency penalties (penalties), both only where batching is
-    synchronous (see Penalties), and `top_k` (top_k). Its `supported_keys` name the request kwargs it takes."""
-    chain = [HoldEnd(end_ids), *([Penalties()] if penalties else []), TemperatureOrGreedy(),
-             *([TopK()] if top_k else []), NucleusDraw(seeds)]
+    synchronous (see Penalties), `top_k` (top_k), and with `rows` (the batcher's RowExtras by request id, also
+    synchronous only) log-probabilities and grammar masks. Its `supported_keys` name the request kwargs it takes."""
+    repetition = Penalties() if penalties else None
+    chain = [HoldEnd(end_ids), *([repetition] if repetition else []),
+             *([LogprobRows(rows)] if rows is not None else []),
+             *([ReplyPenalties(repetition)] if repetition else []),
+             *([GrammarRows(rows, end_ids)] if rows is not None else []),
+             TemperatureOrGreedy(), *([TopK()] if top_k else []), NucleusDraw(seeds)]
     processors = ContinuousBatchingLogitsProcessorList(LogitsProcessorList(chain))
     processors.tensors_required = len(chain)  # one argument row each; transformers counts only its own converted ones
     return processors
