@@ -4,7 +4,8 @@ Imports nothing else of the app; the only package that imports tinydb.
 Modules: errors (exception classes), model (validation and limits), storage
 (atomic files + TinyDB storage), locking (thread + file locks), record (file
 layout), migrate (older schemas), search, exchange (export/import),
-attachments (content-addressed files), store (SessionStore, the public API).
+attachments (content-addressed files), store (SessionStore, the public API),
+presets (PresetStore: named system prompts + settings per owner).
 """
 
 from .errors import (
@@ -17,16 +18,21 @@ from .errors import (
     StaleVersion,
     StorageFailure,
 )
-from .exchange import ImportReport
+from .exchange import ImportRefused, ImportReport, decode_import
 from .model import SCHEMA_VERSION, Limits, Message, SearchHit, Session, SessionSummary
+from .presets import Preset, PresetError, PresetStore
 from .store import SessionStore
 
 __all__ = [
     "AttachmentNotFound",
+    "ImportRefused",
     "ImportReport",
     "InvalidSessionData",
     "Limits",
     "Message",
+    "Preset",
+    "PresetError",
+    "PresetStore",
     "SCHEMA_VERSION",
     "SearchHit",
     "Session",
@@ -38,4 +44,5 @@ __all__ = [
     "SessionWarning",
     "StaleVersion",
     "StorageFailure",
+    "decode_import",
 ]

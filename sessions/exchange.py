@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidSessionData
+from .versions import all_messages, count
 from .model import (
     DEFAULT_TITLE,
     SCHEMA_VERSION,
@@ -25,6 +26,16 @@ from .model import (
 )
 
 EXPORT_FORMAT = "chat-sessions"
+IMPORTABLE_SCHEMAS = (2, SCHEMA_VERSION)   # a schema-2 export is a schema-3 one without versions of messages
+
+
+class ImportRefused(InvalidSessionData):
+    """The import file as a whole is unusable. `reason` names the case so the UI picks its sentence (EN/KO),
+    `values` fill it. Reasons: not_text, too_large, not_json, foreign, schema, empty."""
+
+    def __init__(self, reason: str, message: str, **values: object) -> None:
+        super().__init__(message)
+        self.reason, self.values = reason, values
 
 
 @dataclass
@@ -71,6 +82,27 @@ def _provenance_line(prov: dict[str, Any]) -> str:
     return "> " + " · ".join(parts)
 
 
+def _transcript(messages: list[dict[str, Any]], quote: str) -> list[str]:
+    """Markdown lines of a branch; after a message with versions, the versions not shown, quoted one level deeper."""
+    lines: list[str] = []
+    for message in messages:
+        status = "" if message["status"] == "complete" else f" ({message['status']})"
+        shown = f" · version {message['shown'] + 1} of {count(message)}" if "versions" in message else ""
+        body = [f"### {message['role'].capitalize()}{status}{shown} · {_when(message['created_at'])}", "",
+                message["content"] or "*(no text)*"]
+        if message["attachments"]:
+            body += ["", "Attachments: " + ", ".join(f"`{ref}`" for ref in message["attachments"])]
+        if message.get("provenance"):
+            body += ["", _provenance_line(message["provenance"])]
+        lines += ["", *(f"{quote}{line}".rstrip() for line in body)]
+        every = message.get("versions", [])
+        for number, branch in enumerate(every):
+            label = number + (1 if number >= message["shown"] else 0) + 1
+            lines += ["", f"{quote}> **Version {label} of {count(message)}** (not shown)"]
+            lines += _transcript(branch, quote + "> ")
+    return lines
+
+
 def export_markdown(sessions: list[dict[str, Any]]) -> str:
     """A readable transcript; not meant to be imported back."""
     blocks = []
@@ -81,43 +113,62 @@ def export_markdown(sessions: list[dict[str, Any]]) -> str:
             f"*Created {_when(session['created_at'])} · updated {_when(session['updated_at'])} · "
             f"{len(session['messages'])} messages*",
         ]
-        for message in session["messages"]:
-            status = "" if message["status"] == "complete" else f" ({message['status']})"
-            lines += ["", f"### {message['role'].capitalize()}{status} · {_when(message['created_at'])}", ""]
-            lines.append(message["content"] or "*(no text)*")
-            if message["attachments"]:
-                lines += ["", "Attachments: " + ", ".join(f"`{ref}`" for ref in message["attachments"])]
-            if message.get("provenance"):
-                lines += ["", _provenance_line(message["provenance"])]
+        lines += _transcript(session["messages"], "")
         blocks.append("\n".join(lines))
     return "\n\n---\n\n".join(blocks) + "\n"
 
 
+def decode_import(data: bytes, limits: Limits) -> str:
+    """An uploaded file's bytes as text (UTF-8, a BOM allowed), refused when too large or not text."""
+    if len(data) > limits.max_import_bytes:
+        raise ImportRefused("too_large", f"The import file is larger than {limits.max_import_bytes} bytes.",
+                            limit_mb=max(1, limits.max_import_bytes // (1024 * 1024)))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRefused("not_text", "The import file is not UTF-8 text (expected a JSON export of this app).") \
+            from None
+
+
+def _looks_like_session(item: Any) -> bool:
+    return isinstance(item, dict) and "messages" in item
+
+
 def _session_list(text: str, limits: Limits) -> list[Any]:
     if not isinstance(text, str):
-        raise InvalidSessionData(f"An import must be text, got {type(text).__name__}.")
+        raise ImportRefused("not_text", f"An import must be text, got {type(text).__name__}.")
     if len(text.encode("utf-8", "surrogatepass")) > limits.max_import_bytes:
-        raise InvalidSessionData(f"The import file is larger than {limits.max_import_bytes} bytes.")
+        raise ImportRefused("too_large", f"The import file is larger than {limits.max_import_bytes} bytes.",
+                            limit_mb=max(1, limits.max_import_bytes // (1024 * 1024)))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidSessionData(f"The import file is not valid JSON: {exc}.") from exc
+        raise ImportRefused("not_json", f"The import file is not valid JSON: {exc}.") from exc
+    except RecursionError:
+        raise ImportRefused("not_json", "The import file is not valid JSON: it is nested too deeply.") from None
     if isinstance(data, list):
+        if not data:
+            raise ImportRefused("empty", "The import file holds no chats.")
+        if not any(_looks_like_session(item) for item in data):   # e.g. another app's list of conversations
+            raise ImportRefused("foreign", "The import file holds no sessions (expected an export of this app).")
         return data
     if isinstance(data, dict) and "sessions" in data:
         if data.get("format", EXPORT_FORMAT) != EXPORT_FORMAT:
-            raise InvalidSessionData(f"The import file has format {data.get('format')!r}, not {EXPORT_FORMAT!r}.")
+            raise ImportRefused("foreign", f"The import file has format {str(data.get('format'))[:80]!r}, "
+                                f"not {EXPORT_FORMAT!r}.")
         schema = data.get("schema", SCHEMA_VERSION)
-        if schema != SCHEMA_VERSION:
-            raise InvalidSessionData(
-                f"The import file has schema {schema!r}; this app imports schema {SCHEMA_VERSION}."
-            )
+        if schema not in IMPORTABLE_SCHEMAS:
+            raise ImportRefused("schema", f"The import file has schema {repr(schema)[:20]}; this app imports "
+                                f"schema {' or '.join(map(str, IMPORTABLE_SCHEMAS))}.", schema=str(schema)[:20],
+                                ours=", ".join(map(str, IMPORTABLE_SCHEMAS)))
         if not isinstance(data["sessions"], list):
-            raise InvalidSessionData("The import file's 'sessions' must be a list.")
+            raise ImportRefused("foreign", "The import file's 'sessions' must be a list.")
+        if not data["sessions"]:
+            raise ImportRefused("empty", "The import file holds no chats.")
         return data["sessions"]
-    if isinstance(data, dict) and "messages" in data:
+    if _looks_like_session(data):
         return [data]
-    raise InvalidSessionData("The import file holds no sessions (expected an export of this app).")
+    raise ImportRefused("foreign", "The import file holds no sessions (expected an export of this app).")
 
 
 def _candidate(index: int, raw: Any, limits: Limits, now: float) -> Candidate:
@@ -131,6 +182,9 @@ def _candidate(index: int, raw: Any, limits: Limits, now: float) -> Candidate:
     if len(messages_raw) > limits.max_messages:
         raise InvalidSessionData(f"it has {len(messages_raw)} messages; the limit is {limits.max_messages}")
     messages = [clean_message(m, limits, now=now, where=f"message {i}") for i, m in enumerate(messages_raw)]
+    total = sum(1 for _ in all_messages(messages))
+    if total > limits.max_messages:
+        raise InvalidSessionData(f"it has {total} messages with their versions; the limit is {limits.max_messages}")
     created = raw.get("created_at") if is_number(raw.get("created_at")) else now
     updated = raw.get("updated_at") if is_number(raw.get("updated_at")) else created
     wanted = raw.get("id")

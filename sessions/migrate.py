@@ -10,7 +10,8 @@ the model name (if any) directly on assistant messages:
                                      {"role": "assistant", "content": "hello",
                                       "model": "mistral-7b"}]}}}
 
-Schema 2 is described in record.py. The store migrates on read and writes
+Schema 2 is schema 3 (record.py) without versions of messages: its files are
+valid schema-3 files once renumbered. The store migrates on read and writes
 the result atomically under the session's lock.
 """
 
@@ -21,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import InvalidSessionData
 from .model import DEFAULT_TITLE, SCHEMA_VERSION, clean_message, is_number
-from .record import file_schema, tables_from_session
+from .record import META, META_DOC_ID, file_schema, tables_from_session
 from .storage import CorruptFile
 
 Tables = dict[str, dict[str, Any]]
@@ -74,11 +75,20 @@ def _v1_to_v2(tables: Tables, owner_key: str, session_id: str, file_mtime: float
         "created_at": float(created),
         "updated_at": max(float(created), float(file_mtime)),
     }
-    return tables_from_session(session, owner_key)
+    return tables_from_session(session, owner_key, schema=2)
+
+
+def _v2_to_v3(tables: Tables, owner_key: str, session_id: str, file_mtime: float) -> Tables:
+    """Versions of messages arrived: a schema-2 chat is one with no forks, so only the number changes.
+    (What the file holds is checked by record.session_from_tables afterwards, as for any file.)"""
+    meta = tables.get(META, {}).get(str(META_DOC_ID))
+    if not isinstance(meta, dict):
+        raise CorruptFile("its meta record is not an object")
+    return {**tables, META: {**tables[META], str(META_DOC_ID): {**meta, "schema": 3}}}
 
 
 # from-schema -> step that produces the next schema
-STEPS: Mapping[int, Callable[[Tables, str, str, float], Tables]] = MappingProxyType({1: _v1_to_v2})
+STEPS: Mapping[int, Callable[[Tables, str, str, float], Tables]] = MappingProxyType({1: _v1_to_v2, 2: _v2_to_v3})
 
 
 def migrate(tables: Tables, owner_key: str, session_id: str, file_mtime: float) -> tuple[Tables, int]:

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
 from .errors import InvalidSessionData, SessionNotFound
+from .versions import all_messages, check_fork
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3   # 3: messages may hold versions (sessions/versions.py); 2 files load unchanged
 ROLES = ("user", "assistant", "system")
 STATUSES = ("complete", "stopped", "error")
-MESSAGE_KEYS = frozenset({"id", "role", "content", "attachments", "status", "created_at", "provenance"})
+MESSAGE_KEYS = frozenset({"id", "role", "content", "attachments", "status", "created_at", "provenance", "versions",
+                          "shown"})
 
 SESSION_ID_RE = re.compile(r"[0-9a-f]{32}")
 MESSAGE_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -41,6 +43,8 @@ class Message(TypedDict):
     status: str                 # one of STATUSES
     created_at: float
     provenance: NotRequired[dict[str, object]]   # assistant messages only: how the reply was made
+    versions: NotRequired[list[list["Message"]]]  # a fork: the versions not shown, each a branch (versions.py)
+    shown: NotRequired[int]                       # with versions: which version (0-based) is shown
 
 
 class Session(TypedDict):
@@ -183,8 +187,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def clean_message(message: Any, limits: Limits | None, *, now: float | None = None, where: str = "The message") -> dict[str, Any]:
-    """Validate one message and fill defaults (id, status, created_at, attachments).
+def clean_message(message: Any, limits: Limits | None, *, now: float | None = None, where: str = "The message",
+                  depth: int = 0) -> dict[str, Any]:
+    """Validate one message and fill defaults (id, status, created_at, attachments); its versions too.
 
     With limits=None only the structure is checked: used when reading files
     already stored, so lowering a limit never turns old chats into "corrupt".
@@ -249,12 +254,14 @@ def clean_message(message: Any, limits: Limits | None, *, now: float | None = No
             cleaned["provenance"] = _json_copy(provenance, f"{where} provenance", limits.max_provenance_bytes)
     elif provenance is not None:
         raise InvalidSessionData(f"{where} has provenance, but only assistant messages may carry it.")
+    cleaned.update(check_fork(message, where, depth, lambda raw, at, level: clean_message(
+        raw, limits, now=now, where=at, depth=level)))
     return cleaned
 
 
 def attachment_refs(messages: list[dict[str, Any]]) -> set[str]:
-    """Every attachment a list of messages refers to."""
-    return {ref for message in messages for ref in message.get("attachments", ())}
+    """Every attachment a list of messages refers to, hidden versions included (they keep their files)."""
+    return {ref for message in all_messages(messages) for ref in message.get("attachments", ())}
 
 
 def clean_suffix(suffix: Any) -> str:

@@ -1,8 +1,10 @@
-"""The on-disk layout of one session file (schema 2) and its conversions.
+"""The on-disk layout of one session file (schema 3) and its conversions.
 
 One TinyDB file per session, two tables:
   meta      doc 1: schema, id, owner_key, title, settings, version, created_at, updated_at
-  messages  one document per message, in doc-id order
+  messages  one document per message of the branch shown, in doc-id order; a message that heads
+            a fork holds the hidden versions inside it (`versions`, `shown`: see versions.py)
+Schema 2 was the same without versions (migrate.py only renumbers it).
 Only the owner's hash is stored, never the owner string itself.
 """
 
@@ -45,7 +47,7 @@ def ordered_messages(messages_table: dict[str, Any]) -> list[tuple[int, dict[str
 def session_from_tables(
     tables: dict[str, dict[str, Any]], *, owner: str | None, owner_key: str, session_id: str
 ) -> Session:
-    """Check a schema-2 file and build the public session dict.
+    """Check a current-schema file and build the public session dict.
 
     Structure is checked strictly (a file that fails is treated as corrupt);
     size limits are not, so lowering a limit never hides an old chat.
@@ -91,10 +93,10 @@ def session_from_tables(
     }
 
 
-def tables_from_session(session: dict[str, Any], owner_key: str) -> dict[str, dict[str, Any]]:
-    """Lay out a whole (already validated) session as schema-2 tables."""
+def tables_from_session(session: dict[str, Any], owner_key: str, schema: int = SCHEMA_VERSION) -> dict[str, dict[str, Any]]:
+    """Lay out a whole (already validated) session as tables (`schema`: for a migration step's output)."""
     meta = {
-        "schema": SCHEMA_VERSION,
+        "schema": schema,
         "id": session["id"],
         "owner_key": owner_key,
         "title": session["title"],

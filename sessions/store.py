@@ -61,6 +61,8 @@ from config.files import TMP_MARK, fsync_dir
 
 from .record import MESSAGES, META, META_DOC_ID, session_from_tables, summary_of, tables_from_session
 from .search import prepare_query, search_session
+from . import versions
+from .versions import all_messages
 from .storage import (
     CorruptFile,
     commit_db,
@@ -87,6 +89,18 @@ class _CachedSummary:
 
 def _signature(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _rewrite_from(db: TinyDB, index: int, tail: list[dict[str, Any]]) -> None:
+    """Replace the shown messages from position `index` on with `tail`, keeping doc-id order (the chat's
+    order). Part of one _mutate: the file is replaced whole, so a crash leaves the old or the new chat."""
+    table = db.table(MESSAGES)
+    ids = sorted(doc.doc_id for doc in table.all())
+    start = ids[index] if index < len(ids) else (ids[-1] + 1 if ids else 1)
+    if ids[index:]:
+        table.remove(doc_ids=ids[index:])
+    for offset, message in enumerate(tail):
+        table.insert(Document(message, doc_id=start + offset))
 
 
 def _check_int(value: Any, name: str, low: int, high: int) -> int:
@@ -224,36 +238,70 @@ class SessionStore:
         message = clean_message(message, self.limits)
 
         def change(db: TinyDB, session: Session) -> list[str]:
-            if len(session["messages"]) >= self.limits.max_messages:
-                raise InvalidSessionData(
-                    f"This chat has reached {self.limits.max_messages} messages; start a new chat."
-                )
-            if any(m["id"] == message["id"] for m in session["messages"]):
+            self._check_room(session)
+            if any(m["id"] == message["id"] for m in all_messages(session["messages"])):
                 message["id"] = new_message_id()
             db.table(MESSAGES).insert(message)
             return message["attachments"]
 
         return self._mutate(owner, session_id, expected_version, change)
 
+    def _check_room(self, session: Session) -> None:
+        """Every message counts, hidden versions too: the limit bounds the file a write rewrites."""
+        if sum(1 for _ in all_messages(session["messages"])) >= self.limits.max_messages:
+            raise InvalidSessionData(
+                f"This chat has reached {self.limits.max_messages} messages; start a new chat."
+            )
+
     def replace_last_assistant(
         self, owner: str, session_id: str, message: dict, expected_version: int | None = None
     ) -> Session:
-        """Retry: swap the last assistant reply for a new one."""
+        """Continue: the last assistant reply, grown, takes its place (its versions stay with it).
+        Retry keeps the old reply instead: add_version."""
         message = clean_message(message, self.limits)
         if message["role"] != "assistant":
             raise InvalidSessionData("The replacement for an assistant reply must have role 'assistant'.")
 
         def change(db: TinyDB, session: Session) -> list[str]:
-            table = db.table(MESSAGES)
-            docs = sorted(table.all(), key=lambda doc: doc.doc_id)
-            if not docs or docs[-1].get("role") != "assistant":
+            messages = session["messages"]
+            if not messages or messages[-1]["role"] != "assistant":
                 raise InvalidSessionData("The last message of this chat is not an assistant reply; nothing to replace.")
-            last_id = docs[-1].doc_id
-            table.remove(doc_ids=[last_id])
-            table.insert(Document(message, doc_id=last_id))
+            _rewrite_from(db, len(messages) - 1, [versions.keep_fork(messages[-1], message)])
             return message["attachments"]
 
         return self._mutate(owner, session_id, expected_version, change)
+
+    def add_version(
+        self, owner: str, session_id: str, index: int, message: dict, expected_version: int | None = None
+    ) -> Session:
+        """Retry (a reply) and Edit (a user message): `message` becomes a new version of message `index`
+        and is shown; what was shown from `index` on (that message and all after it) is kept as a version.
+        On return it is on disk (fsync'ed), like append."""
+        message = clean_message(message, self.limits)
+        if "versions" in message:
+            raise InvalidSessionData("A new version cannot bring versions of its own.")
+
+        def change(db: TinyDB, session: Session) -> list[str]:
+            self._check_room(session)
+            if any(m["id"] == message["id"] for m in all_messages(session["messages"])):
+                message["id"] = new_message_id()
+            forked = versions.add_version(session["messages"], index, message)
+            _rewrite_from(db, index, forked[index:])
+            return message["attachments"]
+
+        return self._mutate(owner, session_id, expected_version, change)
+
+    def show_version(
+        self, owner: str, session_id: str, index: int, number: int, expected_version: int | None = None
+    ) -> Session:
+        """‹ n/m ›: show version `number` (0-based) of message `index`; the chat continues from it."""
+
+        def change(db: TinyDB, session: Session) -> list[str]:
+            switched = versions.show(session["messages"], index, number)
+            _rewrite_from(db, index, switched[index:])
+            return []
+
+        return self._mutate(owner, session_id, expected_version, change, touch=False)
 
     def truncate(self, owner: str, session_id: str, keep: int, expected_version: int | None = None) -> Session:
         """Keep the first `keep` messages (edit & resend drops the rest)."""
@@ -294,7 +342,7 @@ class SessionStore:
             refs = attachment_refs(session["messages"])
             missing = refs - self._attachments.existing(refs)
             if missing:
-                for message in session["messages"]:
+                for message in all_messages(session["messages"]):
                     message["attachments"] = [r for r in message["attachments"] if r not in missing]
                 report.notes.append(
                     f"Session {candidate.index}: {len(missing)} attachment(s) not stored here were left out."

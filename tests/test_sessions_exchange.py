@@ -158,3 +158,57 @@ def test_import_drops_unknown_attachments_with_a_note(store: SessionStore):
     report = store.import_json(OWNER, text)
     assert len(report.imported) == 1 and any("attachment" in n for n in report.notes)
     assert store.get(OWNER, report.imported[0])["messages"][0]["attachments"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("# My chat\n\n### User\nhello", "not_json"),                          # a Markdown export: for reading only
+        ('[{"title": "x", "mapping": {}}]', "foreign"),                       # another app's list of conversations
+        ('{"format": "other-app", "sessions": [{"messages": []}]}', "foreign"),
+        ('{"conversations": []}', "foreign"),
+        ("[]", "empty"),
+        ('{"format": "chat-sessions", "schema": 2, "sessions": []}', "empty"),
+        ('{"format": "chat-sessions", "schema": "9", "sessions": [{"messages": []}]}', "schema"),
+        ("[" * 100_000 + "]" * 100_000, "not_json"),                         # nested past the parser's depth
+    ],
+)
+def test_refused_import_names_its_reason_and_writes_nothing(store: SessionStore, text: str, reason: str):
+    from sessions import ImportRefused
+
+    with pytest.raises(ImportRefused) as refused:
+        store.import_json(OWNER, text)
+    assert refused.value.reason == reason
+    assert store.list(OWNER) == []
+
+
+def test_uploaded_bytes_are_decoded_or_refused(tmp_path: Path):
+    from sessions import ImportRefused, Limits, decode_import
+
+    limits = Limits(max_import_bytes=64)
+    assert decode_import("\ufeff[]".encode(), limits) == "[]"                  # a BOM is fine
+    with pytest.raises(ImportRefused) as binary:
+        decode_import(b"\x89PNG\r\n\x1a\n\xff\xfe", limits)
+    assert binary.value.reason == "not_text"
+    with pytest.raises(ImportRefused) as big:
+        decode_import(b"[" + b" " * 64 + b"]", limits)
+    assert big.value.reason == "too_large" and big.value.values == {"limit_mb": 1}
+    small = SessionStore(tmp_path, limits=limits)
+    with pytest.raises(ImportRefused) as big_text:
+        small.import_json(OWNER, "[" + " " * 64 + "]")
+    assert big_text.value.reason == "too_large"
+
+
+def test_exported_chat_imported_back_is_a_new_chat_beside_the_old(store: SessionStore):
+    sid = store.create(OWNER, "제주 여행", {"system_prompt": "짧게", "temperature": 0.1})["id"]
+    store.append(OWNER, sid, {"role": "user", "content": "3일 일정?"})
+    store.append(OWNER, sid, reply("첫날은 성산일출봉."))
+    before = store.get(OWNER, sid)
+    report = store.import_json(OWNER, store.export(OWNER, sid))
+    (copy_id,) = report.imported
+    assert copy_id != sid and report.skipped == []
+    assert store.get(OWNER, sid) == before                                   # the original is untouched
+    copy = store.get(OWNER, copy_id)
+    assert (copy["title"], copy["settings"], copy["messages"]) == (before["title"], before["settings"],
+                                                                  before["messages"])
+    assert sorted(s["id"] for s in store.list(OWNER)) == sorted([sid, copy_id])

@@ -1,4 +1,5 @@
-"""Schema migration: a schema-1 file written by hand is upgraded to schema 2 on read."""
+"""Schema migration: files of older schemas (1: one document; 2: no versions of messages), written by hand,
+are upgraded to the current schema on read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import SessionError, SessionStore, SessionWarning
+from sessions import SCHEMA_VERSION, SessionError, SessionStore, SessionWarning
 from sessions.model import owner_key
 
 OWNER = "alice"
@@ -41,9 +42,9 @@ def test_v1_file_is_migrated_and_rewritten(tmp_path: Path, open_first: bool, wit
     path = write_v1(tmp_path, with_schema_key)
     store = SessionStore(tmp_path, check_on_open=open_first)
     if open_first:  # the start-up check already rewrote the file
-        assert json.loads(path.read_text("utf-8"))["meta"]["1"]["schema"] == 2
+        assert json.loads(path.read_text("utf-8"))["meta"]["1"]["schema"] == SCHEMA_VERSION
     session = store.get(OWNER, V1_ID)
-    assert session["schema"] == 2 and session["version"] == 1
+    assert session["schema"] == SCHEMA_VERSION and session["version"] == 1
     assert session["title"] == "옛날 대화" and session["settings"] == {}
     assert session["created_at"] == 1_690_000_000.0
     user, answer, unknown = session["messages"]
@@ -52,7 +53,7 @@ def test_v1_file_is_migrated_and_rewritten(tmp_path: Path, open_first: bool, wit
     assert answer["provenance"] == {"model": "mistral-7b-v0.1", "rung": "unknown", "migrated_from_schema": 1}
     assert unknown["provenance"]["model"] == "unknown"
     on_disk = json.loads(path.read_text("utf-8"))
-    assert "_default" not in on_disk and on_disk["meta"]["1"]["schema"] == 2
+    assert "_default" not in on_disk and on_disk["meta"]["1"]["schema"] == SCHEMA_VERSION
     assert [m["content"] for _, m in sorted(on_disk["messages"].items(), key=lambda kv: int(kv[0]))] == [
         "안녕?", "안녕하세요!", "no model recorded"]
     assert not list(path.parent.glob(".*tmp*")) and store.warnings == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import InvalidSessionData, Limits, SessionNotFound, SessionStore, StaleVersion
+from sessions import SCHEMA_VERSION, InvalidSessionData, Limits, SessionNotFound, SessionStore, StaleVersion
 
 OWNER = "alice"
 
@@ -28,7 +28,7 @@ def store(tmp_path: Path) -> SessionStore:
 def test_create_get_and_file_is_tinydb_json(store: SessionStore, tmp_path: Path):
     created = store.create(OWNER, "  My   first chat ", {"system_prompt": "Be brief."})
     assert created["title"] == "My first chat"
-    assert created["version"] == 1 and created["messages"] == [] and created["schema"] == 2
+    assert created["version"] == 1 and created["messages"] == [] and created["schema"] == SCHEMA_VERSION
     got = store.get(OWNER, created["id"])
     assert got == created
     (path,) = (tmp_path / "db" / "owners").rglob("*.json")

@@ -1,4 +1,4 @@
-"""The sidebar of the owner's chats: new, switch, search, rename, delete (with confirmation)."""
+"""The sidebar of the owner's chats: new, switch, search, rename, delete (with confirmation), export / import."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from ui import chat_exchange
 from ui.chat_format import SETTING_KEYS
 from ui.errors import Refusal, shown_to_user
 from ui.gradio_bridge import event_data
@@ -35,6 +36,7 @@ class Sidebar:
     to_delete: gr.State         # the id of the chat the confirmation is about
     owner_key: gr.Textbox | None
     ready: gr.HTML
+    exchange: chat_exchange.ExchangePanel     # export / import under the list
 
 
 def build(show_owner_key: bool) -> Sidebar:
@@ -50,6 +52,7 @@ def build(show_owner_key: bool) -> Sidebar:
             delete_yes = gr.Button(t("sessions.delete_yes"), variant="stop", size="sm", elem_id="delete-yes")
             delete_no = gr.Button(t("sessions.delete_no"), size="sm", elem_id="delete-no")
     to_delete = gr.State("")
+    exchange = chat_exchange.build()
     owner_key = None
     if show_owner_key:
         with gr.Accordion(t("sessions.owner_key"), open=False):
@@ -58,7 +61,7 @@ def build(show_owner_key: bool) -> Sidebar:
     # Filled when the first paint is done (owner known, last chat open): lets browser tests wait for it.
     ready = gr.HTML("", visible="hidden", elem_id="chat-ready")
     return Sidebar(new, search, session_list, confirm, confirm_text, delete_yes, delete_no, to_delete, owner_key,
-                   ready)
+                   ready, exchange)
 
 
 def new_chat_js(defaults: dict) -> str:
@@ -183,3 +186,4 @@ def wire(shared: Shared, bar: Sidebar, view: ChatView, owner_token: gr.BrowserSt
     bar.delete_no.click(lambda: gr.Group(visible=False), None, bar.confirm, **QUIET)
     bar.delete_yes.click(h.delete, [owner_token, bar.to_delete, view.session_id],
                          [bar.confirm, bar.to_delete, *view.outputs()], **QUIET)
+    chat_exchange.wire(shared, bar.exchange, bar.session_list, view.session_id, owner_token)
