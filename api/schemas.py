@@ -52,7 +52,19 @@ class ImagePart(_Lenient):
     image_url: ImageUrl
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+class FileData(_Lenient):
+    filename: Text | None = None
+    file_data: str | None = None      # data:<mime>;base64,<bytes>
+    file_id: str | None = None        # a Files API id: refused (this server keeps no uploaded files)
+
+
+class FilePart(_Lenient):
+    """A document in a user message (OpenAI's `file` part): its text goes into the context (api/messages.py)."""
+    type: Literal["file"]
+    file: FileData
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart, FilePart], Field(discriminator="type")]
 
 
 class FunctionCallIn(_Lenient):
@@ -152,6 +164,37 @@ class ChatCompletionRequest(BaseModel):
     tools: list[ToolParam] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: StrictBool | None = None
+
+
+TokenIds = list[StrictInt]
+MAX_PROMPTS = 32
+
+
+class CompletionRequest(BaseModel):
+    """POST /v1/completions (OpenAI's legacy endpoint). prompt: a text, a list of texts, token ids, or a list of
+    those; max_tokens 0 with echo scores the prompt only. Unknown fields are kept, to be refused by name."""
+    model_config = ConfigDict(extra="allow")
+
+    model: Text = Field(min_length=1)
+    prompt: Text | TokenIds | list[Text] | list[TokenIds]
+    max_tokens: StrictInt = Field(16, ge=0, le=SAMPLING_LIMITS["max_new_tokens"].high,
+                                  description="OpenAI's default 16; 0 with echo: the prompt's logprobs only")
+    temperature: Number | None = Field(None, **limits_of("temperature"))
+    top_p: Number | None = Field(None, gt=0.0, le=1.0)
+    top_k: StrictInt | None = Field(None, **limits_of("top_k"), description="vLLM's name; 0 turns it off")
+    repetition_penalty: Number | None = Field(None, **limits_of("repetition_penalty"))
+    presence_penalty: Number | None = Field(None, **limits_of("presence_penalty"))
+    frequency_penalty: Number | None = Field(None, **limits_of("frequency_penalty"))
+    stop: Text | list[Text] | None = None
+    seed: StrictInt | None = Field(None, **limits_of("seed"))
+    n: StrictInt = Field(1, ge=1, le=MAX_CHOICES, description=f"choices per prompt, at most {MAX_CHOICES}")
+    best_of: StrictInt | None = Field(None, ge=1, le=MAX_CHOICES, description="only equal to n: no hidden candidates")
+    logprobs: StrictInt | None = Field(None, **limits_of("logprobs"),
+                                       description="the most likely tokens to list per token, beside the one chosen")
+    echo: StrictBool = False
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    suffix: Text | None = None
 
 
 class SpeechRequest(_Lenient):

@@ -180,3 +180,19 @@ def test_configured_model_missing_falls_back_to_the_offline_model(tmp_path, monk
         assert "Small offline model" in engine.report.notice
     finally:
         engine.close()
+
+
+def test_a_document_in_the_message_is_what_the_model_answers_from(real):
+    """A made-up fact only the attached notes hold (room 4B): with the document (read and fitted as the chat and
+    /v1 do, engine/media/documents.py) the real model answers with it. (Asked without it, the same greedy model
+    said "I'm happy to assist you with your business needs..." when this test was written.)"""
+    from engine.media.documents import fit_documents, read_document
+    from engine.requests import ChatService
+
+    notes = "# Meeting notes\n\nThe next meeting is on Thursday at 15:00 in room 4B.\n"
+    question = "When is the next meeting?"
+    chat = ChatService(real, None, GREEDY, max_message_chars=32_000, max_upload_bytes=2**20)
+    _, content = fit_documents([read_document(notes.encode(), "notes.md")], chat, question=question,
+                               max_new_tokens=GREEDY.max_new_tokens)
+    with_notes, _ = ask(real, [{"role": "user", "content": content}])
+    assert "4B" in with_notes and "Thursday" in with_notes, with_notes
