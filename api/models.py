@@ -107,20 +107,22 @@ def _created(meta: dict, default: int) -> int:
         return default
 
 
-def names_for(model_id: str, adapters: Any = None, prompt_path: str = "") -> ModelNames:
-    return ModelNames(model_id=model_id, created=int(time.time()), adapters=adapters, prompt_path=prompt_path)
+def names_for(model_id: str, adapters: Any = None, prompt_path: str = "", created: int | None = None) -> ModelNames:
+    """`created`: when that model was loaded (Unix seconds; default now)."""
+    return ModelNames(model_id=model_id, created=int(time.time()) if created is None else created,
+                      adapters=adapters, prompt_path=prompt_path)
 
 
 def router(state: Any) -> APIRouter:
+    """`state.names` is read per request: after a model switch the list names the model serving now."""
     r = APIRouter()
-    names: ModelNames = state.names
 
     @r.get("/v1/models")
     async def list_models() -> dict:
-        return names.listing()
+        return state.names.listing()
 
     @r.get("/v1/models/{model:path}")
     async def get_model(model: str) -> dict:
-        return names.entry(model)
+        return state.names.entry(model)
 
     return r

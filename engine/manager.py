@@ -128,6 +128,24 @@ class ModelManager:
             self._entries[name] = _Entry(name, loader, size, obj=obj, bytes=size, tick=self._clock,
                                          last_used=time.time(), loads=1)
 
+    def replace_loaded(self, name: str, obj: object | None) -> None:
+        """Put `obj` where the model `name` registered with register_loaded was (a chat model switch), or
+        None while the next one loads: the manager keeps no reference to a model that was switched away."""
+        size = object_bytes(obj) if obj is not None else 0
+        with self._lock:
+            entry = self._entry(name)
+            old, entry.obj, entry.bytes = entry.obj, obj, size
+            self._clock += 1
+            entry.tick, entry.last_used = self._clock, time.time()
+            if obj is not None:
+                entry.loads += 1
+                entry.estimate = size or entry.estimate
+                self._events.append(f"loaded {name} ({size / MiB:.0f} MiB)")
+            elif old is not None:
+                entry.evictions += 1
+                self._events.append(f"unloaded {name}: switching models")
+            del old
+
     def names(self) -> list[str]:
         with self._lock:
             return list(self._entries)
@@ -309,7 +327,7 @@ def _free_device_bytes() -> int:
 
 def register_media_models(manager: ModelManager, cfg: EngineConfig, *, demo: bool = False) -> None:
     """Register vision, stt, tts-ko and tts-en with loaders built from EngineConfig (nothing loads yet)."""
-    from engine.media.speech import SpeechToText, Voice, speech_model_ids
+    from engine.media.speech import SpeechToText, Voice, speech_model_ids, speech_plan
     from engine.media.vision import VisionEngine
 
     def small(model_id: str) -> int:
@@ -319,9 +337,11 @@ def register_media_models(manager: ModelManager, cfg: EngineConfig, *, demo: boo
     # The loader's own preflight reads free GPU memory (or engine.max_gpu_memory) after the manager
     # has made room: the real number, not the manager's estimate-based bookkeeping.
     manager.register("vision", lambda: VisionEngine.load(cfg, demo=demo), small(cfg.vision_model), demo=demo)
-    manager.register("stt", lambda: SpeechToText.load(cfg, demo=demo), small(ids["stt"]), demo=demo)
-    manager.register("tts-ko", lambda: Voice.load(cfg, "ko", demo=demo), small(ids["tts-ko"]), demo=demo)
-    manager.register("tts-en", lambda: Voice.load(cfg, "en", demo=demo), small(ids["tts-en"]), demo=demo)
+    # On --demo the speech models are real offline ones unless engine.demo_speech is "tiny" (speech_plan).
+    random = {role: not real for role, (_, real) in speech_plan(cfg, demo=demo).items()}
+    manager.register("stt", lambda: SpeechToText.load(cfg, demo=demo), small(ids["stt"]), demo=random["stt"])
+    manager.register("tts-ko", lambda: Voice.load(cfg, "ko", demo=demo), small(ids["tts-ko"]), demo=random["tts-ko"])
+    manager.register("tts-en", lambda: Voice.load(cfg, "en", demo=demo), small(ids["tts-en"]), demo=random["tts-en"])
 
 
 __all__ = ["KNOWN_SIZES", "ModelManager", "ModelUnavailable", "estimate_bytes", "object_bytes",

@@ -1,17 +1,21 @@
-"""Models tab: what is loaded, at which rung and why; load/unload image and speech models; the LoRA adapters
+"""Models tab: what is loaded, at which rung and why; switch the chat model now (engine/switching.py; also the
+`switch_model` endpoint for scripts); load/unload image and speech models; the LoRA adapters
 and whether the loaded base can use them; precision for the next start; GPU memory per precision rung for
 any model, estimated from its config alone."""
 from __future__ import annotations
 
+import hmac
 import json
+import queue
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 
 from config.files import atomic_write_text
-from config import PRECISIONS, RUNGS, ConfigError, PrecisionError, config_from_dict
-from ui.errors import Refusal, shown_to_user
+from config import PRECISIONS, RUNGS, ConfigError, PrecisionError, check_precision, config_from_dict
+from ui.errors import Refusal, message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
 from engine.prompting.codec import PATH_LABELS
@@ -225,9 +229,107 @@ def save_precision(config_path: str, precision: str) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def may_change(services: Any, request: gr.Request | None) -> None:
+    """The settings rule: beyond this machine without a login, settings are read-only (Refusal
+    "settings_locked"), except for a script that sends the API key (`Authorization: Bearer <key>`)."""
+    if not services.public:
+        return
+    header = (request.headers.get("authorization") or "") if request is not None else ""
+    scheme, _, given = header.partition(" ")
+    key = services.api_key
+    if key and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode()):
+        return
+    raise Refusal("settings_locked")
+
+
+def switch_precision(value: Any, lang: str) -> str | list[str]:
+    """The precision a switch asks for: "auto", one rung, or rungs separated by commas ("fp16,4bit") to try
+    in that order; "" is engine.precision as configured. A PrecisionError becomes the user's sentence."""
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    rungs = [r.strip() for r in text.replace("→", ",").split(",") if r.strip()]
+    try:
+        checked = check_precision(rungs if len(rungs) > 1 else text)
+    except PrecisionError as exc:
+        raise gr.Error(config_error_text(exc, lang), print_exception=False) from None
+    return checked if isinstance(checked, str) else list(checked)
+
+
+def run_switch(services: Any, model: str, precision: str | list[str]) -> Iterator[str]:
+    """Switch the chat model in a thread of its own (a page closed mid-switch does not stop it); yield each
+    progress line as it is said (also printed on the terminal, as at start); raise what the switch raised."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    failed: list[BaseException] = []
+
+    def say(line: str) -> None:
+        print(f"[switch] {line}", flush=True)
+        lines.put(line)
+
+    def work() -> None:
+        try:
+            services.models.switch(model, precision or None, say=say)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread, which shows or raises it
+            failed.append(exc)
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=work, daemon=True, name="switch-model").start()
+    while (line := lines.get()) is not None:
+        yield line
+    if failed:
+        raise failed[0]
+
+
+class SwitchEndpoint:
+    """The `switch_model` named endpoint (registered by ui/endpoints.py) for scripts."""
+
+    def __init__(self, shared: Shared):
+        self.shared = shared
+
+    def switch_model(self, model: str, precision: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]
+        """Load another chat model now: `model` is a local folder, a .gguf file, a hub id or "demo"; `precision`
+        "auto", a rung or rungs to try in order ("fp16,4bit"); "" is engine.precision. Replies in progress
+        finish first; returns {model, rung, device, seconds, lines}. A model that cannot be loaded is refused in
+        one line and the previous model keeps serving."""
+        lang = lang_of(request)
+        services = self.shared.services
+        with shown_to_user(lang):
+            may_change(services, request)
+            lines = list(run_switch(services, str(model or ""), switch_precision(precision, lang)))
+        report = services.engine.report
+        return {"model": report.model_id, "rung": report.rung, "device": report.device,
+                "seconds": round(float(report.seconds), 2), "lines": lines}
+
+
 class ModelsHandlers:
     def __init__(self, shared: Shared):
         self.shared = shared
+
+    def switch(self, model: Any, precision: Any, request: gr.Request) -> Iterator[tuple]:
+        """The Models tab's switch: the progress lines as they come, then the tab redrawn for the new model
+        (or, when it failed, the one sentence why; the previous model still serves)."""
+        lang = lang_of(request)
+        services = self.shared.services
+        log: list[str] = []
+        keep = (gr.skip(),) * 3
+        with shown_to_user(lang):
+            may_change(services, request)
+            ask = switch_precision(precision, lang)
+            try:
+                for line in run_switch(services, str(model or ""), ask):
+                    log.append(line)
+                    yield ("\n".join(log), *keep)
+            except Exception as exc:  # noqa: BLE001 - shown under the log, then raised as the toast
+                text = message_for(exc, lang)
+                if text is None:
+                    raise
+                log.append(f"❌ {text}")
+                yield ("\n".join(log), *self.overview(request))
+                raise
+        report = services.engine.report
+        log.append("✅ " + say(lang, "switch_done", model=report.model_id, rung=report.rung, seconds=report.seconds))
+        yield ("\n".join(log), *self.overview(request))
 
     def overview(self, request: gr.Request) -> tuple[str, str, str]:
         lang = lang_of(request)
@@ -286,8 +388,9 @@ class ModelsHandlers:
         return estimate_markdown(self.shared, str(model or ""), lang_of(request))
 
 
-def build_and_wire(shared: Shared) -> tuple[list[Any], Any]:
-    """Returns (outputs, refresh) so the layout redraws the tab when it is opened."""
+def build_and_wire(shared: Shared, banner: tuple[Any, Any] | None = None) -> tuple[list[Any], Any]:
+    """Returns (outputs, refresh) so the layout redraws the tab when it is opened. `banner`: the page's model
+    banner and the function that draws it, redrawn after a model switch."""
     h = ModelsHandlers(shared)
     cfg = shared.services.cfg
     report = gr.Markdown(elem_id="models-report")
@@ -304,6 +407,18 @@ def build_and_wire(shared: Shared) -> tuple[list[Any], Any]:
         refresh_adapters = gr.Button(t("models.adapters_refresh"), elem_id="models-adapters-refresh", size="sm",
                                      scale=0, min_width=180)
     adapters = gr.Markdown(elem_id="models-adapters")
+    gr.Markdown(t("models.switch_title"))
+    gr.Markdown(t("models.switch_note"), elem_classes=["small-note"])
+    with gr.Row():
+        switch_model = gr.Textbox(value="", placeholder="demo · /models/my-model · model.gguf · owner/name",
+                                  label=t("models.switch_model"), elem_id="models-switch-model", scale=3, max_lines=1)
+        switch_precision_box = gr.Dropdown(choices=list(PRECISIONS), value="auto", allow_custom_value=True,
+                                           label=t("models.switch_precision"), elem_id="models-switch-precision",
+                                           scale=1)
+        switch = gr.Button(t("models.switch"), elem_id="models-switch", scale=1, variant="primary",
+                           interactive=not shared.services.public)
+    switch_log = gr.Textbox(label=t("models.switch_log"), elem_id="models-switch-log", lines=4, max_lines=12,
+                            interactive=False)
     gr.Markdown(t("models.precision_title"))
     with gr.Row():
         one = cfg.engine.precision if isinstance(cfg.engine.precision, str) else None  # a list: config.json only
@@ -320,6 +435,11 @@ def build_and_wire(shared: Shared) -> tuple[list[Any], Any]:
     outputs = [report, states, adapters]
     refresh.click(h.overview, None, outputs, **PRIVATE)
     refresh_adapters.click(h.adapters, None, adapters, **PRIVATE)
+    switched = switch.click(h.switch, [switch_model, switch_precision_box], [switch_log, *outputs],
+                            concurrency_id="models", concurrency_limit=1, **PRIVATE)
+    if banner is not None:   # the page's model line follows the model now serving
+        component, redraw = banner
+        switched.then(redraw, None, component, queue=False, show_progress="hidden", **PRIVATE)
     load.click(h.load, which, outputs, concurrency_id="models", concurrency_limit=1, **PRIVATE)
     unload.click(h.unload, which, outputs, concurrency_id="models", concurrency_limit=1, **PRIVATE)
     save.click(h.save, precision, None, **PRIVATE)
