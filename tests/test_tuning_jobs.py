@@ -12,7 +12,7 @@ import pytest
 from engine.adapters import list_adapters
 from config import ConfigError
 from tuning.dataset import DatasetError
-from tuning.jobs import start_training
+from tuning.jobs import CANCEL_GRACE_S, start_training
 from tuning.runs import RunFolderError, last_checkpoint
 
 from tests.waiting import combined, file_size, process_work, wait_for
@@ -93,6 +93,29 @@ def test_cancel_while_loading_stops_at_once(tmp_path):
     status = job.cancel(timeout=60)                     # our handler stops it before training starts
     assert status.state == "cancelled" and status.returncode == 3, (status, job.log_tail())
     assert time.monotonic() - started < 30
+    assert visible_folders(Path(config["adapters_dir"])) == []
+
+
+def test_the_pages_cancel_confirms_within_its_grace_even_in_the_middle_of_a_long_step(tmp_path):
+    """The Tuning tab's Cancel (CANCEL_GRACE_S): a step that would take far longer is not waited for (issue 24:
+    it once took about 20 s to confirm); the run shows its phases and example count on the way."""
+    config = job_config(tmp_path, batch_size=8, grad_accum=400)   # one step: 400 batches of 8, minutes here
+    data = Path(config["dataset"])
+    data.write_text(data.read_text(encoding="utf-8") * 400, encoding="utf-8")
+    job = start_training(config)
+    try:
+        wait_job(job, lambda: job.status().state == "training", "the job to be training")
+        st = job.status()
+        assert st.examples == 3200 and st.step == 0 and st.seconds_per_step is None, st
+        time.sleep(1.0)                                  # inside its first step
+        started = time.monotonic()
+        status = job.cancel(timeout=CANCEL_GRACE_S)
+        took = time.monotonic() - started
+    finally:
+        if job.running():
+            job.process.kill()
+    assert status.state == "cancelled" and not job.running(), (status, job.log_tail())
+    assert status.step == 0 and took < CANCEL_GRACE_S + 1.5, (status, took)
     assert visible_folders(Path(config["adapters_dir"])) == []
 
 

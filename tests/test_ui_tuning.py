@@ -95,6 +95,8 @@ def test_training_from_the_tab_streams_loss_and_publishes_the_adapter(shared, tr
     assert status.state == "succeeded", (status, job.log_tail())
     final = ticks[-1]
     assert "Done" in final[1] and "step 16 / 16" in final[1] and name in final[1]
+    assert f"{job.status().examples} examples" in final[1] and job.status().examples > 0
+    assert any("s per step" in t[1] for t in ticks), [t[1] for t in ticks]    # the pace while it trains
     frame = final[2]
     train_steps = sorted(frame[frame.series == "train"].step.tolist())
     assert train_steps == list(range(1, 17)), train_steps      # logging every step for a short run
@@ -106,6 +108,24 @@ def test_training_from_the_tab_streams_loss_and_publishes_the_adapter(shared, tr
     assert [a.name for a in shared.services.adapter_choices()] == [name]
     table = adapters_markdown(shared.services, "en")
     assert f"`{name}`" in table and "✅ yes" in table and "lora r=8" in table
+
+
+def test_the_status_names_each_phase_in_both_languages():
+    """Within seconds of Start the line says what the run is doing, not a bare "step 0 / 40" (issue 24)."""
+    from tuning.jobs import JobStatus
+    from ui.tuning import status_markdown
+
+    def line(state: str, lang: str = "en", **progress) -> str:
+        return status_markdown("run", JobStatus.of(state, progress), [], lang, 3.0)
+
+    assert "Starting (loading the training libraries)" in line("starting")
+    assert "Tokenizing the examples" in line("tokenizing") and "토큰화" in line("tokenizing", "ko")
+    loading = line("loading", examples=32)
+    assert "Loading the base model" in loading and "32 examples" in loading and "step" not in loading
+    training = line("training", step=6, max_steps=40, resumed_from=2, step_seconds=10.0, examples=32)
+    assert "step 6 / 40 (15 %)" in training and "2.5 s per step" in training, training
+    assert "스텝당 2.5초" in line("training", "ko", step=6, max_steps=40, resumed_from=2, step_seconds=10.0)
+    assert "per step" not in line("training", step=0, max_steps=40, step_seconds=4.0)   # no step ended yet
 
 
 def test_the_adapter_is_chosen_per_chat_and_changes_the_greedy_reply(shared, trained):

@@ -266,7 +266,8 @@ def _train_locked(cfg: TrainConfig, token: CancelToken, state: Any) -> TrainResu
     adapter_dir = cfg.adapter_dir
     meta: dict = {}
     if state.is_main_process:
-        write_progress(run_dir, phase="saving", step=steps, max_steps=trainer.state.max_steps)
+        write_progress(run_dir, phase="saving", step=steps, max_steps=trainer.state.max_steps,
+                       examples=len(train_set))
         effect = _adapter_effect(model, train_set[0])
         import peft
         import transformers
@@ -290,7 +291,7 @@ def _train_locked(cfg: TrainConfig, token: CancelToken, state: Any) -> TrainResu
         adapter_dir = publish_adapter(model, cfg.adapters_dir, cfg.name, meta, overwrite=cfg.overwrite,
                                       abort=token.requested)
         write_progress(run_dir, phase="done", step=steps, max_steps=trainer.state.max_steps,
-                       adapter=str(adapter_dir), seconds=round(time.monotonic() - started, 2))
+                       examples=len(train_set), adapter=str(adapter_dir), seconds=round(time.monotonic() - started, 2))
     state.wait_for_everyone()
     return TrainResult(adapter_dir, meta)
 

@@ -15,12 +15,13 @@ from ui.errors import plain_detail
 from ui.i18n import lang_of, make_i18n, say, t
 from ui.owners import Owners
 from ui.page import Shared
+from ui.icons import font_css
 from ui.services import Services
 
 PRIVATE = {"api_visibility": "private"}
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-CSS = (ASSETS / "page.css").read_text(encoding="utf-8")
+CSS = (ASSETS / "page.css").read_text(encoding="utf-8") + font_css()     # icons drawn on any machine
 JS = (ASSETS / "page.js").read_text(encoding="utf-8")      # runs once when the page loads
 
 
@@ -56,10 +57,9 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
     tuning = _tuning_builder()
     with Blocks(title="Local Mistral Chat") as blocks:
         endpoints.register(shared)  # first, so the public names (chat, transcribe, ...) are theirs
-        report = services.engine.report
-        banner = gr.HTML(banner_html(report, "en"), elem_id="model-banner", padding=False)
-        def localized_banner(request: gr.Request) -> str:
-            return banner_html(report, lang_of(request))
+        banner = gr.HTML(banner_html(services.engine.report, "en"), elem_id="model-banner", padding=False)
+        def localized_banner(request: gr.Request) -> str:   # the model serving now (a switch replaces it)
+            return banner_html(services.engine.report, lang_of(request))
 
         blocks.load(localized_banner, None, banner, queue=False, show_progress="hidden", **PRIVATE)
         for key in notices:
@@ -68,8 +68,11 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
         tabs = []
         with gr.Tabs():
             with gr.Tab(t("tab.chat"), id="chat", elem_id="tab-chat") as chat_tab:
+                # Phones only (ui/assets/page.css): the chat list opens as a drawer from this button.
+                gr.Button(t("chat.drawer"), elem_id="drawer-toggle", size="sm", variant="secondary")
+                gr.HTML("", elem_id="drawer-backdrop", padding=False)
                 with gr.Row():
-                    with gr.Column(scale=1, min_width=240):
+                    with gr.Column(scale=1, min_width=240, elem_id="chat-drawer"):
                         bar = sessions_panel.build(show_owner_key=not owners.auth)
                     with gr.Column(scale=3):
                         view, controls = chat.build(shared, bar)
@@ -85,7 +88,7 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
                 voice.build_and_wire(shared)
             tabs.append(voice_tab)
             with gr.Tab(t("tab.models"), id="models", elem_id="tab-models") as models_tab:
-                model_outputs, overview = models.build_and_wire(shared)
+                model_outputs, overview = models.build_and_wire(shared, banner=(banner, localized_banner))
             tabs.append(models_tab)
             if tuning is not None:
                 with gr.Tab(t("tab.tuning"), id="tuning", elem_id="tab-tuning") as tuning_tab:

@@ -20,7 +20,7 @@ import gradio as gr
 from config import ConfigError
 from tuning.config import TrainConfig, load_config
 from tuning.dataset import DatasetError, DatasetReport, load_dataset
-from tuning.jobs import JobStatus, TrainingJob, start_training
+from tuning.jobs import CANCEL_GRACE_S, JobStatus, TrainingJob, start_training
 from tuning.runs import RunFolderError
 from ui.i18n import lang_of, say, t
 from ui.page import Shared
@@ -34,7 +34,7 @@ METHODS = [("LoRA", "lora"), ("QLoRA (4-bit)", "qlora")]
 PRIVATE = {"api_visibility": "private"}
 PLOT_COLUMNS = ["step", "loss", "series"]
 SERIES_COLORS = {"train": "#2563eb", "eval": "#ea580c"}     # the loss plot's series, in legend order
-STATE_ICON = {"starting": "⏳", "loading": "⏳", "training": "🏋️", "saving": "💾", "done": "💾",
+STATE_ICON = {"starting": "⏳", "loading": "⏳", "tokenizing": "⏳", "training": "🏋️", "saving": "💾", "done": "💾",
               "succeeded": "✅", "failed": "❌", "cancelled": "⏹"}
 
 
@@ -147,16 +147,23 @@ def plot_frame(rows: list[dict]) -> Any:
 def loss_plot(value: Any = None) -> gr.LinePlot:
     """The loss plot, filled by `plot_frame` on each tick of the tab's timer."""
     return gr.LinePlot(value, x="step", y="loss", color="series", title=t("tuning.plot"), color_map=SERIES_COLORS,
-                       x_title="step", y_title="loss", height=320, elem_id="tuning-plot")
+                       x_title=t("tuning.axis_step"), y_title=t("tuning.axis_loss"), x_lim=[0, None],
+                       y_lim=[0, None], x_axis_format="d", y_axis_format=".2f", height=320, elem_id="tuning-plot")
+    # Steps as whole numbers from 0, losses from 0 with two decimals: a single point once read as axes
+    # labelled "2.099380" and "0.000000" (issue 24).
 
 
 def status_markdown(name: str, st: JobStatus, rows: list[dict], lang: str, seconds: float | None = None) -> str:
     """One line a person can read at a glance: state · name · step x / y · last losses · time."""
     word = say(lang, f"tuning_state_{st.state}") if f"tuning_state_{st.state}" in _STATES else st.state
     parts = [f"{STATE_ICON.get(st.state, '')} **{word}**", f"`{html.escape(name)}`"]
+    if st.examples is not None:
+        parts.append(say(lang, "tuning_examples", n=st.examples))
     if st.max_steps:
         parts.append(say(lang, "tuning_step", step=st.step, total=st.max_steps,
                          pct=int(100 * st.step / max(1, st.max_steps))))
+    if st.state == "training" and st.seconds_per_step is not None:
+        parts.append(say(lang, "tuning_pace", s=f"{st.seconds_per_step:.1f}"))
     losses = [r["loss"] for r in rows if isinstance(r.get("loss"), (int, float))]
     evals = [r["eval_loss"] for r in rows if isinstance(r.get("eval_loss"), (int, float))]
     if losses:
@@ -297,7 +304,8 @@ class TuningHandlers:
         st = job.status()
         rows = job.metrics()
         done = st.finished
-        return (job, status_markdown(job.name, st, rows, lang, self.slot.elapsed(job)), plot_frame(rows),
+        return (job, status_markdown(job.name, st, rows, lang, self.slot.elapsed(job)),
+                plot_frame(rows),
                 job.log_tail(15), gr.Timer(active=not done), gr.Button(interactive=done),
                 gr.Button(interactive=not done))
 
@@ -318,7 +326,7 @@ class TuningHandlers:
             if job is None:
                 return None, gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False), gr.skip(), gr.skip()
         else:
-            job.cancel(timeout=60)
+            job.cancel(timeout=CANCEL_GRACE_S)
         return self._view(job, lang)
 
 
