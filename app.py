@@ -105,6 +105,7 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     from api.auth import key_policy
     from engine.chat import ChatEngine
     from engine.serving.admission import Admission
+    from engine.switching import ModelSwitch
     from sessions import SessionStore
     from ui import CSS, JS, build_ui, make_i18n
     from ui.gradio_bridge import mark_launched
@@ -120,14 +121,20 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
         print(f"[model] {engine.report.notice}", flush=True)
     store = SessionStore(cfg.sessions.path)
     manager = build_manager(cfg, engine, demo=demo)
-    # Settings and training change this machine: beyond loopback (LAN, share, Space) they need a login.
-    services = Services(cfg, engine, store, manager, config_path=config_path, public=policy.settings_locked)
+    # The one holder of the chat engine: the page, the endpoints and /v1 reach it only through this (a switch
+    # in the Models tab or the switch_model endpoint replaces it, and nothing else keeps the old one).
+    models = ModelSwitch(engine, cfg.engine, admission=Admission.from_config(cfg.server), manager=manager)
+    del engine
+    # Settings and training change this machine: beyond loopback (LAN, share, Space) they need a login (or,
+    # for a script, the API key).
+    services = Services(cfg, models, store, manager, config_path=config_path, public=policy.settings_locked,
+                        api_key=policy.key)
     phase("building the page…")
     blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path), notices=notices)
     # engine.max_concurrent as resolved ("auto": sized from memory at load): the UI runs as many chats as the engine
-    blocks.queue(default_concurrency_limit=engine.concurrency.slots, max_size=cfg.server.queue_size)
+    blocks.queue(default_concurrency_limit=models.current.concurrency.slots, max_size=cfg.server.queue_size)
     quiet_queue(blocks)  # no 1 ms polling while idle (ui/quiet.py)
-    api = build_api(cfg, engine, host=host, manager=manager, policy=policy, door=services.chat)
+    api = build_api(cfg, models, host=host, manager=manager, policy=policy, door=services.chat)
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
                               auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS, js=JS,
                               run_history=False, footer_links=["api", "gradio", "settings"])

@@ -148,10 +148,12 @@ def router(state: ApiState) -> APIRouter:
         resolved = state.names.resolve(body.model)
         parsed = parse_messages(body.messages, state.max_upload_bytes)
         features = request_features(body, parsed.messages)
+        # documents (file parts) read and cut to fit the context, off the event loop
+        messages = await anyio.to_thread.run_sync(parsed.with_documents, state.chat, features.sampling)
         # Every check of the request, once, before any model work (schemas compile here: a 400, never a 200
         # followed by an error event).
         chat_request = await anyio.to_thread.run_sync(lambda: state.chat.request(
-            parsed.messages, features.sampling, adapter=resolved.adapter, image=parsed.image,
+            messages, features.sampling, adapter=resolved.adapter, image=parsed.image,
             constraint=features.constraint, tools=features.tools, names=caller_names(body)))
         cancel = threading.Event()
         # The client may leave while the prompt is trimmed or a slot awaited: then nothing is generated.
@@ -161,7 +163,8 @@ def router(state: ApiState) -> APIRouter:
         finally:
             watcher.cancel()
         pumps = [StreamPump(reply.stream, event) for reply, event in opened]
-        completion = Completion.new(opened[0][0].model if chat_request.image is not None else resolved.shown)
+        # the model that writes the reply (a switch may have come after `model` was read), or the adapter's name
+        completion = Completion.new(resolved.shown if resolved.adapter else opened[0][0].model)
         with_logprobs = chat_request.params.logprobs is not None
         report = state.engine.report
         kind = ("random weights: replies are noise" if getattr(report, "random_weights", True)

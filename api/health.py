@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.state import ApiState
+from engine.media.speech import speech_plan, speech_status
 from engine.monitor import read_system
 
 
@@ -21,6 +22,7 @@ def health_body(state: ApiState) -> dict:
         "random_weights": getattr(report, "random_weights", False),
         "prompt_path": getattr(report, "prompt_path", ""),   # mistral | chat_template (engine/prompting/codec.py)
         "notice": report.notice,
+        "switching": state.chat.models.switching,   # the model a switch is loading now (engine/switching.py), or null
         "serving": load.path,
         "plain_path": dict(load.plain_path),     # what a request may ask that is served one at a time, and why
         "concurrency": engine.concurrency.to_dict(),   # engine.max_concurrent as resolved ("auto": from memory)
@@ -33,6 +35,8 @@ def health_body(state: ApiState) -> dict:
     }
     if state.manager is not None:
         body["models"] = state.manager.state()
+        # which speech models answer and whether their weights are real (the loaded report, else the plan)
+        body["speech"] = speech_status(speech_plan(state.cfg.engine, demo=bool(report.demo)), body["models"])
     return body
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
-from api import audio, chat, health, models
+from api import audio, chat, completions, health, models
 from api.auth import KeyPolicy, key_policy
 from api.errors import ApiError, install_error_handlers
 from api.guard import ApiGuard
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from engine.manager import ModelManager
 
 
-KNOWN = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/audio/transcriptions": "POST",
-         "/v1/audio/speech": "POST"}
+KNOWN = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST",
+         "/v1/audio/transcriptions": "POST", "/v1/audio/speech": "POST"}
 
 
 def _unknown_routes() -> APIRouter:
@@ -36,7 +36,7 @@ def _unknown_routes() -> APIRouter:
         if f"/v1/{rest}" in KNOWN:
             raise ApiError(405, f"/v1/{rest} takes {KNOWN[f'/v1/{rest}']}", code="method_not_allowed")
         raise ApiError(404, f"unknown API route /v1/{rest}; this server has /v1/models, /v1/chat/completions, "
-                            "/v1/audio/transcriptions and /v1/audio/speech", code="unknown_url")
+                            "/v1/completions, /v1/audio/transcriptions and /v1/audio/speech", code="unknown_url")
 
     return r
 
@@ -48,12 +48,12 @@ def build_api(cfg: AppConfig, engine: ChatEngine, *, host: str | None = None, ma
     `policy`: the exposure rule (default: key_policy(cfg, host), no login).
     `door`: the door into chat the page uses too (default: one built from cfg over `engine`)."""
     policy = policy or key_policy(cfg, host)
-    state = ApiState(cfg=cfg, engine=engine, names=models.names_for(engine.model_id, getattr(engine, "adapters", None), getattr(engine.report, "prompt_path", "")), policy=policy, manager=manager, chat=door)
+    state = ApiState(cfg=cfg, engine=engine, policy=policy, manager=manager, chat=door)
     app = FastAPI(title="Local chat API", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = state
     install_error_handlers(app)
     app.add_middleware(ApiGuard, policy=policy, max_body=state.max_body_bytes)
-    for module in (health, models, chat, audio):
+    for module in (health, models, chat, completions, audio):
         app.include_router(module.router(state))
     app.include_router(_unknown_routes())
     return app

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from api.auth import KeyPolicy
-from api.models import ModelNames
+from api.models import ModelNames, names_for
 from config import AppConfig
 from engine.requests import ChatService
 
 if TYPE_CHECKING:
     from engine.chat import ChatEngine
     from engine.manager import ModelManager
+    from engine.switching import ModelSwitch
 
 MiB = 2 ** 20
 
@@ -33,19 +34,28 @@ class Counters:
             return dict(self._counts)
 
 
-@dataclass
 class ApiState:
-    cfg: AppConfig
-    engine: ChatEngine
-    names: ModelNames
-    policy: KeyPolicy
-    manager: ModelManager | None = None   # vision, stt, tts-ko, tts-en; None: those routes answer 503
-    counters: Counters = field(default_factory=Counters)
-    chat: ChatService | None = None   # the one door into chat (engine/requests.py); built from cfg when None
+    """The API's view of the app: config, exposure policy, the door into chat and, through it, the chat model
+    serving now (`engine`, `names`: read per request, since a model switch replaces them)."""
 
-    def __post_init__(self) -> None:
-        if self.chat is None:
-            self.chat = ChatService.from_config(self.cfg, self.engine, self.manager)
+    def __init__(self, cfg: AppConfig, engine: ChatEngine | ModelSwitch, policy: KeyPolicy,
+                 manager: ModelManager | None = None, chat: ChatService | None = None):
+        self.cfg, self.policy = cfg, policy
+        self.manager = manager        # vision, stt, tts-ko, tts-en; None: those routes answer 503
+        self.counters = Counters()
+        # the one door into chat (engine/requests.py), shared with the page; built from cfg when None
+        self.chat = chat if chat is not None else ChatService.from_config(cfg, engine, manager)
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.chat.engine
+
+    @property
+    def names(self) -> ModelNames:
+        """The names a request may give as `model` for the chat model serving now, and its adapters."""
+        engine = self.engine
+        return names_for(engine.model_id, engine.adapters, getattr(engine.report, "prompt_path", ""),
+                         created=int(self.chat.models.loaded_at))
 
     @property
     def max_upload_bytes(self) -> int:

@@ -135,14 +135,10 @@ class ChatEngine:
     def from_source(cls, source: ModelSource, cfg: EngineConfig, plan: LoadPlan | None = None,
                     *, batching: str | None = None) -> "ChatEngine":
         """Load the model; `batching` (auto | continuous | queue; default engine.batching) picks the scheduler."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         plan = plan or load_plan(cfg)
-        tokenizer = AutoTokenizer.from_pretrained(str(source.folder), trust_remote_code=False)
-        try:  # before the weights: a folder we cannot prompt is refused in a second, not after a long load
-            codec = TextCodec.load(source.folder, tokenizer)
-        except TemplateMissing as exc:
-            raise SourceError(str(exc)) from None
+        codec = cls.prompt_codec(source)   # before the weights: a folder we cannot prompt is refused in a second
         model, report = load_pretrained(AutoModelForCausalLM, source.folder, source.model_id, plan)
         report.demo, report.prompt_path = source.demo, codec.path
         report.random_weights = source.demo and demo_notice(source) == DEMO_NOTICE
@@ -161,6 +157,20 @@ class ChatEngine:
         adapters = AdapterRegistry(cfg.adapters_dir, source.folder, source.model_id)
         return cls(model, codec, report, generator, scheduler, context, adapters, zerogpu.GpuSeconds.from_config(cfg),
                    concurrency)
+
+    @staticmethod
+    def prompt_codec(source: ModelSource) -> TextCodec:
+        """The tokenizer and how prompts are built for `source`; SourceError (one line) when it has none we
+        can use. Cheap: the start and a model switch (engine/switching.py) run it before any weights load."""
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(source.folder), trust_remote_code=False)
+            return TextCodec.load(source.folder, tokenizer)
+        except TemplateMissing as exc:
+            raise SourceError(str(exc)) from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise SourceError(f"{source.model_id}: its tokenizer cannot be loaded ({type(exc).__name__})") from None
 
     @classmethod
     def load(cls, cfg: EngineConfig, *, demo: bool = False, admission: Admission = Admission()) -> "ChatEngine":

@@ -18,10 +18,12 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from engine.adapters import AdapterInfo
-from engine.errors import AdapterError, EngineError, MessageTooLong, ModelUnavailable, RequestError
+from engine.errors import AdapterError, EngineError, MessageTooLong, ModelUnavailable, PromptTooLong, RequestError
 from engine.prompting.constrained import JsonConstraint
 from engine.prompting.tools import ToolSpec
 from engine.serving.generation import ChatStream, GenerationParams
+from engine.switching import ModelSwitch
+from engine.serving.scoring import ScoredPrompt, check_ids, prompt_ids, scored
 
 if TYPE_CHECKING:
     from config import AppConfig
@@ -137,13 +139,24 @@ class Reply:
 class ChatService:
     """The chat model, the optional image model behind it, and the request checks both share."""
 
-    def __init__(self, engine: "ChatEngine", manager: "ModelManager | None", defaults: GenerationParams,
+    def __init__(self, engine: "ChatEngine | ModelSwitch", manager: "ModelManager | None", defaults: GenerationParams,
                  *, max_message_chars: int, max_upload_bytes: int):
-        self.engine, self.manager, self.defaults = engine, manager, defaults
-        self.limits = RequestLimits(max_message_chars, max_upload_bytes, engine.max_context)
+        # The chat model lives in a ModelSwitch (engine/switching.py): app.py builds one; a bare engine gets its own.
+        self.models = engine if isinstance(engine, ModelSwitch) else ModelSwitch(engine)
+        self.manager, self.defaults = manager, defaults
+        self._max_chars, self._max_upload = max_message_chars, max_upload_bytes
+
+    @property
+    def engine(self) -> "ChatEngine":
+        """The chat engine serving now (a reply holds its own from open_chat to its end)."""
+        return self.models.current
+
+    @property
+    def limits(self) -> RequestLimits:
+        return RequestLimits(self._max_chars, self._max_upload, self.engine.max_context)
 
     @classmethod
-    def from_config(cls, cfg: AppConfig, engine: ChatEngine, manager: ModelManager | None) -> ChatService:
+    def from_config(cls, cfg: AppConfig, engine: ChatEngine | ModelSwitch, manager: ModelManager | None) -> ChatService:
         """The door as config.json sets it: generation defaults, generation.max_message_chars, the upload limit."""
         return cls(engine, manager, GenerationParams.from_config(cfg.generation),
                    max_message_chars=cfg.generation.max_message_chars,
@@ -157,6 +170,7 @@ class ChatService:
         (/v1's max_tokens for max_new_tokens), so a refusal names what the caller sent. `reply_prefix`
         (Continue): the reply so far to the last user message; the model goes on from its end, and the stream
         gives only the new text."""
+        self.models.check_open()          # ModelSwitching while the chat model is being replaced
         names = names or {}
         messages = tuple(messages)
         for i, m in enumerate(messages):
@@ -181,6 +195,48 @@ class ChatService:
             messages = self._with_question(messages)
         return ChatRequest(messages, params, info, checked_image)
 
+    def completion(self, prompt: str | Sequence[int], sampling: Sampling = Sampling(), *, adapter: str | None = None,
+                   names: dict[str, str] | None = None, param: str = "prompt", generate: bool = True,
+                   scoring: bool = False) -> ChatRequest:
+        """A raw completion (/v1/completions), every check once: the prompt's ids without a chat template (a text
+        as the model's own tokenizer starts it, ids as sent), the sampling options and the adapter as for a chat,
+        and room in the context for the prompt and the reply (`generate` False: max_tokens 0, the prompt alone).
+        `scoring`: its prompt tokens' logprobs will be asked (`score`). RequestError naming `param` (the prompt)
+        or the reply length otherwise; open_chat serves the request as it serves a chat."""
+        self.models.check_open()          # ModelSwitching while the chat model is being replaced
+        if self.engine.remote:
+            raise RequestError("/v1/completions needs the model loaded here, and engine.backend is openai (a remote "
+                               "server): use /v1/chat/completions", code="unsupported_endpoint")
+        if scoring and self.engine.scheduler is None:
+            raise RequestError("echo with logprobs (the prompt's logprobs) is not supported on ZeroGPU", param="echo",
+                               code="unsupported_parameter")
+        if not prompt:
+            raise RequestError(f"{param} is empty: send the text (or token ids) to complete", param=param)
+        names, codec = names or {}, self.engine.codec
+        if isinstance(prompt, str):
+            self.check_text(prompt, param)
+        ids = prompt_ids(codec, prompt) if isinstance(prompt, str) else check_ids(prompt, len(codec.tokenizer), param)
+        params = self._params(sampling, names)
+        info = self.check_adapter(adapter) if adapter else None
+        reply, limit = (params.max_new_tokens if generate else 0), self.limits.max_context
+        if len(ids) + reply > limit:
+            blame = param if len(ids) >= limit or not generate else names.get("max_new_tokens", "max_new_tokens")
+            raise PromptTooLong(f"the prompt is {len(ids)} tokens and the reply may be {reply}: this model takes at "
+                                f"most {limit} tokens of context (prompt and reply together)", param=blame,
+                                values={"n": len(ids), "limit": limit})
+        return ChatRequest((), replace(params, prompt_ids=tuple(ids)), info)
+
+    def score(self, request: ChatRequest, top: int, cancel: threading.Event | None = None
+              ) -> ScoredPrompt | None:
+        """The logprob of each prompt token of a completion request but the first, with the `top` most likely
+        tokens at each place, from the model and adapter that would generate its reply; None when
+        `cancel` was set while it waited for a slot. The engine is held while it scores, as a reply holds it."""
+        engine = self.models.hold()
+        try:
+            return scored(engine, request.params.prompt_ids or (), top, cancel, request.adapter)
+        finally:
+            self.models.release()
+
     def _check_prefix(self, prefix: object, image: bool, structured: bool) -> None:
         """A reply to continue: text within the message limit, for a chat model loaded here, answering text
         without tools or a JSON format (RequestError naming reply_prefix otherwise)."""
@@ -202,7 +258,9 @@ class ChatService:
                                  values={"n": len(text), "limit": limit})
 
     def check_sampling(self, sampling: Sampling) -> None:
-        """The sampling checks alone, for a caller that stores a message before asking for its reply."""
+        """The sampling checks alone, for a caller that stores a message before asking for its reply (refused
+        while the chat model is switched, too: the message would wait unanswered)."""
+        self.models.check_open()
         self._params(sampling, {})
 
     def _params(self, sampling: Sampling, names: dict[str, str]) -> GenerationParams:
@@ -261,15 +319,35 @@ class ChatService:
         """The reply's stream; refusals found only now (busy, a prompt too long) raise before any text."""
         if request.image is not None:
             return self._open_image(request, cancel)
-        report = self.engine.report
-        stream = self.engine.stream(list(request.messages), request.params, cancel, adapter=request.adapter)
-        if request.params.reply_prefix and self.engine.generator is not None:
-            stream = self.engine.generator.continued(stream, request.params.reply_prefix)
+        engine = self.models.hold()     # ModelSwitching while the model is switched; held to the reply's end
+        try:
+            reply = self._open_text(engine, request, cancel)
+        except BaseException:
+            self.models.release()
+            raise
+        reply.stream = reply.stream.finally_(self.models.release)
+        return reply
+
+    def _open_text(self, engine: "ChatEngine", request: ChatRequest, cancel: threading.Event | None) -> Reply:
+        """The reply on `engine`, the one model it is written by from the first token to the last."""
+        if request.adapter is not None and getattr(engine.adapters, "fingerprint", None) != request.adapter.base_fingerprint:
+            self.check_adapter(request.adapter.name)     # checked on a model since switched: made for another base
+        report = engine.report
+        stream = engine.stream(list(request.messages), request.params, cancel, adapter=request.adapter)
+        before = request.params.reply_prefix or self._prompt_end(engine, request.params)
+        if before and engine.generator is not None:
+            stream = engine.generator.continued(stream, before)
         info = request.adapter
         if info is None:
             return Reply(stream, report.model_id, report.rung, request.params)
         return Reply(stream, report.model_id, report.rung, request.params, info.name, info.run_id,
                      info.base_fingerprint)
+
+    @staticmethod
+    def _prompt_end(engine: "ChatEngine", params: GenerationParams) -> str:
+        """The text a raw completion's last prompt tokens make: its reply goes on from there, so a first word
+        keeps the space it has after them (Generator.continued), as prompt + text must read."""
+        return engine.codec.decode(list(params.prompt_ids[-8:])) if params.prompt_ids else ""
 
     def _open_image(self, request: ChatRequest, cancel: threading.Event | None) -> Reply:
         if self.manager is None:

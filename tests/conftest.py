@@ -48,9 +48,10 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp
-        # demo:tiny (random weights) keeps app tests fast; tests on real text set engine.demo_size "smollm2".
+        # demo:tiny (random weights) keeps app tests fast; tests on real text set engine.demo_size "smollm2",
+        # tests on real speech engine.demo_speech "offline".
         cfg = {"sessions": {"path": str(tmp / "sessions")},
-               "engine": {"adapters_dir": str(tmp / "adapters"), "demo_size": "tiny"}}
+               "engine": {"adapters_dir": str(tmp / "adapters"), "demo_size": "tiny", "demo_speech": "tiny"}}
         for section, values in (config or {}).items():
             cfg.setdefault(section, {}).update(values)
         self.config_path = tmp / "config.json"

@@ -11,12 +11,15 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from engine.errors import AdapterError
+from ui import chat_versions
 from ui.conversation import STREAM_INTERVAL, ReplyJob
 from ui.chat_format import (SETTING_KEYS, continuable, engine_messages, last_user_index, message_text,
                              visible_messages)
+from ui.documents import DOCUMENT_TYPES, card_reader, is_document_name, read_upload
 from ui.errors import Refusal, message_for, shown_to_user
 from ui.i18n import lang_of, say, t
 from ui.page import ChatView, Shared, chat_display, settings_dict, view_values
+from ui import presets_panel
 from ui.sessions_panel import Sidebar
 
 PRIVATE = {"api_visibility": "private"}
@@ -41,6 +44,8 @@ class ChatControls:
     compare_base: gr.Textbox
     compare_adapter: gr.Textbox
     typing: gr.HTML
+    presets: presets_panel.PresetBar     # saved system prompts + settings, in Settings
+    versions: gr.HTML | None = None     # hidden: turns ‹ n/m › clicks into events (ui/chat_versions.py)
 
 
 @contextmanager
@@ -84,11 +89,12 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
     chatbot = gr.Chatbot(label=t("chat.chatbot"), elem_id="chatbot", height=520, editable="user",
                          buttons=["copy", "copy_all"], feedback_options=None, placeholder=t("chat.empty_hint"))
     typing = gr.HTML("", elem_id="typing", padding=False)
-    box = gr.MultimodalTextbox(placeholder=t("chat.input_ph"), label=t("chat.message"), show_label=False, file_types=["image"],
+    version_nav = chat_versions.build()
+    box = gr.MultimodalTextbox(placeholder=t("chat.input_ph"), label=t("chat.message"), show_label=False, file_types=["image", *DOCUMENT_TYPES],
                                file_count="single", sources=["upload"], elem_id="chat-input",
                                max_plain_text_length=limits.max_message_chars, submit_btn=True, stop_btn=False)
     editing = gr.State(False)
-    with gr.Row():
+    with gr.Row(elem_id="reply-actions"):
         stop = gr.Button(t("chat.stop"), elem_id="stop", size="sm", variant="secondary")  # red while generating
         retry = gr.Button(t("chat.retry"), elem_id="retry", size="sm")
         cont = gr.Button(t("chat.continue"), elem_id="continue", size="sm", visible=False)
@@ -96,6 +102,7 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
         cancel_edit = gr.Button(t("chat.edit_cancel"), elem_id="edit-cancel", size="sm", visible=False)
     gr.Markdown(t("chat.queue_note"), elem_classes=["small-note"])
     with gr.Accordion(t("chat.settings"), open=False, elem_id="chat-settings"):
+        presets = presets_panel.build()
         system_prompt = gr.Textbox(label=t("chat.system_prompt"), placeholder=t("chat.system_prompt_ph"), lines=2,
                                    value=defaults["system_prompt"], elem_id="system-prompt")
         temperature = gr.Slider(0.0, 2.0, value=defaults["temperature"], step=0.05, label=t("chat.temperature"),
@@ -135,7 +142,7 @@ def build(shared: Shared, bar: Sidebar) -> tuple[ChatView, ChatControls]:
                  frequency_penalty=frequency_penalty, top_k=top_k, repetition_penalty=repetition_penalty)
     view = ChatView(chatbot, session_id, version, bar.session_list, bar.search, {k: shown[k] for k in SETTING_KEYS})
     return view, ChatControls(box, stop, retry, cont, edit, cancel_edit, editing, adapter, compare, compare_base,
-                              compare_adapter, typing)
+                              compare_adapter, typing, presets, versions=version_nav)
 
 
 class ChatHandlers:
@@ -158,8 +165,11 @@ class ChatHandlers:
             owner = self.shared.owner(request, token)
             if self.convo.cancels.running(request.session_hash or ""):
                 raise Refusal("reply_running")
+            self.shared.services.models.check_open()    # "switching model…": refused before the message is saved
             if adapter_name(adapter) is not None:       # refused before the message is saved
                 self.shared.services.check_adapter(adapter_name(adapter))
+            if path and is_document_name(path):          # a bad document: refused before a chat is made for it
+                read_upload(self.shared.services, path)
             session = self.convo.add_user(owner, session_id or None, box.get("text") or "", image_path=path,
                                           settings=settings_dict(*settings),
                                           edit=bool(editing), expected_version=version if editing else None)
@@ -368,7 +378,8 @@ class ChatHandlers:
                 raise Refusal("nothing_to_retry")
             services.check_adapter(name)
             settings = {**self.convo.settings(session), "temperature": 0.0}
-            history = engine_messages(session["messages"][: index + 1], settings["system_prompt"])
+            history = engine_messages(session["messages"][: index + 1], settings["system_prompt"],
+                                      card_reader(services.store, owner))
         key = request.session_hash or ""
         texts = ["", ""]
         for side, which in ((0, None), (1, name)):
@@ -394,6 +405,8 @@ class ChatHandlers:
 
 def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.BrowserState) -> None:
     h = ChatHandlers(shared)
+    if c.versions is not None:
+        chat_versions.wire(shared, view, c.versions, owner_token)
     settings = view.settings_inputs()
     send_inputs = [c.box, owner_token, view.session_id, view.version, c.editing, c.adapter, *settings]
     send_outputs = [c.box, c.editing, c.cancel_edit, c.typing, c.stop, *view.outputs()]
@@ -438,5 +451,6 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
                 trigger_mode="always_last", **QUIET)
     c.adapter.focus(h.adapter_refresh, c.adapter, c.adapter, queue=False, **QUIET)
     c.adapter.input(h.save_adapter, [owner_token, view.session_id, c.adapter], view.version, **QUIET)
+    presets_panel.wire(shared, c.presets, view, owner_token)
     c.compare.click(h.compare, [owner_token, view.session_id, c.adapter], [c.compare_base, c.compare_adapter],
                     **GENERATE)

@@ -1,8 +1,13 @@
 """Pure helpers between stored sessions, the engine and the Chatbot: no Gradio events, easy to test."""
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 from typing import Any, Callable, Sequence
+
+from engine.media.documents import Document
+from ui.documents import document_line, is_card_ref, is_document_ref, read_card_file
 
 # A chat's own settings, in the order the Settings panel shows them; the adapter is stored beside them.
 SETTING_KEYS = ("system_prompt", "temperature", "max_new_tokens", "top_p", "history_turns", "seed",
@@ -25,11 +30,13 @@ def message_text(content: Any) -> str:
     return ""
 
 
-def engine_messages(messages: Sequence[dict], system_prompt: str = "") -> list[dict]:
+def engine_messages(messages: Sequence[dict], system_prompt: str = "",
+                    read_card: Callable[[str], Document | None] | None = None) -> list[dict]:
     """Stored messages -> alternating user/assistant text for the engine.
 
     Consecutive messages of one role are joined (a user message whose reply failed before it
-    started is followed by the next one), so the engine always gets a valid conversation.
+    started is followed by the next one), so the engine always gets a valid conversation. A user
+    message's documents (`read_card`: ref -> its stored Document) come before its text, as sent.
     """
     out: list[dict] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     for m in messages:
@@ -37,8 +44,13 @@ def engine_messages(messages: Sequence[dict], system_prompt: str = "") -> list[d
         if role not in ("user", "assistant"):
             continue
         text = m.get("content", "")
-        if role == "user" and not text.strip():
-            text = "(image)" if m.get("attachments") else "…"
+        refs = m.get("attachments") or []
+        docs = [d for d in map(read_card, filter(is_card_ref, refs)) if d is not None] if read_card and role == "user" \
+            else []
+        if docs:
+            text = "\n\n".join([d.prompt() for d in docs] + ([text] if text.strip() else []))
+        elif role == "user" and not text.strip():
+            text = "(image)" if refs else "…"
         if out and out[-1]["role"] == role:
             out[-1] = {"role": role, "content": (out[-1]["content"] + "\n\n" + text).strip("\n")}
         elif role == "assistant" and (not out or out[-1]["role"] == "system"):
@@ -46,6 +58,14 @@ def engine_messages(messages: Sequence[dict], system_prompt: str = "") -> list[d
         else:
             out.append({"role": role, "content": text})
     return out
+
+
+def context_sha256(history: Sequence[dict]) -> str:
+    """A fingerprint of the conversation a reply was asked with (kept in its provenance): with versions of
+    messages, it says which branch the reply answers. sha256 of the engine messages as compact UTF-8 JSON."""
+    text = json.dumps([{"role": m["role"], "content": m["content"]} for m in history], ensure_ascii=False,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def turns_in(messages: Sequence[dict]) -> int:
@@ -67,7 +87,8 @@ def continuable(messages: Sequence[dict]) -> bool:
     if index is None or index != len(messages) - 2 or messages[-1].get("role") != "assistant":
         return False
     reply = messages[-1]
-    return (reply.get("status", "complete") == "complete" and not messages[index].get("attachments")
+    images = [ref for ref in messages[index].get("attachments", []) if not is_document_ref(ref)]
+    return (reply.get("status", "complete") == "complete" and not images
             and (reply.get("provenance") or {}).get("finish_reason") == "length")
 
 
@@ -95,30 +116,65 @@ def provenance_line(prov: dict | None, status: str, words: Callable[..., str]) -
     return "<sub>" + html.escape(" · ".join(parts)) + "</sub>"
 
 
-def reply_content(text: str, prov: dict | None, status: str, words: Callable[..., str]) -> str:
+def version_nav(index: int, message: dict, words: Callable[..., str], edit: bool = False) -> str:
+    """‹ n/m › for the fork at stored message `index` ('' without one). The Chatbot's sanitizer keeps buttons and
+    classes but no data- or aria- attributes, so the target travels in class names (ver-at-I ver-to-N, read by
+    ui/assets/versions.js) and the accessible names in visually hidden text. `edit`: the versions of the user
+    message above (Edit forks there), drawn under its reply, marked ✎."""
+    versions = message.get("versions")
+    if not versions:
+        return ""
+    total, shown = len(versions) + 1, int(message.get("shown", 0))
+
+    def button(to: int, mark: str, key: str) -> str:
+        off = " ver-off" if not 0 <= to < total else ""
+        return (f'<button type="button" class="ver-nav ver-at-{index} ver-to-{max(0, min(to, total - 1))} '
+                f'ver-id-{html.escape(str(message.get("id", "")))}{off}">'
+                f'<span class="sr-only">{html.escape(words(key))}</span>{mark}</button>')
+
+    label = html.escape(words("version_label", n=shown + 1, m=total))
+    what = f'<span class="ver-what">✎ <span class="sr-only">{html.escape(words("version_question"))}</span></span>' \
+        if edit else ""
+    return (f'<span class="versions ver-of-{index}">{what}{button(shown - 1, "‹", "version_prev")}'
+            f'<span class="ver-count"><span class="sr-only">{label}</span><span aria-hidden="true">'
+            f'{shown + 1}/{total}</span></span>{button(shown + 1, "›", "version_next")}</span>')
+
+
+def reply_content(text: str, prov: dict | None, status: str, words: Callable[..., str], nav: str = "") -> str:
     line = provenance_line(prov, status, words)
-    body = text if text.strip() else ("…" if not line else "")
-    return f"{body}\n\n{line}" if line else body
+    body = text if text.strip() else ("…" if not (line or nav) else "")
+    tail = " ".join(part for part in (nav, line) if part)
+    return f"{body}\n\n{tail}" if tail else body
 
 
 def display_messages(messages: Sequence[dict], image_view: Callable[[str], str | None],
                      words: Callable[..., str]) -> list[dict]:
-    """Stored messages -> Chatbot messages (content as a list of parts; images as file parts)."""
+    """Stored messages -> Chatbot messages (content as a list of parts; images as file parts). A reply shows the
+    ‹ n/m › of its own versions (Retry) and of the user message it answers (Edit): a user bubble cannot hold the
+    control, since the Chatbot's own edit would then put it in the edit box."""
     shown = []
-    for _, m in visible_messages(messages):
+    for i, m in visible_messages(messages):
         if m["role"] == "user":
             parts: list[Any] = []
             for ref in m.get("attachments", []):
+                if is_document_ref(ref) and not is_card_ref(ref):
+                    continue            # a document's file: its card says what it is
                 path = image_view(ref)
-                if path:
+                doc = read_card_file(path) if path and is_card_ref(ref) else None
+                if doc is not None:     # a document: its name, token count and what was left out
+                    parts.append(document_line(doc, words))
+                elif path and not is_card_ref(ref):
                     parts.append({"path": path, "alt_text": "image"})
             if m.get("content"):
                 parts.append(m["content"])
             shown.append({"role": "user", "content": parts or [""]})
         else:
+            asked = version_nav(i - 1, messages[i - 1], words, edit=True) \
+                if i and messages[i - 1].get("role") == "user" else ""
+            nav = " ".join(part for part in (asked, version_nav(i, m, words)) if part)
             shown.append({"role": "assistant",
                           "content": reply_content(m.get("content", ""), m.get("provenance"),
-                                                   m.get("status", "complete"), words)})
+                                                   m.get("status", "complete"), words, nav)})
     return shown
 
 

@@ -13,7 +13,9 @@ from typing import Any, Iterator
 from engine.errors import GenerationError
 from sessions import SessionNotFound, StaleVersion
 from sessions.model import DEFAULT_TITLE
-from ui.chat_format import continuable, engine_messages, last_user_index, settings_from, short_title, turns_in
+from ui.chat_format import (continuable, context_sha256, engine_messages, last_user_index, settings_from,
+                            short_title, turns_in)
+from ui.documents import attach_document, card_reader, is_document_name, is_document_ref
 from ui.errors import Refusal
 from engine.requests import Reply, Sampling
 from ui.services import Services, continued_provenance, provenance
@@ -75,10 +77,11 @@ class ReplyJob:
     and the saved message is that reply grown: same id, the continuation's provenance over the whole reply."""
 
     def __init__(self, convo: "Conversation", owner: str, session: dict, gen: Reply, replace: bool,
-                 turns: int = 0, extends: dict | None = None):
+                 turns: int = 0, extends: dict | None = None, context: str = ""):
         self.convo, self.owner, self.session, self.gen = convo, owner, session, gen
         self.replace = replace or extends is not None
         self.turns = turns      # user turns in the conversation handed to the engine, before trimming
+        self.context = context  # context_sha256 of that conversation: which branch the reply answers
         self.extends = extends
         self.text = extends["content"] if extends is not None else ""
         self.error: GenerationError | None = None
@@ -114,18 +117,23 @@ class ReplyJob:
         return "complete"
 
     def save(self) -> dict:
-        """Store the reply (append, or replace the last one for Retry); idempotent."""
+        """Store the reply (append; for Retry a new version of the last reply, the old one kept; for Continue
+        the last reply grown in place); idempotent."""
         if self.saved is not None:
             return self.saved
         stats = self.gen.stream.stats
-        made = provenance(self.gen, stats, history_turns=max(1, self.turns - int(stats.dropped_turns)))
+        made = provenance(self.gen, stats, history_turns=max(1, self.turns - int(stats.dropped_turns)),
+                          context_sha256=self.context)
         message = {"role": "assistant", "content": self.text, "status": self.status, "provenance": made}
         if self.extends is not None:
             message.update(id=self.extends["id"], created_at=self.extends["created_at"],
                            provenance=continued_provenance(self.extends.get("provenance"), made))
         store = self.convo.services.store
-        if self.replace and self.session["messages"] and self.session["messages"][-1]["role"] == "assistant":
+        messages = self.session["messages"]
+        if self.extends is not None:
             self.saved = store.replace_last_assistant(self.owner, self.session["id"], message)
+        elif self.replace and messages and messages[-1]["role"] == "assistant":
+            self.saved = store.add_version(self.owner, self.session["id"], len(messages) - 1, message)
         else:
             self.saved = store.append(self.owner, self.session["id"], message)
         if stats.completion_tokens:
@@ -175,7 +183,8 @@ class Conversation:
     # ------------------------------------------------------------ messages
     def add_user(self, owner: str, session_id: str | None, text: str, *, image_path: str | None = None,
                  settings: dict | None = None, edit: bool = False, expected_version: int | None = None) -> dict:
-        """Save the user's message (after an edit: drop the old last message and what followed)."""
+        """Save the user's message (after an edit: a new version of the last one; the old text, its reply and
+        what followed are kept as a version)."""
         text = text.strip()
         if not text and not image_path:
             raise Refusal("empty")
@@ -183,7 +192,9 @@ class Conversation:
         session = self.store.get(owner, session_id) if session_id else self.create(owner)
         if settings:
             session = self.save_settings(owner, session, settings)
-        attachments = [self._put_image(image_path)] if image_path else []
+        attachments = ([self._put_image(image_path)] if not is_document_name(image_path) else    # ui/documents.py
+                       attach_document(self.services, self.store, image_path, text, self.settings(session))) \
+            if image_path else []
         if edit:
             index = last_user_index(session["messages"])
             if index is None:
@@ -195,19 +206,26 @@ class Conversation:
 
     def replace_user(self, owner: str, session: dict, index: int, text: str, attachments: list[str] | None = None,
                      expected_version: int | None = None) -> dict:
-        """Edit & resend: keep the messages before `index`, then the edited message (same images unless new)."""
+        """Edit & resend: the edited message (same images unless new) becomes a new version of message `index`;
+        the earlier text with its reply and all that followed is kept as a version (‹ n/m › under the reply)."""
         messages = session["messages"]
         if not 0 <= index < len(messages) or messages[index]["role"] != "user":
             raise Refusal("nothing_to_edit")
         if not text.strip() and not (attachments or messages[index]["attachments"]):
             raise Refusal("empty")
         keep = messages[index]["attachments"] if attachments is None else attachments
-        # truncate deletes attachment files nobody uses any more: hold the kept ones' bytes across it
-        held = {ref: self.store.attachment_path(owner, ref).read_bytes()
-                for ref in keep if ref in messages[index]["attachments"]}
-        self.store.truncate(owner, session["id"], index, expected_version=expected_version)
-        keep = [self.store.put_attachment(held[ref], ref.rsplit(".", 1)[1]) if ref in held else ref for ref in keep]
-        return self.store.append(owner, session["id"], {"role": "user", "content": text.strip(), "attachments": keep})
+        return self.store.add_version(owner, session["id"], index,
+                                      {"role": "user", "content": text.strip(), "attachments": keep},
+                                      expected_version=expected_version)
+
+    def show_version(self, owner: str, session_id: str, index: int, number: int, head: str | None = None) -> dict:
+        """‹ n/m ›: show version `number` of stored message `index`; the next prompt is that branch. `head`: the id
+        of the message the click was drawn on; another one there now (changed in another tab) is refused."""
+        session = self.store.get(owner, session_id)
+        messages = session["messages"]
+        if head is not None and not (0 <= index < len(messages) and messages[index]["id"] == head):
+            raise Refusal("stale")
+        return self.store.show_version(owner, session_id, index, number, expected_version=session["version"])
 
     def _put_image(self, path: str) -> str:
         checked = self.services.chat.check_image(path)  # the door's own check, before the image is stored
@@ -231,10 +249,11 @@ class Conversation:
         if not (replace or extend) and index != len(messages) - 1:
             raise Refusal("nothing_to_retry")
         settings = self.settings(session)
-        history = engine_messages(messages[: index + 1], settings["system_prompt"])
-        image_refs = messages[index].get("attachments", [])
+        history = engine_messages(messages[: index + 1], settings["system_prompt"], card_reader(self.store, owner))
+        context = context_sha256(history)
+        image_refs = [ref for ref in messages[index].get("attachments", []) if not is_document_ref(ref)]
         image = str(self.store.attachment_path(owner, image_refs[0])) if image_refs else None
         extends = messages[-1] if extend else None
         gen = self.services.reply(history, settings, cancel, asked=asked, image=image,
                                   reply_prefix=extends["content"] if extends is not None else "")
-        return ReplyJob(self, owner, session, gen, replace, turns_in(history), extends)
+        return ReplyJob(self, owner, session, gen, replace, turns_in(history), extends, context)

@@ -17,6 +17,7 @@ from gradio.utils import get_upload_folder
 from engine.requests import Sampling
 from ui.errors import Refusal, shown_to_user
 from ui.i18n import lang_of
+from ui.models import SwitchEndpoint
 from ui.page import Shared
 from ui.voice import speakable, spoken_language, write_wav
 
@@ -185,3 +186,5 @@ def register(shared: Shared) -> None:
     gr.api(e.speak, api_name="speak", concurrency_id="speech", concurrency_limit=1)
     for fn in (e.list_sessions, e.new_session, e.get_session, e.rename_session, e.delete_session):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)
+    # Load another chat model (the Models tab's switch, for scripts); one switch at a time, as in the tab.
+    gr.api(SwitchEndpoint(shared).switch_model, api_name="switch_model", concurrency_id="models", concurrency_limit=1)

@@ -9,7 +9,8 @@ from typing import Any, Iterator
 import gradio as gr
 
 from engine.errors import EngineError
-from sessions import InvalidSessionData, SessionError, SessionNotFound, StaleVersion
+from engine.media.documents import DOCUMENT_CODES
+from sessions import ImportRefused, InvalidSessionData, PresetError, SessionError, SessionNotFound, StaleVersion
 
 
 # What a library may put in its message that a user must never see: object reprs and server file paths.
@@ -45,6 +46,8 @@ MESSAGE_KEYS: dict[str, str] = {
     "generation_failed": "generation", "out_of_memory": "generation", "remote_server_error": "generation",
     "out_of_range": "bad_number", "message_too_long": "too_long",
     "adapter_not_found": "adapter_unknown", "adapter_base_mismatch": "adapter_other_base",
+    **{code: code for code in DOCUMENT_CODES},     # a document refused: one sentence per reason
+    "model_switching": "switching", "model_switch_failed": "switch_failed",
 }
 
 
@@ -62,7 +65,8 @@ def engine_message(exc: EngineError, lang: str) -> str:
     if key is not None and exc.values is not None:   # the error carries what its sentence needs
         if exc.values.get("integer"):
             key = INTEGER_KEYS.get(key, key)
-        return say(lang, key, **exc.values)
+        # a value may quote what a library said (a model switch's reason): no server path, no repr
+        return say(lang, key, **{k: plain_detail(v) if isinstance(v, str) else v for k, v in exc.values.items()})
     if key not in DETAIL_KEYS:
         key = "prompt" if exc.status < 500 else "generation"
     if key == "busy":
@@ -87,11 +91,24 @@ def message_for(exc: BaseException, lang: str) -> str | None:
         return say(lang, "stale")
     if isinstance(exc, SessionNotFound):
         return say(lang, "no_session")
+    if isinstance(exc, ImportRefused):      # the store names the case; the sentence is ours (EN/KO)
+        return say(lang, f"import_{exc.reason}", **exc.values)
+    if isinstance(exc, PresetError):
+        return say(lang, f"preset_{exc.reason}", **exc.values)
     if isinstance(exc, InvalidSessionData):
         return str(exc)
     if isinstance(exc, SessionError):
         return say(lang, "session_store", detail=plain_detail(str(exc)).rstrip("."))
     return None
+
+
+def refusal_line(exc: Exception, lang: str) -> str:
+    """A known failure as a result line under a control ("⚠️ " and its sentence, HTML-escaped); a bug is
+    raised again, for Gradio to report as one."""
+    text = message_for(exc, lang)
+    if text is None:
+        raise exc
+    return f"⚠️ {html.escape(text, quote=False)}"
 
 
 @contextmanager

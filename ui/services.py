@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Iterator
 from engine.adapters import AdapterInfo
 from engine.errors import ModelUnavailable
 from engine.requests import ChatService, Reply, Sampling
+from sessions import PresetStore
 
 if TYPE_CHECKING:
     from config import AppConfig
     from engine.adapters import AdapterRegistry
     from engine.chat import ChatEngine
     from engine.manager import ModelManager
+    from engine.switching import ModelSwitch
     from engine.media.inputs import ImageData
     from engine.media.speech import Speech, Transcript
     from engine.serving.generation import StreamStats
@@ -58,14 +60,24 @@ class Metrics:
 
 
 class Services:
-    def __init__(self, cfg: AppConfig, engine: ChatEngine, store: SessionStore, manager: ModelManager | None = None, *,
-                 config_path: str | None = None, public: bool = False):
-        self.cfg, self.engine, self.store, self.manager = cfg, engine, store, manager
+    def __init__(self, cfg: AppConfig, engine: ChatEngine | ModelSwitch, store: SessionStore,
+                 manager: ModelManager | None = None, *, config_path: str | None = None, public: bool = False,
+                 presets: PresetStore | None = None, api_key: str | None = None):
+        self.cfg, self.store, self.manager = cfg, store, manager
+        self.api_key = api_key          # public without login: a script sending this key may change the chat model
+        # named system prompts + settings per owner, beside the chats (sessions/presets.py)
+        self.presets = presets if presets is not None else PresetStore(store.root, limits=store.limits)
         self.config_path = config_path
         self.public = public            # shared publicly without login: settings stay read-only
         self.metrics = Metrics()
         self.chat = ChatService.from_config(cfg, engine, manager)    # the one door into chat
+        self.models = self.chat.models  # the chat model serving now, and switching it (engine/switching.py)
         self._view_dir = Path(tempfile.gettempdir()) / "localchat-attachments"
+
+    @property
+    def engine(self) -> ChatEngine:
+        """The chat engine serving now (read it each time: a model switch replaces it)."""
+        return self.models.current
 
     # ----------------------------------------------------------- settings
     def default_settings(self) -> dict:

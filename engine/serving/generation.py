@@ -50,6 +50,7 @@ class GenerationParams:
     constraint: JsonConstraint | None = None   # the reply must be JSON of this schema (constrained decoding)
     tools: ToolSpec | None = None    # tools offered (or tool messages present): the model's tool-call format
     reply_prefix: str = ""           # Continue: the reply so far; its ids follow the generation prompt
+    prompt_ids: tuple[int, ...] | None = None   # a raw completion (/v1/completions): these ids, no chat template
 
     @classmethod
     def from_config(cls, gen: Any) -> "GenerationParams":
@@ -404,6 +405,8 @@ class Generator:
         plain and the batched path); None when `cancel` was set during the trim. With params.reply_prefix
         (Continue) the prompt is the generation prompt and then the prefix's ids, so the model goes on from
         where the reply stopped; the trim leaves room for them."""
+        if params.prompt_ids is not None:     # checked against the context by ChatService.completion
+            return [], list(params.prompt_ids), StreamStats()
         prefix = self.codec.encode(params.reply_prefix) if params.reply_prefix else []
         trimmed = self.trim(messages, params, cancel, reserved=len(prefix))
         if trimmed is None:
@@ -456,8 +459,8 @@ class Generator:
             ids, extra = self._shorter_prompt(kept)
             return self._text_inputs(ids + prompt[len(prompt) - carried:] if carried else ids), extra
 
-        return ChatStream(self._run(self._text_inputs(prompt), len(prompt), params,
-                                    cancel or threading.Event(), stats, shorter), stats)
+        return ChatStream(self._run(self._text_inputs(prompt), len(prompt), params, cancel or threading.Event(),
+                                    stats, shorter if params.prompt_ids is None else None), stats)
 
     def check_constraint(self, params: GenerationParams) -> None:
         """ConstraintError now, before any text, when the JSON schema cannot be compiled."""
@@ -478,6 +481,16 @@ class Generator:
 
     def _stream_tools(self, messages: Sequence[dict], params: GenerationParams, cancel: threading.Event) -> ChatStream:
         """A conversation with tools: the model's tool prompt (not trimmed), the reply parsed for calls."""
+        prompt, params, read = self.prepare_tools(messages, params)
+        stats = StreamStats()
+        return ChatStream(read(self._run(self._text_inputs(prompt), len(prompt), params, cancel, stats, None), stats),
+                          stats)
+
+    def prepare_tools(self, messages: Sequence[dict], params: GenerationParams) -> tuple[
+            list[int], GenerationParams, Callable[[Iterator[str], StreamStats], Iterator[str]]]:
+        """A request with tools, for the plain path and the continuous batch alike: the model's tool prompt (not
+        trimmed; PromptTooLong if it leaves no room), the params with a forced call's constraint, and the reader
+        that turns the reply's pieces into text or stats.tool_calls."""
         spec = params.tools
         prompt = self.tool_prompt.encode(messages, spec)
         if len(prompt) > self.max_context - params.max_new_tokens:
@@ -485,11 +498,12 @@ class Generator:
                                 f"{self.max_context - params.max_new_tokens} fit with a reply of this length")
         if spec.forced:
             params = replace(params, constraint=self.tool_prompt.constraint(spec))
-        stats = StreamStats()
-        pieces = self._run(self._text_inputs(prompt), len(prompt), params, cancel, stats, None)
         reader = self.tool_prompt
-        return ChatStream(_tool_reply(pieces, stats, spec.forced, lambda ids, text: reader.is_call(ids, text, spec),
-                                      lambda text: reader.parse(text, spec, prompt)), stats)
+
+        def read(pieces: Iterator[str], stats: StreamStats) -> Iterator[str]:
+            return _tool_reply(pieces, stats, spec.forced, lambda ids, text: reader.is_call(ids, text, spec),
+                               lambda text: reader.parse(text, spec, prompt))
+        return prompt, params, read
 
     def stream_inputs(self, model_inputs: dict, prompt_tokens: int, params: GenerationParams,
                       cancel: threading.Event | None = None) -> ChatStream:

@@ -9,6 +9,7 @@ from gradio_client import Client
 from tests.browser import pages
 from tests.conftest import AppServer
 from tests.waiting import wait_for
+from ui.chat_format import context_sha256, engine_messages
 
 # Long replies by default, so Stop has something to stop; tests that want a finished reply ask for a short one.
 CONFIG = {"generation": {"max_new_tokens": 4000, "temperature": 0.0},
@@ -88,7 +89,10 @@ def test_stop_keeps_the_partial_reply_as_stopped(server, new_context):
     assert len(reply["content"]) > 10 and reply["content"][:20] in shown
 
 
-def test_retry_replaces_the_last_reply(server, new_context):
+def test_retry_keeps_versions_and_the_chat_continues_from_the_one_shown(server, new_context):
+    """Retry makes version 2 of the reply and keeps version 1 (‹ 2/2 › under it); ‹ switches back to 1/2, and a
+    follow-up is asked with version 1's conversation: the stored chat holds it, and the new reply's provenance
+    fingerprints exactly that conversation (not version 2's)."""
     page = pages.open_app(new_context(), server.url)
     pages.set_max_tokens(page, SHORT)
     page.fill("#temperature input[type=number]", "1.5")
@@ -96,16 +100,37 @@ def test_retry_replaces_the_last_reply(server, new_context):
     pages.send(page, "Say something")
     first = pages.wait_replies_done(page, 1)[0]
     assert "cut at the token limit" in first          # 12 tokens of a random model: it ends mid-sentence
+    assert not page.locator(f"{pages.BOT} .versions").count()       # one version: no ‹ n/m ›
     token = pages.owner_token(page)
     before = api_session(server, token)
     page.click("#retry")
-    pages.wait_js(page, "([sel, old]) => { const b = document.querySelectorAll(sel); "
-                  "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny'); }",
-                  "a new finished reply in place of the old one", [pages.BOT, first], watch=pages.BOT)
+    counter = f"{pages.BOT} .ver-count"
+    pages.wait_js(page, "([sel, count, old]) => { const b = document.querySelectorAll(sel); "
+                  "return b.length === 1 && b[0].innerText !== old && b[0].innerText.includes('demo:tiny') "
+                  "&& (document.querySelector(count)?.innerText || '').includes('2/2'); }",
+                  "version 2 of the reply, with ‹ 2/2 › under it", [pages.BOT, counter, first], watch=pages.BOT)
     after = api_session(server, token, before["id"])
-    assert len(after["messages"]) == len(before["messages"]) == 2
-    assert after["messages"][-1]["content"] != before["messages"][-1]["content"]
-    assert after["messages"][-1]["provenance"]["sampling"]["temperature"] == 1.5
+    v1, v2 = before["messages"][1], after["messages"][1]
+    assert len(after["messages"]) == 2 and v2["versions"] == [[v1]] and v2["shown"] == 1
+    assert v2["content"] != v1["content"] and v2["provenance"]["sampling"]["temperature"] == 1.5
+    pages.screenshot(page.locator("#chatbot"), "chat-versions.png")     # the element: ‹ 2/2 › under the reply
+    page.locator(f"{pages.BOT} button.ver-nav").first.click()       # ‹
+    pages.wait_js(page, "([count, text]) => (document.querySelector(count)?.innerText || '').includes('1/2') "
+                  "&& document.querySelector('%s').innerText.includes(text)" % pages.BOT,
+                  "version 1 shown, ‹ 1/2 ›", [counter, v1["content"][:20].strip()], watch=pages.BOT)
+    pages.send(page, "And then?")
+    pages.wait_replies_done(page, 2)
+    assert pages.user_texts(page) == ["Say something", "And then?"]
+    final = api_session(server, token, before["id"])
+    messages = final["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1]["id"] == v1["id"] and messages[1]["content"] == v1["content"]
+    assert messages[1]["versions"][0][0]["content"] == v2["content"]
+    system = final["settings"].get("system_prompt", "")
+    asked = messages[3]["provenance"]["context_sha256"]
+    assert asked == context_sha256(engine_messages(messages[:3], system))
+    with_v2 = [messages[0], {**messages[1], "content": v2["content"]}, messages[2]]
+    assert asked != context_sha256(engine_messages(with_v2, system))
 
 
 def test_continue_grows_the_reply_cut_at_the_token_limit(server, new_context):
@@ -176,6 +201,7 @@ def test_edit_last_message_and_resend(server, new_context):
     session = api_session(server, pages.owner_token(page))
     assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
     assert session["messages"][0]["content"] == "Edited question"
+    assert [b[0]["content"] for b in session["messages"][0]["versions"]] == ["First question"]   # kept
     # the Chatbot's own pencil on a user message does the same
     old_reply = pages.bot_texts(page)[0]
     page.hover(pages.USER)
@@ -189,6 +215,8 @@ def test_edit_last_message_and_resend(server, new_context):
                   "a new finished reply to the edited message", [pages.BOT, old_reply], watch=pages.BOT)
     session = api_session(server, pages.owner_token(page), session["id"])
     assert [m["content"] for m in session["messages"]][:1] == ["Pencil edit"] and len(session["messages"]) == 2
+    assert [b[0]["content"] for b in session["messages"][0]["versions"]] == ["First question", "Edited question"]
+    assert "3/3" in page.inner_text(f"{pages.BOT} .ver-of-0 .ver-count")     # ✎ ‹ 3/3 › under its reply
 
 
 def test_sessions_new_rename_switch_search_delete_reload_restart(server, new_context):
