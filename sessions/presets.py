@@ -20,12 +20,11 @@ from typing import Any, Callable, TypedDict
 
 from tinydb import TinyDB
 
-from config.files import fsync_dir
 
 from .errors import InvalidSessionData, SessionWarning, StorageFailure
 from .locking import _Lock
 from .model import Limits, check_encodable, clean_settings, owner_key
-from .storage import CorruptFile, commit_db, open_db, read_tables
+from .storage import CorruptFile, commit_db, move_aside, open_db, read_tables
 
 MAX_PRESETS = 100           # per owner: a list people can still scan
 MAX_NAME_CHARS = 60         # fits a dropdown row
@@ -215,15 +214,8 @@ def _check_free(presets: list[Preset], name: str, own_id: str | None) -> None:
 
 
 def _move_aside(path: Path) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
     try:
-        os.rename(path, target)
-        fsync_dir(path.parent)
+        target = move_aside(path)
     except OSError as exc:
         raise StorageFailure(f"Your presets file is damaged and could not be moved aside: {exc.strerror or exc}.") \
             from exc

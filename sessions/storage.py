@@ -159,3 +159,19 @@ def commit_db(db: TinyDB) -> None:
     storage = db.storage
     assert isinstance(storage, AtomicJSONStorage)
     storage.commit()
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file to <name>.corrupt-<UTC time>[-n] (an earlier one is never overwritten) and fsync
+    its folder; returns the new path. OSError (FileNotFoundError included) is the caller's to word."""
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    os.rename(path, target)
+    files.fsync_dir(path.parent)
+    return target

@@ -66,6 +66,7 @@ from .versions import all_messages
 from .storage import (
     CorruptFile,
     commit_db,
+    move_aside,
     open_db,
     read_tables_stat,
     unlink_durably,
@@ -511,15 +512,8 @@ class SessionStore:
 
     def _quarantine(self, path: Path, reason: str) -> SessionNotFound:
         """Move a damaged file aside (never overwrite it) and say so. Caller holds the lock."""
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        target = path.with_name(f"{path.name}.corrupt-{stamp}")
-        n = 1
-        while target.exists():
-            target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-            n += 1
         try:
-            os.rename(path, target)
-            fsync_dir(path.parent)
+            target = move_aside(path)
         except FileNotFoundError:
             return SessionNotFound(f"No chat with id {path.stem!r}.")
         except OSError as exc:

@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.errors import SourceError, SpeechError
 from engine.loading.loader import LoadReport
-from engine.media.speech import Speech, split_sentences
+from engine.media.speech import Speech, split_sentences, text_to_speak
 
 ESPEAK = "espeak-ng"
 VOICES = {"ko": "ko", "en": "en-us"}
@@ -71,11 +71,7 @@ class EspeakVoice:
         """Text -> 16-bit PCM WAV, sentence by sentence with a short pause between them."""
         import soundfile as sf
 
-        text = (text or "").strip()
-        if not text:
-            raise SpeechError("there is no text to speak")
-        if len(text) > self.max_chars:
-            raise SpeechError(f"the text is {len(text)} characters; at most {self.max_chars} can be spoken at once")
+        text = text_to_speak(text, self.max_chars)
         if self._closed.is_set():
             raise SpeechError("the voice was unloaded; try again")
         pieces, spoken, rate = [], [], 0

@@ -234,6 +234,17 @@ def text_language(text: str) -> str:
     return "ko" if _HANGUL.search(text) else "en"
 
 
+def text_to_speak(text: str | None, max_chars: int) -> str:
+    """The text stripped, or a SpeechError a person understands (empty, or longer than one request may speak);
+    every voice checks its input with this."""
+    text = (text or "").strip()
+    if not text:
+        raise SpeechError("there is no text to speak")
+    if len(text) > max_chars:
+        raise SpeechError(f"the text is {len(text)} characters; at most {max_chars} can be spoken at once")
+    return text
+
+
 def split_sentences(text: str, max_chars: int = 250) -> list[str]:
     """Sentences (split after . ! ? … and at line breaks), long ones cut at commas, then spaces, to max_chars."""
     out: list[str] = []
@@ -331,11 +342,7 @@ class Voice:
 
     def speak(self, text: str) -> Speech:
         """Text -> 16-bit PCM WAV, sentence by sentence with a short pause between them."""
-        text = (text or "").strip()
-        if not text:
-            raise SpeechError("there is no text to speak")
-        if len(text) > self.max_chars:
-            raise SpeechError(f"the text is {len(text)} characters; at most {self.max_chars} can be spoken at once")
+        text = text_to_speak(text, self.max_chars)
         pieces, spoken, romanized = [], [], False
         with self._lock:
             if self.model is None:
