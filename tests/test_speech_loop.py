@@ -11,7 +11,6 @@ import pytest
 from openai import OpenAI
 
 from tests.browser import pages
-from tests.browser.conftest import browser, new_context  # noqa: F401  (fixtures)
 from tests.conftest import AppServer
 from tests.media_fixtures import error_rate, espeak_clip
 
@@ -66,7 +65,7 @@ def test_spoken_question_gets_a_spoken_answer_through_the_api(server, question_w
     assert "paris" in again.text.lower() and error_rate(answer, again.text, "en") <= MAX_WER, (answer, again.text)
 
 
-def test_voice_tab_hears_answers_and_speaks_with_real_models(server, new_context, question_wav):  # noqa: F811
+def test_voice_tab_hears_answers_and_speaks_with_real_models(server, new_context, question_wav):
     page = pages.open_app(new_context(), server.url)
     pages.click_tab(page, "Voice")
     line = page.locator("#voice-models")
