@@ -71,7 +71,8 @@ EN: dict[str, str] = {
     "models.loaded": "### Loaded models", "models.refresh": "↻ Refresh", "models.which": "Model",
     "models.load": "Load", "models.unload": "Unload", "models.precision": "Precision of the chat model",
     "models.precision_save": "Save for the next start", "models.estimate_model": "Model to estimate (hub id or folder)",
-    "models.estimate": "Estimate GPU memory", "models.extra_title": "### Models in memory (image and speech load on first use)",
+    "models.estimate": "Estimate GPU memory", "models.estimate_vision": "Estimate the image model",
+    "models.extra_title": "### Models in memory (image and speech load on first use)",
     "models.precision_title": "### Precision", "models.estimate_title": "### GPU memory per precision",
     "models.switch_title": "### Switch the chat model now",
     "models.switch_note": "Replies being written finish first; messages sent meanwhile are told \"switching "
@@ -176,7 +177,8 @@ KO: dict[str, str] = {
     "models.loaded": "### 불러온 모델", "models.refresh": "↻ 새로 고침", "models.which": "모델",
     "models.load": "불러오기", "models.unload": "내리기", "models.precision": "채팅 모델 정밀도",
     "models.precision_save": "다음 시작 때 적용하도록 저장", "models.estimate_model": "추정할 모델 (허브 id 또는 폴더)",
-    "models.estimate": "GPU 메모리 추정", "models.extra_title": "### 메모리의 모델 (이미지·음성은 처음 쓸 때 불러옴)",
+    "models.estimate": "GPU 메모리 추정", "models.estimate_vision": "이미지 모델 추정",
+    "models.extra_title": "### 메모리의 모델 (이미지·음성은 처음 쓸 때 불러옴)",
     "models.precision_title": "### 정밀도", "models.estimate_title": "### 정밀도별 GPU 메모리",
     "models.switch_title": "### 지금 채팅 모델 바꾸기",
     "models.switch_note": "쓰고 있는 답변은 먼저 끝납니다. 그 사이에 보낸 메시지에는 \"모델을 바꾸는 중…\"이라고 "
@@ -266,6 +268,27 @@ SAY_EN: dict[str, str] = {
     "need_image": "Add an image first (upload, paste or webcam).",
     "need_audio": "Record or upload audio first.",
     "no_speech": "No speech was heard in that recording; try again closer to the microphone.",
+    # an audio file or a text to speak refused (engine values["sentence"]): the whole line in the page's language
+    "audio_empty": "That file cannot be used: the audio file is empty.",
+    "audio_too_big": "That file cannot be used: the audio is {mb:.1f} MB; at most {limit_mb:.0f} MB is accepted.",
+    "audio_unreadable": "That file cannot be used: the audio file cannot be read.",
+    "audio_not_audio": "That file cannot be used: it is not audio we can read (WAV, FLAC, OGG/Opus, MP3, AIFF, "
+                       "WebM or MP4).",
+    "audio_rate": "That file cannot be used: the audio claims a sample rate of {rate} Hz; expected {low} to "
+                  "{high} Hz.",
+    "audio_too_long": "That file cannot be used: the audio is {seconds:.0f} s long; at most {limit:.0f} s are "
+                      "accepted.",
+    "audio_over_limit": "That file cannot be used: the audio is longer than {limit:.0f} s, the most accepted.",
+    "audio_damaged": "That file cannot be used: the audio is damaged (invalid samples).",
+    "speech_no_text": "Speech failed: there is no text to speak.",
+    "speech_too_long": "Speech failed: the text is {n} characters; at most {limit} can be spoken at once.",
+    "speech_unpronounceable": "Speech failed: the voice found nothing it can pronounce in this text.",
+    "speech_unloaded": "Speech failed: the speech model was unloaded; try again.",
+    "speech_language": "Speech failed: the speech model does not know the language {language}; use ko, en or auto.",
+    "speech_oom": "Speech failed: it ran out of memory (the model is still loaded); try something shorter, or "
+                  "again when other models are idle.",
+    "speech_voice_failed": "Speech failed: the voice could not speak this text.",
+    "speech_voice_slow": "Speech failed: the voice took too long on this text; try a shorter one.",
     "speech_models": "Speech models here: hears with {stt}; speaks English with {tts_en} and Korean with {tts_ko}.",
     "speech_real": "real weights",
     "speech_random": "random weights: noise",
@@ -303,19 +326,14 @@ SAY_EN: dict[str, str] = {
     "no_gpu": "No GPU: the models run on the CPU.",
     "last_reply": "Last reply: **{tps:.1f} tokens/s** ({tokens} tokens in {seconds:.1f} s, {model}).",
     "no_reply_yet": "No reply generated yet.",
-    "demo_banner": "⚠️ **Demo model: random weights, replies are noise.** Real Mistral weights load through "
-                   "the same code: set engine.model in config.json.",
     "unknown_model": "Could not read the configuration of {model}: {detail}. Offline, a hub id can only be "
                      "read if it is already in the local cache; use a local folder instead.",
     "base_model_choice": "(base model)", "adapter_missing": "not available",
     "adapter_choice": "{name} · {method} r={r} · {steps} steps",
     "compare_pick": "Choose an adapter first (Settings → Adapter) to compare it with the base model.",
+    "compare_reply_running": "A reply is still being written: wait for it or press Stop (Esc), then compare.",
     "adapters_none": "No adapters yet: train one in the Tuning tab.",
     "adapters_remote": "The chat model runs on a remote server: LoRA adapters cannot be used with it.",
-    "offline_banner": "ℹ️ **Small offline model (SmolLM2-135M-Instruct, real weights), not the configured model.** "
-                      "Its answers are short and often wrong. For the configured model, set engine.model in "
-                      "config.json to its hub id (with an internet connection), a local model folder or a .gguf "
-                      "file, and start the app without --demo.",
     "tab_random_image": "⚠️ Demo image model with random weights: its answers are noise, not descriptions. For the "
                         "real model, set engine.vision_model in config.json (a LLaVA-NeXT hub id or a local folder) "
                         "and start the app without --demo.",
@@ -335,6 +353,36 @@ SAY_EN: dict[str, str] = {
     "quality_none": "No quality figures for this model yet: `make bench` measures them.",
     "ladder_auto": "Ladder (engine.precision auto): {ladder}, starting at the first rung that fits",
     "ladder_set": "Ladder (engine.precision): {ladder}; only these rungs are tried, in this order",
+    # the Models tab's plain summary, speed column and estimate (ui/models.py, issues 23/24)
+    "summary_model": "**Model:** {model}", "summary_demo": "Demo model",
+    "summary_rung": "**Precision:** {words} · `{rung}`", "summary_device": "**Runs on:** {where}",
+    "summary_memory": "**Memory:** {parts}", "memory_gpu": "{size} on the GPU", "memory_cpu": "{size} in CPU memory",
+    "summary_people": "**Several people at once:** {line}",
+    "summary_details": "Engine details: why this precision, the ladder, the load attempts",
+    "plain_rung_fp16": "16-bit, full precision", "plain_rung_cpu": "full precision ({dtype})",
+    "plain_rung_8bit": "8-bit, about half the memory of 16-bit",
+    "plain_rung_4bit": "4-bit, about a quarter of the memory of 16-bit",
+    "plain_rung_4bit-offload": "4-bit, with part of the model kept in CPU memory (slower)",
+    "plain_rung_remote": "chosen by the remote server",
+    "where_gpu": "the GPU ({device})", "where_cpu": "the CPU (no GPU in use: replies are slower)",
+    "where_remote": "a remote server ({device})",
+    "batch_together": "answered together in one batch, up to {slots} at a time",
+    "batch_quantized": "{bits} answers change when several people ask at once, so requests take turns",
+    "batch_unmeasured": "whether {bits} answers change when several people ask at once has not been measured, "
+                        "so requests take turns",
+    "batch_turns": "requests take turns, up to {slots} at a time, each on its own",
+    "batch_remote": "the remote server answers them (up to {slots} sent at a time)",
+    "batch_one": "one request at a time",
+    "quality_speed": "{tps:.1f} tokens/s", "quality_not_measured": "not measured",
+    "quality_speed_note": "Speed: greedy replies to one person at a time (plain generate, 32 new tokens) on the "
+                          "machine that ran `make bench`; cpu-… rows ran on its CPU.",
+    "estimate_head": "**{model}** · context {context} tokens · headroom {headroom}",
+    "estimate_sizes": "Weights: {weights} · KV cache for one full context: {kv}",
+    "estimate_card": "{gb} GB card", "estimate_this_gpu": "this GPU (free)", "estimate_card_col": "card",
+    "estimate_loads_as": "loads as", "estimate_no_fit": "does not fit",
+    "estimate_legend": "✅ = fits, ❌ = does not; number = GiB needed on the card (weights + KV cache + headroom). "
+                       "4bit-offload keeps the rest in this machine's free CPU memory.",
+    "estimate_shipped": "Architecture from the config file shipped with the app (no hub needed).",
     # engine.precision refused (config.PrecisionError): the same line as the config error, in each language
     **{f"precision_{problem}": line for problem, line in PRECISION_PROBLEMS.items()},
     "adapters_head": "| adapter | usable here | summary | created |",
@@ -370,6 +418,11 @@ SAY_EN: dict[str, str] = {
     "import_done": "{n} chats imported.", "import_done_one": "1 chat imported.",
     "import_skipped": "{n} skipped: {reasons}",
     "import_skip_one": "chat {index}: {reason}",
+    "import_why_not_object": "it is not a chat",
+    "import_why_no_messages": "it has no list of messages",
+    "import_why_too_many_messages": "it has {n} messages; the limit is {limit}",
+    "import_why_invalid": "a message or setting in it is not valid",
+    "import_why_storage": "it could not be saved on this disk",
     "import_nothing": "Pick a .json file to import.",
     "import_not_text": "This file is not text: pick a .json export of this app. Nothing was imported.",
     "import_too_large": "This file is larger than {limit_mb} MB, the most an import may be. Nothing was imported.",
@@ -431,6 +484,26 @@ SAY_KO: dict[str, str] = {
     "need_image": "먼저 이미지를 넣으세요 (업로드, 붙여넣기, 웹캠).",
     "need_audio": "먼저 녹음하거나 오디오를 업로드하세요.",
     "no_speech": "녹음에서 말소리가 들리지 않았습니다. 마이크에 가까이에서 다시 해 보세요.",
+    "audio_empty": "이 파일은 쓸 수 없습니다: 오디오 파일이 비어 있습니다.",
+    "audio_too_big": "이 파일은 쓸 수 없습니다: 오디오가 {mb:.1f} MB입니다. 최대 {limit_mb:.0f} MB까지 받습니다.",
+    "audio_unreadable": "이 파일은 쓸 수 없습니다: 오디오 파일을 읽을 수 없습니다.",
+    "audio_not_audio": "이 파일은 쓸 수 없습니다: 읽을 수 있는 오디오가 아닙니다 (WAV, FLAC, OGG/Opus, MP3, AIFF, "
+                       "WebM, MP4 형식을 읽습니다).",
+    "audio_rate": "이 파일은 쓸 수 없습니다: 오디오의 샘플링 레이트가 {rate} Hz로 적혀 있습니다. {low}~{high} Hz여야 "
+                  "합니다.",
+    "audio_too_long": "이 파일은 쓸 수 없습니다: 오디오 길이가 {seconds:.0f}초입니다. 최대 {limit:.0f}초까지 받습니다.",
+    "audio_over_limit": "이 파일은 쓸 수 없습니다: 오디오가 최대 길이 {limit:.0f}초보다 깁니다.",
+    "audio_damaged": "이 파일은 쓸 수 없습니다: 오디오 샘플이 잘못되어 있습니다 (파일 손상).",
+    "speech_no_text": "음성 처리에 실패했습니다: 읽어 줄 글이 없습니다.",
+    "speech_too_long": "음성 처리에 실패했습니다: 글이 {n}자입니다. 한 번에 최대 {limit}자까지 읽어 줍니다.",
+    "speech_unpronounceable": "음성 처리에 실패했습니다: 이 글에는 음성이 발음할 수 있는 부분이 없습니다.",
+    "speech_unloaded": "음성 처리에 실패했습니다: 음성 모델이 내려졌습니다. 다시 해 보세요.",
+    "speech_language": "음성 처리에 실패했습니다: 음성 인식 모델이 {language} 언어를 모릅니다. ko, en, auto 중 하나를 "
+                       "쓰세요.",
+    "speech_oom": "음성 처리에 실패했습니다: 메모리가 부족했습니다 (모델은 그대로 있습니다). 더 짧게 하거나 다른 모델이 "
+                  "쉴 때 다시 해 보세요.",
+    "speech_voice_failed": "음성 처리에 실패했습니다: 음성이 이 글을 읽지 못했습니다.",
+    "speech_voice_slow": "음성 처리에 실패했습니다: 이 글을 읽는 데 너무 오래 걸렸습니다. 더 짧은 글로 해 보세요.",
     "speech_models": "이 탭의 음성 모델: 받아쓰기 {stt}, 영어 말하기 {tts_en}, 한국어 말하기 {tts_ko}.",
     "speech_real": "실제 가중치",
     "speech_random": "무작위 가중치라 잡음",
@@ -467,13 +540,12 @@ SAY_KO: dict[str, str] = {
     "no_gpu": "GPU 없음: 모델이 CPU에서 돌아갑니다.",
     "last_reply": "마지막 답변: **초당 {tps:.1f} 토큰** ({seconds:.1f}초에 {tokens} 토큰, {model}).",
     "no_reply_yet": "아직 생성한 답변이 없습니다.",
-    "demo_banner": "⚠️ **데모 모델(무작위 가중치)이라 답변은 의미 없는 글자입니다.** 실제 Mistral 가중치도 같은 "
-                   "코드로 불러옵니다: config.json 의 engine.model 을 설정하세요.",
     "unknown_model": "{model} 의 설정을 읽지 못했습니다: {detail}. 오프라인에서는 로컬 캐시에 있는 허브 id만 "
                      "읽을 수 있으니 로컬 폴더를 쓰세요.",
     "base_model_choice": "(기본 모델)", "adapter_missing": "사용 불가",
     "adapter_choice": "{name} · {method} r={r} · {steps} 스텝",
     "compare_pick": "먼저 어댑터를 고르세요 (설정 → 어댑터). 그래야 기본 모델과 비교할 수 있습니다.",
+    "compare_reply_running": "아직 답변을 쓰는 중입니다. 기다리거나 중지(Esc)를 누른 뒤 비교하세요.",
     "adapters_none": "아직 어댑터가 없습니다. 튜닝 탭에서 학습하세요.",
     "adapters_remote": "채팅 모델이 원격 서버에서 돌고 있어 LoRA 어댑터를 쓸 수 없습니다.",
     "adapters_head": "| 어댑터 | 여기서 사용 | 요약 | 만든 때 |",
@@ -507,6 +579,11 @@ SAY_KO: dict[str, str] = {
     "import_done": "대화 {n}개를 가져왔습니다.", "import_done_one": "대화 1개를 가져왔습니다.",
     "import_skipped": "{n}개는 건너뛰었습니다: {reasons}",
     "import_skip_one": "{index}번째 대화: {reason}",
+    "import_why_not_object": "대화 형식이 아닙니다",
+    "import_why_no_messages": "메시지 목록이 없습니다",
+    "import_why_too_many_messages": "메시지가 {n}개로 한도 {limit}개를 넘습니다",
+    "import_why_invalid": "올바르지 않은 메시지나 설정이 있습니다",
+    "import_why_storage": "이 디스크에 저장하지 못했습니다",
     "import_nothing": "가져올 .json 파일을 고르세요.",
     "import_not_text": "텍스트 파일이 아닙니다. 이 앱에서 내보낸 .json 파일을 고르세요. 아무것도 가져오지 않았습니다.",
     "import_too_large": "파일이 가져오기 한도인 {limit_mb} MB보다 큽니다. 아무것도 가져오지 않았습니다.",
@@ -525,9 +602,6 @@ SAY_KO: dict[str, str] = {
     "preset_pick_first": "먼저 프리셋을 고르세요.",
     "preset_saved": "“{name}” 프리셋을 저장했습니다.", "preset_applied": "“{name}” 프리셋을 이 대화에 적용했습니다.",
     "preset_renamed": "프리셋 이름을 “{name}”(으)로 바꿨습니다.", "preset_deleted": "“{name}” 프리셋을 삭제했습니다.",
-    "offline_banner": "ℹ️ **설정한 모델이 아니라 작은 오프라인 모델(SmolLM2-135M-Instruct, 실제 가중치)입니다.** "
-                      "답이 짧고 자주 틀립니다. 설정한 모델을 쓰려면 config.json의 engine.model에 허브 id(인터넷 연결 "
-                      "필요), 로컬 모델 폴더 또는 .gguf 파일을 넣고 --demo 없이 앱을 시작하세요.",
     "tab_random_image": "⚠️ 무작위 가중치의 데모 이미지 모델이라 답변은 그림 설명이 아닌 의미 없는 글자입니다. 실제 "
                         "모델을 쓰려면 config.json의 engine.vision_model에 LLaVA-NeXT 허브 id나 로컬 폴더를 넣고 "
                         "--demo 없이 앱을 시작하세요.",
@@ -547,6 +621,33 @@ SAY_KO: dict[str, str] = {
     "quality_none": "이 모델의 품질 수치가 아직 없습니다: `make bench`가 측정합니다.",
     "ladder_auto": "정밀도 사다리 (engine.precision auto): {ladder}, 메모리에 들어가는 첫 단계부터 시도",
     "ladder_set": "정밀도 사다리 (engine.precision): {ladder}; 이 단계들만 이 순서로 시도",
+    "summary_model": "**모델:** {model}", "summary_demo": "데모 모델",
+    "summary_rung": "**정밀도:** {words} · `{rung}`", "summary_device": "**실행 장치:** {where}",
+    "summary_memory": "**메모리:** {parts}", "memory_gpu": "GPU {size}", "memory_cpu": "CPU 메모리 {size}",
+    "summary_people": "**여러 사람이 동시에 물을 때:** {line}",
+    "summary_details": "엔진 세부 정보: 이 정밀도를 고른 이유, 정밀도 사다리, 불러오기 시도",
+    "plain_rung_fp16": "16비트, 원래 정밀도", "plain_rung_cpu": "원래 정밀도 ({dtype})",
+    "plain_rung_8bit": "8비트, 16비트의 약 절반 메모리", "plain_rung_4bit": "4비트, 16비트의 약 4분의 1 메모리",
+    "plain_rung_4bit-offload": "4비트, 모델 일부는 CPU 메모리에 둠 (더 느림)",
+    "plain_rung_remote": "원격 서버가 정함",
+    "where_gpu": "GPU ({device})", "where_cpu": "CPU (GPU를 쓰지 않아 답이 더 느림)",
+    "where_remote": "원격 서버 ({device})",
+    "batch_together": "한 배치로 함께 답함, 한 번에 최대 {slots}명",
+    "batch_quantized": "{bits} 모델은 여러 사람이 동시에 물으면 답이 달라지므로 요청을 차례대로 처리함",
+    "batch_unmeasured": "{bits} 모델이 여러 사람이 동시에 물을 때 답이 달라지는지 아직 측정하지 않아 요청을 차례대로 처리함",
+    "batch_turns": "요청을 차례대로 처리함, 한 번에 최대 {slots}개를 각각 따로",
+    "batch_remote": "원격 서버가 처리함 (한 번에 최대 {slots}개 전송)",
+    "batch_one": "한 번에 요청 하나",
+    "quality_speed": "초당 {tps:.1f} 토큰", "quality_not_measured": "측정 안 됨",
+    "quality_speed_note": "속도: `make bench`를 실행한 컴퓨터에서 한 사람에게 그리디로 답할 때 (plain generate, 새 토큰 "
+                          "32개); cpu-… 행은 그 컴퓨터의 CPU에서 측정.",
+    "estimate_head": "**{model}** · 문맥 {context} 토큰 · 여유분 {headroom}",
+    "estimate_sizes": "가중치: {weights} · 전체 문맥 하나의 KV 캐시: {kv}",
+    "estimate_card": "{gb} GB 카드", "estimate_this_gpu": "이 GPU (남은 메모리)", "estimate_card_col": "카드",
+    "estimate_loads_as": "불러오는 정밀도", "estimate_no_fit": "들어가지 않음",
+    "estimate_legend": "✅ = 들어감, ❌ = 안 들어감; 숫자 = 카드에 필요한 GiB (가중치 + KV 캐시 + 여유분). "
+                       "4bit-offload 는 나머지를 이 컴퓨터의 남은 CPU 메모리에 둡니다.",
+    "estimate_shipped": "앱에 포함된 설정 파일에서 구조를 읽었습니다 (허브 불필요).",
     "precision_unknown": 'engine.precision: {shown} 은(는) 정밀도 단계가 아닙니다. "auto", 단계 하나, 또는 단계 '
                          "목록을 쓰세요: {rungs}",
     "precision_empty": 'engine.precision: [] 에 단계가 하나도 없습니다. "auto", 단계 하나, 또는 단계 목록을 쓰세요: '

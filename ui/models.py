@@ -16,11 +16,11 @@ import gradio as gr
 from config.files import atomic_write_text
 from config import PRECISIONS, RUNGS, ConfigError, PrecisionError, check_precision, config_from_dict
 from ui.errors import Refusal, message_for, shown_to_user
-from ui.i18n import lang_of, say, t
+from ui.i18n import SAY_EN, lang_of, say, t
 from ui.page import Shared
 from engine.prompting.codec import PATH_LABELS
 from engine.loading.quality import read_quality, relative_costs
-from engine.serving.batch_criterion import rung_batches
+from engine.serving.batch_criterion import RUNG_BITS, rung_batches
 
 PRIVATE = {"api_visibility": "private"}
 GiB = 1024 ** 3
@@ -57,52 +57,113 @@ def config_error_text(exc: ConfigError, lang: str) -> str:
     return str(exc)
 
 
-def report_markdown(report: Any, lang: str, concurrency: Any = None, ladder: str = "") -> str:
-    """The chat model's LoadReport: model, rung, device, why, the configured ladder (`ladder_line`), the
-    attempts down the ladder, how many at once."""
+def rung_words(rung: str, lang: str) -> str:
+    """A load rung in plain words: "cpu-bfloat16" -> "full precision (bfloat16)", "8bit" -> "8-bit, about half ..."."""
+    if rung.startswith("cpu-"):
+        return say(lang, "plain_rung_cpu", dtype=rung[4:])
+    key = f"plain_rung_{rung}"
+    return say(lang, key) if key in SAY_EN else rung
+
+
+def device_words(report: Any, lang: str) -> str:
+    """Where the model runs: the GPU (and CPU memory for the offload rung), the CPU, or a remote server."""
+    device = str(report.device)
+    if report.rung == "remote":
+        return say(lang, "where_remote", device=device)
+    return say(lang, "where_gpu", device=device) if device.startswith("cuda") else say(lang, "where_cpu")
+
+
+def batching_words(path: str, slots: int, rung: str, lang: str) -> str:
+    """Whether several people's requests are answered together, and if not why, in words a user understands
+    (the reason a quantized rung takes turns comes from the measured criterion, batch_criterion.json)."""
+    if path == "continuous":
+        return say(lang, "batch_together", slots=slots)
+    if path == "remote" or rung == "remote":
+        return say(lang, "batch_remote", slots=slots)
+    if path != "queue":
+        return say(lang, "batch_one")
+    bits = RUNG_BITS.get(rung)
+    together = rung_batches(rung) if bits else True
+    if together is False:
+        return say(lang, "batch_quantized", bits=bits)
+    if together is None:
+        return say(lang, "batch_unmeasured", bits=bits)
+    return say(lang, "batch_turns", slots=slots)
+
+
+def summary_lines(report: Any, lang: str, load: Any = None) -> list[str]:
+    """Model, precision, device, memory and whether requests share a batch: what a user needs first."""
+    model = f"`{report.model_id}`" + (f" · {say(lang, 'summary_demo')}" if report.demo else "")
+    lines = [f"- {say(lang, 'summary_model', model=model)}",
+             f"- {say(lang, 'summary_rung', words=rung_words(str(report.rung), lang), rung=report.rung)}",
+             f"- {say(lang, 'summary_device', where=device_words(report, lang))}"]
+    if report.rung != "remote":
+        parts = ([say(lang, "memory_gpu", size=_gib(report.gpu_bytes))] if report.gpu_bytes else []) + (
+            [say(lang, "memory_cpu", size=_gib(report.cpu_bytes))] if report.cpu_bytes or not report.gpu_bytes else [])
+        lines.append(f"- {say(lang, 'summary_memory', parts=', '.join(parts))}")
+    if load is not None:
+        people = batching_words(str(load.path), int(load.slots), str(report.rung), lang)
+        lines.append(f"- {say(lang, 'summary_people', line=people)}")
+    return lines
+
+
+def details_markdown(report: Any, lang: str, concurrency: Any = None, ladder: str = "") -> str:
+    """The engine's own account, folded under the summary: why this rung (the preflight's numbers, the
+    scheduler), the configured ladder, how many at once and from what, the attempts down the ladder."""
     ko = lang == "ko"
-    blocks = []
-    if report.demo:
-        blocks.append(say(lang, "demo_banner" if getattr(report, "random_weights", True) else "offline_banner"))
     path = getattr(report, "prompt_path", "")
-    blocks.append("\n".join([
-        f"**{'채팅 모델' if ko else 'Chat model'}:** `{report.model_id}`",
-    ] + ([f"- {say(lang, 'prompt_path', path=PATH_LABELS.get(path, path))}"] if path else []) + [
-        f"- {'정밀도(rung)' if ko else 'Rung'}: **{report.rung}** · {'장치' if ko else 'device'} `{report.device}`",
-        f"- {'이유' if ko else 'Why'}: {report.reason}",
-    ] + ([f"- {ladder}"] if ladder else []) + [
-        f"- {'메모리' if ko else 'Memory'}: GPU {_gib(report.gpu_bytes)}, CPU {_gib(report.cpu_bytes)} · "
-        f"{'불러온 시간' if ko else 'loaded in'} {report.seconds:.1f} s",
-    ] + ([f"- {concurrency_line(concurrency, lang)}"] if concurrency is not None else [])
-      + ([f"- ℹ️ {report.notice}"] if report.notice else [])))
+    lines = [f"- {'이유' if ko else 'Why'}: {report.reason}"] + ([f"- {ladder}"] if ladder else [])
+    lines += ([f"- {concurrency_line(concurrency, lang)}"] if concurrency is not None else [])
+    lines += ([f"- {say(lang, 'prompt_path', path=PATH_LABELS.get(path, path))}"] if path else [])
+    lines.append(f"- {'불러온 시간' if ko else 'Loaded in'} {report.seconds:.1f} s")
+    blocks = ["\n".join(lines)]
     if report.attempts:
         rows = ["| # | rung | " + ("결과" if ko else "outcome") + " | s |", "|---|---|---|---|"]
         rows += [f"| {i} | {a.rung} | {a.outcome} | {a.seconds:.1f} |" for i, a in enumerate(report.attempts, 1)]
         blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
+
+
+def report_markdown(report: Any, lang: str, concurrency: Any = None, ladder: str = "", load: Any = None) -> str:
+    """The chat model's LoadReport: the plain summary (`summary_lines`), the measured cost of each rung, then
+    the engine details (`details_markdown`) in a closed <details>. The demo/offline notice is not repeated
+    here: the page's banner says it once for every tab."""
+    blocks = ["\n".join(summary_lines(report, lang, load))]
     if report.rung != "remote":
         blocks.append(quality_markdown(report.model_id, lang))
+    blocks.append(f'<details class="models-details"><summary>{say(lang, "summary_details")}</summary>\n\n'
+                  f"{details_markdown(report, lang, concurrency, ladder)}\n\n</details>")
     return "\n\n".join(blocks)
 
 
 QUALITY_FILE = Path(__file__).resolve().parents[1] / "docs" / "quality.json"
 
 
+def speed_words(row: Any, lang: str) -> str:
+    """The measured decode speed of a rung (bench/bench_quality.py: greedy, one stream), or "not measured"."""
+    tps = getattr(row, "tokens_per_second", None)
+    if not isinstance(tps, (int, float)) or tps <= 0:
+        return say(lang, "quality_not_measured")
+    return say(lang, "quality_speed", tps=tps)
+
+
 def quality_markdown(model_id: str, lang: str, path: Path = QUALITY_FILE) -> str:
-    """The measured cost of each rung for this model (written by `make bench`): memory and perplexity."""
+    """The measured cost of each rung for this model (written by `make bench`): memory, perplexity, speed, and
+    whether several people are answered together."""
     rows = read_quality(path, model_id)
     if not rows:
         return say(lang, "quality_none")
     ko = lang == "ko"
-    head = ("| 정밀도 | 메모리 | perplexity | 요약 | 여러 사람이 함께 |" if ko
-            else "| rung | memory | perplexity | in short | several people at once |")
-    lines = [say(lang, "quality_title", model=f"`{model_id}`"), "", head, "|---|---|---|---|---|"]
+    head = ("| 정밀도 | 메모리 | perplexity | 속도 | 요약 | 여러 사람이 함께 |" if ko
+            else "| rung | memory | perplexity | speed | in short | several people at once |")
+    lines = [say(lang, "quality_title", model=f"`{model_id}`"), "", head, "|---|---|---|---|---|---|"]
     together = {True: say(lang, "rung_batches"), False: say(lang, "rung_takes_turns"), None: "?"}
     for row, mem, ppl in relative_costs(rows):
         short = (f"{mem:+.0f} % {'메모리' if ko else 'memory'}, {ppl:+.0f} % perplexity" if row is not rows[0]
                  else ("기준" if ko else "reference"))
-        lines.append(f"| {row.rung} | {row.weight_bytes / 2**20:.0f} MiB | {row.perplexity:.2f} | {short} | "
-                     f"{together[rung_batches(row.rung)]} |")
-    return "\n".join(lines)
+        lines.append(f"| {row.rung} | {row.weight_bytes / 2**20:.0f} MiB | {row.perplexity:.2f} | "
+                     f"{speed_words(row, lang)} | {short} | {together[rung_batches(row.rung)]} |")
+    return "\n".join(lines + ["", f"<sub>{say(lang, 'quality_speed_note')}</sub>"])
 
 
 def states_markdown(states: list[dict], lang: str, available: bool, budget: dict | None = None,
@@ -162,59 +223,78 @@ def adapters_markdown(services: Any, lang: str) -> str:
     return "\n".join(lines) + f"\n\n<sub>{registry.adapters_dir}</sub>"
 
 
-def read_model_config(model: str) -> Any:
-    """transformers config of a folder, a demo model, or a hub id (offline: only from the local cache)."""
+def model_config_and_source(model: str) -> tuple[Any, str]:
+    """(transformers config, where it came from: "folder" | "cache" | "shipped" | "hub") of a folder, a demo
+    model or a hub id. A hub id is read from the local cache, else from the config files shipped with the app
+    (engine/loading/known_configs.py: the default chat and image models), else from the hub if it answers."""
     from transformers import AutoConfig
+
+    from engine.loading.known_configs import known_config
 
     model = model.strip()
     if model.startswith("demo"):
         from engine.loading.sources import resolve_source
 
-        return AutoConfig.from_pretrained(str(resolve_source(model).folder), trust_remote_code=False)
+        return AutoConfig.from_pretrained(str(resolve_source(model).folder), trust_remote_code=False), "folder"
     if Path(model).expanduser().is_dir():
-        return AutoConfig.from_pretrained(str(Path(model).expanduser()), trust_remote_code=False)
+        return AutoConfig.from_pretrained(str(Path(model).expanduser()), trust_remote_code=False), "folder"
     try:
-        return AutoConfig.from_pretrained(model, trust_remote_code=False, local_files_only=True)
+        return AutoConfig.from_pretrained(model, trust_remote_code=False, local_files_only=True), "cache"
     except (OSError, ValueError):
+        shipped = known_config(model)
+        if shipped is not None:
+            return shipped, "shipped"
         from engine.loading.sources import hub_reachable
 
         if not hub_reachable():     # decided at once: no minute of retries per click
             raise OSError(f"{model} is not in the local cache and the Hugging Face hub cannot be reached") from None
-        return AutoConfig.from_pretrained(model, trust_remote_code=False)
+        return AutoConfig.from_pretrained(model, trust_remote_code=False), "hub"
+
+
+def read_model_config(model: str) -> Any:
+    """transformers config of a folder, a demo model, or a hub id (`model_config_and_source`)."""
+    return model_config_and_source(model)[0]
 
 
 def estimate_markdown(shared: Shared, model: str, lang: str) -> str:
-    """Needed GPU memory at each rung, against common card sizes and this machine's GPU."""
-    from engine.monitor import read_gpus
-    from engine.loading.preflight import RUNGS, estimate_rungs
+    """Needed GPU memory at each rung: one row per card (common sizes, then engine.max_gpu_memory or this
+    machine's GPU) with the rung it would load at, under a line of weight and KV-cache sizes."""
+    import psutil
 
-    ko = lang == "ko"
+    from engine.monitor import read_gpus
+    from engine.loading.preflight import RUNGS, estimate_rungs, first_fitting_rung, kv_cache_bytes, layer_sizes
+
     model = (model or "").strip() or shared.services.cfg.engine.model
+    cfg = shared.services.cfg.engine
     try:
-        config = read_model_config(model)
-        cfg = shared.services.cfg.engine
+        config, source = model_config_and_source(model)
+        sizes = layer_sizes(config)            # the meta-device model is built once, not once per card
         gpus, _ = read_gpus()
-        cards = [(f"{c} GB", c * GiB) for c in CARDS_GIB]
+        cards = [(say(lang, "estimate_card", gb=c), c * GiB) for c in CARDS_GIB]
         if cfg.max_gpu_memory is not None:
             cards.append(("engine.max_gpu_memory", int(cfg.max_gpu_memory * GiB)))
         elif gpus:
-            cards.append((("이 GPU (남은)" if ko else "this GPU (free)"), gpus[0].memory_free))
-        table = {label: estimate_rungs(config, budget_bytes=budget, context_tokens=cfg.max_context,
-                                       headroom=cfg.kv_headroom) for label, budget in cards}
+            cards.append((say(lang, "estimate_this_gpu"), gpus[0].memory_free))
+        offload = int(psutil.virtual_memory().available * 0.8)   # what the loader lets 4bit-offload spill into
+        table = [(label, estimate_rungs(config, budget_bytes=budget, context_tokens=cfg.max_context,
+                                        headroom=cfg.kv_headroom, offload_bytes=offload, sizes=sizes))
+                 for label, budget in cards]
     except Exception as exc:  # noqa: BLE001 - any unreadable config is reported, never raised as a bug
         return say(lang, "unknown_model", model=model, detail=str(exc).splitlines()[0][:200])
-    first = next(iter(table.values()))
-    lines = [f"**{model}** · {'문맥' if ko else 'context'} {cfg.max_context} tokens · headroom {cfg.kv_headroom:.0%}",
-             "", "| rung | " + ("가중치" if ko else "weights") + " | KV cache | "
-             + " | ".join(label for label, _ in cards) + " |", "|---|---|---|" + "---|" * len(cards)]
-    for i, rung in enumerate(RUNGS):
-        e = first[i]
-        cells = [f"{'✅' if table[label][i].fits else '❌'} {table[label][i].needed_bytes / GiB:.1f}" for label, _ in cards]
-        lines.append(f"| {rung} | {e.weight_bytes / GiB:.2f} GiB | {e.kv_cache_bytes / GiB:.2f} GiB | "
-                     + " | ".join(cells) + " |")
-    lines.append("\n" + ("✅ = 들어감, 숫자 = 필요한 GiB (가중치 + KV 캐시 + 여유분). 4bit-offload 는 나머지를 CPU 메모리에 둡니다."
-                         if ko else "✅ = fits, number = GiB needed (weights + KV cache + headroom). "
-                         "4bit-offload spills the rest into CPU memory."))
+    first = table[0][1]
+    weights = " · ".join(f"{e.rung} {e.weight_bytes / GiB:.2f} GiB" for e in first)
+    lines = [say(lang, "estimate_head", model=f"`{model}`", context=cfg.max_context, headroom=f"{cfg.kv_headroom:.0%}"),
+             "", say(lang, "estimate_sizes", weights=weights,
+                     kv=f"{kv_cache_bytes(config, cfg.max_context) / GiB:.2f} GiB"), "",
+             f"| {say(lang, 'estimate_card_col')} | " + " | ".join(RUNGS) + f" | {say(lang, 'estimate_loads_as')} |",
+             "|---|" + "---|" * (len(RUNGS) + 1)]
+    for label, estimates in table:
+        cells = [f"{'✅' if e.fits else '❌'} {e.needed_bytes / GiB:.1f}" for e in estimates]
+        best = first_fitting_rung(estimates)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {best or say(lang, 'estimate_no_fit')} |")
+    lines += ["", say(lang, "estimate_legend")]
+    if source == "shipped":
+        lines += ["", f"<sub>{say(lang, 'estimate_shipped')}</sub>"]
     return "\n".join(lines)
 
 
@@ -342,7 +422,7 @@ class ModelsHandlers:
         report, engine_cfg = services.engine.report, services.cfg.engine
         ladder = "" if report.rung == "remote" else ladder_line(
             engine_cfg.precision, lang, cuda=str(report.device).startswith("cuda"), cpu_dtype=engine_cfg.cpu_dtype)
-        return (report_markdown(report, lang, services.engine.concurrency, ladder),
+        return (report_markdown(report, lang, services.engine.concurrency, ladder, services.engine.load_stats()),
                 states_markdown(states, lang, manager is not None, budget, events),
                 adapters_markdown(services, lang))
 
@@ -431,6 +511,7 @@ def build_and_wire(shared: Shared, banner: tuple[Any, Any] | None = None) -> tup
         model = gr.Textbox(value=cfg.engine.model, label=t("models.estimate_model"), elem_id="models-estimate-model",
                            scale=3, max_lines=1)
         estimate = gr.Button(t("models.estimate"), elem_id="models-estimate", scale=1)
+        estimate_vision = gr.Button(t("models.estimate_vision"), elem_id="models-estimate-vision", scale=1)
     estimate_out = gr.Markdown(elem_id="models-estimate-table")
     outputs = [report, states, adapters]
     refresh.click(h.overview, None, outputs, **PRIVATE)
@@ -445,4 +526,7 @@ def build_and_wire(shared: Shared, banner: tuple[Any, Any] | None = None) -> tup
     save.click(h.save, precision, None, **PRIVATE)
     for trigger in (estimate.click, model.submit):
         trigger(h.estimate, model, estimate_out, concurrency_id="estimate", concurrency_limit=1, **PRIVATE)
+    # The image model's architecture ships with the app too: one click puts its id in the box and estimates it.
+    estimate_vision.click(lambda: cfg.engine.vision_model, None, model, queue=False, **PRIVATE).then(
+        h.estimate, model, estimate_out, concurrency_id="estimate", concurrency_limit=1, **PRIVATE)
     return outputs, h.overview

@@ -41,9 +41,10 @@ def _empty_model(config):
             return AutoModelForImageTextToText.from_config(config)
 
 
-def _layer_sizes(config, skip: tuple[str, ...]) -> tuple[int, int, int]:
+def layer_sizes(config, skip: tuple[str, ...] = ("lm_head",)) -> tuple[int, int, int]:
     """(params in quantizable linears, other params, params of the largest unsplittable block);
-    modules named in `skip` stay unquantized."""
+    modules named in `skip` stay unquantized. Builds the model on the meta device (about 2 s for a 7B on
+    2 cores): a caller estimating several budgets passes the result to `estimate_rungs(sizes=...)`."""
     import torch
 
     model = _empty_model(config)
@@ -68,7 +69,7 @@ def kv_cache_bytes(config, context_tokens: int, bytes_per_value: int = 2) -> int
 
 def estimate_rungs(config, *, budget_bytes: int, context_tokens: int, headroom: float,
                    offload_bytes: int = 0, skip: tuple[str, ...] = ("lm_head",), concurrent: int = 1,
-                   context_reserve: int = 0) -> list[RungEstimate]:
+                   context_reserve: int = 0, sizes: tuple[int, int, int] | None = None) -> list[RungEstimate]:
     """One estimate per rung, in ladder order.
 
     `offload_bytes` is CPU RAM the last rung may spill into; `concurrent` requests each hold a full-context
@@ -77,7 +78,7 @@ def estimate_rungs(config, *, budget_bytes: int, context_tokens: int, headroom: 
     side is priced at 2 bytes per weight, and the card must hold the embeddings, the largest block (accelerate
     brings an offloaded block to the card to run it) and the caches.
     """
-    quantizable, other, largest = _layer_sizes(config, skip)
+    quantizable, other, largest = sizes or layer_sizes(config, skip)
     kv = kv_cache_bytes(config, context_tokens) * max(1, concurrent)
     reserve = int(budget_bytes * headroom) + context_reserve
     out = []
