@@ -21,6 +21,44 @@ def phase(text: str) -> None:
 
     print(f"[{time.time() - psutil.Process().create_time():5.1f} s] {text}", flush=True)
 
+
+# gradio/component_meta.py: ComponentMeta calls this for every component class gradio defines, and it parses the
+# class's whole source file to (re)write a .pyi stub beside it: a tool for people writing components, run on every
+# `import gradio`. The wheel ships the stubs.
+GRADIO_STUB_WRITER = ("gradio.component_meta", "create_or_modify_pyi")
+
+
+class _SkipGradioStubWriter:
+    """An import hook that loads gradio.component_meta as usual, then makes its stub writer do nothing: `import
+    gradio` took 4.3 s of CPU instead of 7.1 s (median of 5 A/B pairs, whole processes, 2026-12-07), paid by every
+    start. tests/test_start_stop.py checks that gradio still has the name and still calls it."""
+
+    def find_spec(self, name: str, path, target=None):
+        if name != GRADIO_STUB_WRITER[0]:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module) -> None:
+            load(module)
+            if hasattr(module, GRADIO_STUB_WRITER[1]):
+                setattr(module, GRADIO_STUB_WRITER[1], lambda *args, **kwargs: None)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def skip_gradio_stub_writer() -> None:
+    """Install _SkipGradioStubWriter, before anything imports gradio (a no-op once gradio is imported)."""
+    if GRADIO_STUB_WRITER[0] not in sys.modules and not any(isinstance(f, _SkipGradioStubWriter)
+                                                             for f in sys.meta_path):
+        sys.meta_path.insert(0, _SkipGradioStubWriter())
+
+
 PUBLIC_SHARE_FLAG = "--public-share-i-understand"
 
 
@@ -102,6 +140,7 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     import gradio as gr
 
     from api import build_api
+    from api.assets import StaticAsset
     from api.auth import key_policy
     from engine.chat import ChatEngine
     from engine.serving.admission import Admission
@@ -109,6 +148,8 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     from sessions import SessionStore
     from ui import CSS, JS, build_ui, make_i18n
     from ui.gradio_bridge import mark_launched
+    from ui.icons import FONT_FILE, font_url
+    from ui.queue_limits import queue_as_engine
     from ui.quiet import quiet_queue
     from ui.owners import Owners, browser_secret
     from ui.services import Services
@@ -132,9 +173,10 @@ def build_app(cfg: AppConfig, *, demo: bool, config_path: str | None = None, use
     phase("building the page…")
     blocks = build_ui(services, Owners(auth=bool(users)), browser_secret(cfg.sessions.path), notices=notices)
     # engine.max_concurrent as resolved ("auto": sized from memory at load): the UI runs as many chats as the engine
-    blocks.queue(default_concurrency_limit=models.current.concurrency.slots, max_size=cfg.server.queue_size)
+    queue_as_engine(blocks, models, max_size=cfg.server.queue_size)   # and again after a model switch
     quiet_queue(blocks)  # no 1 ms polling while idle (ui/quiet.py)
-    api = build_api(cfg, models, host=host, manager=manager, policy=policy, door=services.chat)
+    api = build_api(cfg, models, host=host, manager=manager, policy=policy, door=services.chat,
+                    assets=[StaticAsset(font_url(), FONT_FILE, "font/ttf")])   # the icon font, fetched once
     app = gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{cfg.server.max_upload_mb}mb",
                               auth=users, auth_message="Local Mistral Chat · 로그인", i18n=make_i18n(), css=CSS, js=JS,
                               run_history=False, footer_links=["api", "gradio", "settings"])
@@ -206,6 +248,7 @@ def serve_locked(space_id: str, missing: tuple[str, ...], host: str, port: int) 
 def main(argv: list[str] | None = None) -> int:
     from engine.serving import zerogpu
 
+    skip_gradio_stub_writer()
     zerogpu.import_first()  # ZeroGPU: `spaces` must patch torch before anything touches CUDA
     import space_profile
 

@@ -9,7 +9,9 @@ A switch: check the target can be had (folder, .gguf, hub id, demo; tokenizer an
 model keeps serving; then refuse new replies (ModelSwitching: /v1 answers 503 with Retry-After, the page says
 "switching model…"), wait for the replies in flight to finish, unload the old model (weak references dead, RAM
 and GPU memory handed back), load the new one through the same loader, preflight and ladder as at start. A
-load that fails loads the previous model again: the app never ends up without one.
+load that fails loads the previous model again: the app never ends up without one. What the start sized from
+the first model follows each model installed (`follow`): app.py's Gradio queue concurrency (ui/queue_limits.py);
+the engine's own slots and admission (server.queue_size, server.max_wait_s) come with each engine it loads.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 MiB = 2 ** 20
 Say = Callable[[str], None]
+Follower = Callable[["ChatEngine"], None]
 
 
 class ModelSwitching(EngineError, RuntimeError):
@@ -111,7 +114,14 @@ class ModelSwitch:
         self._one = threading.Lock()               # one switch at a time
         self._loaded_cfg = self.cfg                # how the engine now serving was loaded (to load it again)
         self._shown: _Placeholder | None = None    # what `current` shows between unload and load
+        self._followers: list[Follower] = []       # what was sized from the model at start (follow)
         self.loaded_at = time.time()
+
+    def follow(self, follower: Follower) -> None:
+        """Call `follower(engine)` with every engine a switch installs (the new model, or the previous one
+        loaded again), before new requests are let in: what the start sized from the first model (the Gradio
+        queue's concurrency, ui/queue_limits.py) follows the model serving now."""
+        self._followers.append(follower)
 
     # ------------------------------------------------------------------ serving
     @property
@@ -214,8 +224,10 @@ class ModelSwitch:
                 say(f"could not load {name}: {reason}")
                 say(f"loading the chat model ({previous}) again…")
                 self._restore(previous)
+                self._tell(self.current)
                 raise self._failed(name, reason, self.current.report.model_id)
             self._loaded_cfg = cfg
+            self._tell(engine)
             self._report(engine, say)
             return engine.report
         finally:
@@ -283,6 +295,12 @@ class ModelSwitch:
     def _install(self, engine: ChatEngine) -> None:
         self._engine, self._shown, self.loaded_at = engine, None, time.time()
         self._manage(engine)
+
+    def _tell(self, engine: ChatEngine) -> None:
+        """The followers learn the engine now serving (outside the load's try: a follower's error is not a
+        failed load, and is raised to the caller)."""
+        for follower in self._followers:
+            follower(engine)
 
     def _manage(self, engine: ChatEngine | None) -> None:
         """The ModelManager's "chat" row (one budget for all models) holds the engine serving now, or nothing."""

@@ -26,6 +26,16 @@ PINNED: dict[str, Pin] = pin_table(
         "the scheduler loop's sleep with no event queued (1 ms by default)"),
     Pin("gradio", "gradio.queueing", "Queue", "progress_update_sleep_when_free", "instance",
         "the progress loop's sleep with no event queued (10 ms by default)"),
+    Pin("gradio", "gradio.queueing", "Queue", "default_concurrency_limit", "instance",
+        "the limit an event queue made from now on takes for events with the default limit (set after a switch)"),
+    Pin("gradio", "gradio.queueing", "Queue", "event_queue_per_concurrency_id", "instance",
+        "the event queues made so far, by concurrency id: the chat's \"generate\" follows the model serving"),
+    Pin("gradio", "gradio.queueing", "EventQueue", "concurrency_limit", "instance",
+        "how many events of one concurrency id run at once, read at every scheduling pass"),
+    Pin("gradio", "gradio.block_function", "BlockFunction", "concurrency_limit", "instance",
+        "an event's own limit, or \"default\""),
+    Pin("gradio", "gradio.block_function", "BlockFunction", "concurrency_id", "instance",
+        "the event queue an event waits in"),
     Pin("gradio", "gradio.blocks", "Blocks", "has_launched", "instance",
         "mount_gradio_app leaves it False, and with it Gradio skips checking that a sent file path was uploaded"),
     Pin("gradio", "gradio.blocks", "Blocks", "validate_inputs", "class",
@@ -51,6 +61,39 @@ def queue_of(blocks: gr.Blocks) -> Any:
     _get(queue, "Queue.sleep_when_free")
     _get(queue, "Queue.progress_update_sleep_when_free")
     return queue
+
+
+def set_default_concurrency(blocks: gr.Blocks, limit: int) -> None:
+    """Events with the default concurrency limit (the chat's "generate") run `limit` at once from now on.
+
+    Gradio makes an event queue per concurrency id at its first event, with the default limit then, and reads
+    EventQueue.concurrency_limit at every scheduling pass: so the default and every queue already made for
+    such an id are set (an id shared with events of their own limit keeps the lowest, as Gradio does). Events
+    running now finish; a lower limit starts no new one until they are fewer."""
+    queue = queue_of(blocks)
+    _get(queue, "Queue.default_concurrency_limit")
+    queue.default_concurrency_limit = limit
+    made = _get(queue, "Queue.event_queue_per_concurrency_id")
+    own: dict[str, list[Any]] = {}
+    for fn in blocks.fns.values():     # public (no underscore): the events, with their concurrency
+        limit_of_fn = _get(fn, "BlockFunction.concurrency_limit")
+        own.setdefault(_get(fn, "BlockFunction.concurrency_id"), []).append(limit_of_fn)
+    for concurrency_id, limits in own.items():
+        if "default" not in limits or concurrency_id not in made:
+            continue
+        event_queue = made[concurrency_id]
+        _get(event_queue, "EventQueue.concurrency_limit")
+        event_queue.concurrency_limit = min(limit if v == "default" else v for v in limits if v is not None)
+
+
+def concurrency_limit(blocks: gr.Blocks, concurrency_id: str) -> int | None:
+    """How many events of `concurrency_id` run at once now: its event queue's limit once made, else the default
+    (what it would be made with)."""
+    queue = queue_of(blocks)
+    made = _get(queue, "Queue.event_queue_per_concurrency_id")
+    if concurrency_id in made:
+        return _get(made[concurrency_id], "EventQueue.concurrency_limit")
+    return _get(queue, "Queue.default_concurrency_limit")
 
 
 def mark_launched(blocks: gr.Blocks) -> None:
@@ -108,6 +151,14 @@ def missing_names(blocks: gr.Blocks | None = None, event: Any = None) -> list[st
                 objects[owner] = blocks if blocks is not None else gr.Blocks().queue()
             elif owner == "EventData":
                 objects[owner] = event if event is not None else gr.EventData(None, {})
+            elif owner == "EventQueue":
+                from gradio.queueing import EventQueue
+
+                objects[owner] = EventQueue("probe", 1)
+            elif owner == "BlockFunction":
+                with gr.Blocks() as probe:
+                    gr.Button().click(lambda: None)
+                objects[owner] = next(iter(probe.fns.values()))
             elif owner == "Queue":   # the given blocks' queue; a fresh one's if it has none (reported apart)
                 queue = getattr(real("Blocks"), "__dict__", {}).get("_queue")
                 objects[owner] = queue if queue is not None else vars(gr.Blocks().queue()).get("_queue")

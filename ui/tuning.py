@@ -67,11 +67,12 @@ class Plan:
 
 
 def plan_for(services: Any) -> Plan:
-    """Demo engine (also a demo fallback): the demo configs on the demo base; else lora/qlora on engine.model."""
-    cfg, report = services.cfg.engine, services.engine.report
-    demo = bool(getattr(report, "demo", False))
-    return Plan(demo, report.model_id if demo else cfg.model, cfg.adapters_dir,
-                bool(getattr(services.engine, "remote", False)))
+    """Demo engine (also a demo fallback): the demo configs on the demo base; else lora/qlora on the model serving
+    now (after a switch in the Models tab, the new one; engine.model with a remote backend)."""
+    cfg, engine = services.cfg.engine, services.engine
+    report, remote = engine.report, bool(getattr(engine, "remote", False))
+    return Plan(bool(getattr(report, "demo", False)), cfg.model if remote else report.model_id, cfg.adapters_dir,
+                remote)
 
 
 def suggest_name(adapters_dir: str | Path, stem: str = "my-adapter") -> str:
@@ -239,7 +240,11 @@ class TuningHandlers:
         self.shared = shared
         self.services = shared.services
         self.slot = slot or TrainingSlot()
-        self.plan = plan_for(shared.services)
+
+    @property
+    def plan(self) -> Plan:
+        """Read at each use: a model switch changes the base, and with it the configs and defaults."""
+        return plan_for(self.services)
 
     def suggest(self) -> str:
         return suggest_name(self.plan.adapters_dir)
@@ -249,8 +254,9 @@ class TuningHandlers:
         tokenizer is here); (path, report, text for the check box). Raises gr.Error for unusable files."""
         try:
             path = dataset_path(file, self.services.cfg.server.max_upload_mb)
-            codec = None if self.plan.remote else getattr(self.services.engine, "codec", None)
-            report = load_dataset(path, codec, self.plan.defaults(method or "lora").max_length)
+            plan = self.plan
+            codec = None if plan.remote else getattr(self.services.engine, "codec", None)
+            report = load_dataset(path, codec, plan.defaults(method or "lora").max_length)
         except TooBig as exc:
             too_big = say(lang, "tuning_too_big", size=f"{exc.size / 2**20:.1f}", limit=exc.max_mb)
             raise _error(too_big, lang) from None
@@ -280,14 +286,15 @@ class TuningHandlers:
             gr.Warning(say(lang, "tuning_fix_first"))
             return (gr.skip(), gr.skip(), text, say(lang, "tuning_fix_first"), gr.skip(), gr.skip(), gr.skip(),
                     gr.skip(), gr.skip())
-        defaults = self.plan.defaults(method)
-        overrides = {"name": name, "dataset": str(path), "base_model": self.plan.base_model,
-                     "adapters_dir": self.plan.adapters_dir, "max_steps": steps, "overwrite": bool(overwrite),
+        plan = self.plan      # one base for the whole start, even if the model is switched meanwhile
+        defaults = plan.defaults(method)
+        overrides = {"name": name, "dataset": str(path), "base_model": plan.base_model,
+                     "adapters_dir": plan.adapters_dir, "max_steps": steps, "overwrite": bool(overwrite),
                      "logging_steps": max(1, min(defaults.logging_steps, steps // 10)),
                      "eval_steps": max(1, min(defaults.eval_steps, steps)),
                      "save_steps": max(1, min(defaults.save_steps, steps))}
         try:
-            job, key = self.slot.start(lambda: start_training(self.plan.config_path(method), overrides))
+            job, key = self.slot.start(lambda: start_training(plan.config_path(method), overrides))
         except SlotBusy as busy:
             st = busy.job.status()
             busy_text = say(lang, "tuning_busy", name=busy.job.name, step=st.step, total=st.max_steps or "?")
@@ -355,7 +362,7 @@ def build_tab(shared: Shared) -> TuningHandlers:
             method = gr.Radio(METHODS, value="lora", label=t("tuning.method"), elem_id="tuning-method")
             name = gr.Textbox(value=h.suggest, label=t("tuning.name"), max_lines=1, elem_id="tuning-name",
                               info=t("tuning.name_info"))
-            steps = gr.Number(value=plan.default_steps(), minimum=1, maximum=MAX_STEPS, precision=0,
+            steps = gr.Number(value=lambda: h.plan.default_steps(), minimum=1, maximum=MAX_STEPS, precision=0,
                               label=t("tuning.steps"), elem_id="tuning-steps")
             overwrite = gr.Checkbox(False, label=t("tuning.overwrite"), elem_id="tuning-overwrite")
             with gr.Row():
