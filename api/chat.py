@@ -7,7 +7,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Request
@@ -106,6 +107,28 @@ async def event_stream(pumps: list[StreamPump], c: Completion, include_usage: bo
             pump.cancel.set()  # the client left (or we are done): stop generating, free the slot
 
 
+def demo_headers(state: ApiState) -> dict[str, str]:
+    """X-Demo-Model on every answer of a demo model, so a client sees what it is talking to; {} otherwise."""
+    report = state.engine.report
+    if not report.demo:
+        return {}
+    return {"X-Demo-Model": "random weights: replies are noise" if getattr(report, "random_weights", True)
+            else "small offline model, not the configured one"}
+
+
+# What a header value may hold as it is: printable ASCII, less "%" (the escape) and ";" (between notices).
+HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%;")
+
+
+def document_headers(notices: Sequence[str]) -> dict[str, str]:
+    """X-Document-Notice when an attached document was cut to fit the context: the notices the prompt holds,
+    joined by "; ", each UTF-8 percent-encoded where not printable ASCII (a header is Latin-1; a Korean file
+    name or "–" is escaped, a line break cannot split the header); {} when nothing was cut."""
+    if not notices:
+        return {}
+    return {"X-Document-Notice": "; ".join(quote(n, safe=HEADER_SAFE) for n in notices)}
+
+
 async def watch_disconnect(request: Request, cancel: threading.Event, poll: float = 0.2) -> None:
     """Set `cancel` once the client has gone."""
     while not cancel.is_set():
@@ -149,7 +172,8 @@ def router(state: ApiState) -> APIRouter:
         parsed = parse_messages(body.messages, state.max_upload_bytes)
         features = request_features(body, parsed.messages)
         # documents (file parts) read and cut to fit the context, off the event loop
-        messages = await anyio.to_thread.run_sync(parsed.with_documents, state.chat, features.sampling)
+        documents = await anyio.to_thread.run_sync(parsed.with_documents, state.chat, features.sampling)
+        messages = documents.messages
         # Every check of the request, once, before any model work (schemas compile here: a 400, never a 200
         # followed by an error event).
         chat_request = await anyio.to_thread.run_sync(lambda: state.chat.request(
@@ -166,10 +190,7 @@ def router(state: ApiState) -> APIRouter:
         # the model that writes the reply (a switch may have come after `model` was read), or the adapter's name
         completion = Completion.new(resolved.shown if resolved.adapter else opened[0][0].model)
         with_logprobs = chat_request.params.logprobs is not None
-        report = state.engine.report
-        kind = ("random weights: replies are noise" if getattr(report, "random_weights", True)
-                else "small offline model, not the configured one")
-        headers = {"X-Demo-Model": kind} if report.demo else {}
+        headers = demo_headers(state) | document_headers(documents.notices)
         state.counters.add("chat_completions")
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

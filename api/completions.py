@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import completion_bodies as bodies
-from api.chat import SSE_HEADERS, generation_error, open_choices, sse, watch_disconnect
+from api.chat import SSE_HEADERS, demo_headers, generation_error, open_choices, sse, watch_disconnect
 from api.errors import ApiError, bad_request
 from api.params import NAMES, refuse_unsupported
 from api.responses import wire
@@ -89,14 +89,6 @@ class Choice:
     plan: PromptPlan
     pump: StreamPump | None
     model: str = ""          # the model writing it (Reply.model); "" when nothing is generated
-
-
-def demo_headers(state: ApiState) -> dict[str, str]:
-    report = state.engine.report
-    if not report.demo:
-        return {}
-    return {"X-Demo-Model": "random weights: replies are noise" if getattr(report, "random_weights", True)
-            else "small offline model, not the configured one"}
 
 
 async def plan_prompts(state: ApiState, body: CompletionRequest, adapter: str | None,

@@ -36,16 +36,26 @@ class AttachedFile:
 
 
 @dataclass(frozen=True)
+class WithDocuments:
+    """The messages with their documents' text in, and one notice per document cut to fit the context
+    ("report.pdf: pages 7–20 left out to fit the context"), for the client to see (api/chat.py)."""
+    messages: list[dict]
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ParsedChat:
     messages: list[dict]
     image: bytes | None           # the image of the last user message, if any
     files: dict[int, list[AttachedFile]] | None = None    # message index -> its documents, in order
 
-    def with_documents(self, chat: ChatService, sampling: Sampling) -> list[dict]:
-        """The messages with each document's text (cut to fit the context) before its message's text; a
-        DocumentError names the part it came from. Blocking (PDF reading, token counts): run it in a thread."""
+    def with_documents(self, chat: ChatService, sampling: Sampling) -> WithDocuments:
+        """The messages with each document's text (cut to fit the context) before its message's text, and what
+        was cut; a DocumentError names the part it came from. Blocking (PDF reading, token counts): run it in a
+        thread."""
         if not self.files:
-            return self.messages
+            return WithDocuments(self.messages)
+        notices: list[str] = []
         out = [dict(m) for m in self.messages]
         system = next((m["content"] for m in out if m["role"] == "system" and isinstance(m["content"], str)), "")
         limits = DocumentLimits(max_bytes=chat.limits.max_upload_bytes)
@@ -58,33 +68,65 @@ class ParsedChat:
                     exc.param = f.param
                     raise
             try:
-                _, out[index]["content"] = fit_documents(docs, chat, question=out[index]["content"], system=system,
-                                                         max_new_tokens=sampling.max_new_tokens)
+                fitted, out[index]["content"] = fit_documents(docs, chat, question=out[index]["content"],
+                                                              system=system, max_new_tokens=sampling.max_new_tokens)
             except DocumentError as exc:
                 exc.param = files[-1].param
                 raise
-        return out
+            notices += [f"{doc.filename}: {doc.cut.english()}" for doc in fitted if doc.cut is not None]
+        return WithDocuments(out, tuple(notices))
+
+
+@dataclass(frozen=True)
+class DataField:
+    """A request field that carries a base64 data: URL, and how its refusals read (name, codes, the kind of
+    media it must hold)."""
+    name: str                 # as the client wrote it: image_url, file_data
+    example: str              # a valid value's shape, shown in the refusal
+    thing: str                # what it holds, in "the image is larger than ..."
+    invalid: str              # error code of a malformed value
+    too_large: str            # error code of a value over the upload limit
+    mime_prefix: str = ""     # the media type it must declare ("image/"); "" takes any
+    needs: str = ""           # " of an image": what a malformed value must be, said in its refusal
+
+
+IMAGE_URL = DataField("image_url", "data:image/png;base64,...", "image", "invalid_image_url", "image_too_large",
+                      mime_prefix="image/", needs=" of an image")
+FILE_DATA = DataField("file_data", "data:application/pdf;base64,...", "file", "invalid_file", "document_too_large")
+
+
+@dataclass(frozen=True)
+class DataUrl:
+    mime: str                 # lower case; "" when the URL declares none
+    data: bytes
+
+
+def decode_data_url(url: str, param: str, max_bytes: int, field: DataField) -> DataUrl:
+    """The media type and bytes of a base64 data: URL; 400 naming `param` for anything else, for a type the
+    field does not take, and for more than max_bytes (checked before decoding)."""
+    match = DATA_URL.match(url)
+    if not match or not match.group("b64"):
+        raise bad_request(f"{field.name} must be a base64 data: URL{field.needs} ({field.example})", param,
+                          field.invalid)
+    mime = (match.group("mime") or "").lower()
+    if not mime.startswith(field.mime_prefix):
+        raise bad_request(f"{field.name} holds {mime or 'data without a type'}, not an {field.thing}", param,
+                          field.invalid)
+    data = match.group("data")
+    if len(data) * 3 // 4 > max_bytes:
+        raise bad_request(f"the {field.thing} is larger than {max_bytes // 2**20} MB", param, field.too_large)
+    try:
+        return DataUrl(mime, base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        raise bad_request(f"{field.name} is not valid base64", param, field.invalid) from None
 
 
 def decode_image_url(url: str, param: str, max_bytes: int) -> bytes:
-    """The bytes of a base64 data: URL of an image; 400 for anything else."""
+    """The bytes of a base64 data: URL of an image; 400 for anything else (a web URL is never fetched)."""
     if url.startswith(("http://", "https://")):
         raise bad_request("image_url must be a data: URL (data:image/png;base64,...); this server does not "
                           "download images from the web", param, "invalid_image_url")
-    match = DATA_URL.match(url)
-    if not match or not match.group("b64"):
-        raise bad_request("image_url must be a base64 data: URL of an image (data:image/png;base64,...)",
-                          param, "invalid_image_url")
-    mime = (match.group("mime") or "").lower()
-    if not mime.startswith("image/"):
-        raise bad_request(f"image_url holds {mime or 'data without a type'}, not an image", param, "invalid_image_url")
-    data = match.group("data")
-    if len(data) * 3 // 4 > max_bytes:
-        raise bad_request(f"the image is larger than {max_bytes // 2**20} MB", param, "image_too_large")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise bad_request("image_url is not valid base64", param, "invalid_image_url") from None
+    raw = decode_data_url(url, param, max_bytes, IMAGE_URL).data
     if not raw:
         raise bad_request("image_url holds no data", param, "invalid_image_url")
     return raw
@@ -98,24 +140,13 @@ def decode_file(part: FilePart, param: str, max_bytes: int) -> AttachedFile:
                        "document itself as file_data (data:application/pdf;base64,...)") if f.file_id else \
             ("file_data", "a file part needs file_data (data:application/pdf;base64,...)")
         raise bad_request(what, f"{param}.file.{where}", "invalid_file")
-    param = f"{param}.file.file_data"
-    match = DATA_URL.match(f.file_data)
-    if not match or not match.group("b64"):
-        raise bad_request("file_data must be a base64 data: URL (data:application/pdf;base64,...)", param,
-                          "invalid_file")
-    data = match.group("data")
-    if len(data) * 3 // 4 > max_bytes:
-        raise bad_request(f"the file is larger than {max_bytes // 2**20} MB", param, "document_too_large")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise bad_request("file_data is not valid base64", param, "invalid_file") from None
-    mime = (match.group("mime") or "").lower()
+    decoded = decode_data_url(f.file_data, f"{param}.file.file_data", max_bytes, FILE_DATA)
+    mime = decoded.mime
     filename = f.filename or NAME_FOR_MIME.get(mime) or ("document.txt" if mime.startswith("text/") else "")
     if not filename:
-        raise bad_request("a file part needs a filename (report.pdf, notes.md, main.py)", f"{param[:-10]}.filename",
+        raise bad_request("a file part needs a filename (report.pdf, notes.md, main.py)", f"{param}.file.filename",
                           "invalid_file")
-    return AttachedFile(raw, filename, param)
+    return AttachedFile(decoded.data, filename, f"{param}.file.file_data")
 
 
 def parse_messages(messages: list[ChatMessage], max_image_bytes: int) -> ParsedChat:

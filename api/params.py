@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from api.errors import bad_request
 from api.schemas import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
 from engine.prompting.constrained import JsonConstraint
@@ -27,7 +29,9 @@ class Features:
     tools: ToolSpec | None = None
 
 
-def refuse_unsupported(body: ChatCompletionRequest) -> None:
+def refuse_unsupported(body: BaseModel) -> None:
+    """400 naming the first unknown field (a body kept with extra="allow": chat's or completion's) that would
+    change the reply if this server honoured it."""
     for key, value in (body.model_extra or {}).items():
         if key in HARMLESS or value is None or any(value == v for v in NEUTRAL.get(key, ())):
             continue

@@ -6,11 +6,12 @@ one line) when the server would be reachable beyond loopback without an API key.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from fastapi import APIRouter, FastAPI
 
 from api import audio, chat, completions, health, models
+from api.assets import StaticAsset, router as asset_router
 from api.auth import KeyPolicy, key_policy
 from api.errors import ApiError, install_error_handlers
 from api.guard import ApiGuard
@@ -42,11 +43,13 @@ def _unknown_routes() -> APIRouter:
 
 
 def build_api(cfg: AppConfig, engine: ChatEngine, *, host: str | None = None, manager: ModelManager | None = None,
-              policy: KeyPolicy | None = None, door: ChatService | None = None) -> FastAPI:
+              policy: KeyPolicy | None = None, door: ChatService | None = None,
+              assets: Sequence[StaticAsset] = ()) -> FastAPI:
     """`host`: the address the server listens on (default GRADIO_SERVER_NAME, else server.host).
     `manager`: the ModelManager holding the vision and speech models (None: those routes answer 503).
     `policy`: the exposure rule (default: key_policy(cfg, host), no login).
-    `door`: the door into chat the page uses too (default: one built from cfg over `engine`)."""
+    `door`: the door into chat the page uses too (default: one built from cfg over `engine`).
+    `assets`: files the page loads (the icon font), served with a long cache header (api/assets.py)."""
     policy = policy or key_policy(cfg, host)
     state = ApiState(cfg=cfg, engine=engine, policy=policy, manager=manager, chat=door)
     app = FastAPI(title="Local chat API", docs_url=None, redoc_url=None, openapi_url=None)
@@ -55,5 +58,6 @@ def build_api(cfg: AppConfig, engine: ChatEngine, *, host: str | None = None, ma
     app.add_middleware(ApiGuard, policy=policy, max_body=state.max_body_bytes)
     for module in (health, models, chat, completions, audio):
         app.include_router(module.router(state))
+    app.include_router(asset_router(assets))
     app.include_router(_unknown_routes())
     return app

@@ -38,23 +38,32 @@ class StoreLocks:
     def __init__(self, folder: Path, stripes: int = DEFAULT_STRIPES) -> None:
         self.folder = folder
         self.stripes = stripes
-        self._sessions = [_Lock(folder / f"session-{i:02d}.lock") for i in range(stripes)]
-        self._attachments = _Lock(folder / "attachments.lock")
-
-    def _stripe(self, owner_key: str, session_id: str) -> int:
-        digest = hashlib.blake2b(f"{owner_key}/{session_id}".encode(), digest_size=4).digest()
-        return int.from_bytes(digest, "big") % self.stripes
+        self._sessions = StripedLock(folder, "session", stripes)
+        self._attachments = ThreadFileLock(folder / "attachments.lock")
 
     def session(self, owner_key: str, session_id: str) -> contextlib.AbstractContextManager[None]:
         """Exclusive right to change one session's file."""
-        return self._sessions[self._stripe(owner_key, session_id)].held()
+        return self._sessions.held(f"{owner_key}/{session_id}")
 
     def attachments(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive right to add or remove attachment files and their references."""
         return self._attachments.held()
 
 
-class _Lock:
+class StripedLock:
+    """A fixed set of lock files `<folder>/<name>-NN.lock`; a key always takes the same one (by hash), so
+    different keys rarely wait for each other and no lock file is ever created or deleted per key."""
+
+    def __init__(self, folder: Path, name: str, stripes: int) -> None:
+        self._locks = [ThreadFileLock(folder / f"{name}-{i:02d}.lock") for i in range(stripes)]
+
+    def held(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Exclusive right to change what `key` names, against threads and processes."""
+        digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
+        return self._locks[int.from_bytes(digest, "big") % len(self._locks)].held()
+
+
+class ThreadFileLock:
     """A threading lock in front of a file lock: threads of this store queue on the first (no
     polling), then one of them takes the file against other processes and stores."""
 

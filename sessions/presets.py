@@ -9,8 +9,6 @@ plain JSON; which keys a chat has is the UI's business.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import secrets
 import time
@@ -22,7 +20,7 @@ from tinydb import TinyDB
 
 
 from .errors import InvalidSessionData, SessionWarning, StorageFailure
-from .locking import _Lock
+from .locking import StripedLock
 from .model import Limits, check_encodable, clean_settings, owner_key
 from .storage import CorruptFile, commit_db, move_aside, open_db, read_tables
 
@@ -93,7 +91,7 @@ class PresetStore:
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageFailure(f"Cannot use {self._folder} for presets: {exc.strerror or exc}.") from exc
-        self._locks = [_Lock(locks / f"presets-{i:02d}.lock") for i in range(LOCK_STRIPES)]
+        self._locks = StripedLock(locks, "presets", LOCK_STRIPES)
 
     # ------------------------------------------------------------------ reads
     def list(self, owner: str) -> list[Preset]:
@@ -104,7 +102,7 @@ class PresetStore:
             tables = read_tables(path)          # files are only ever replaced whole: no lock to read
             presets = _presets_of(tables)
         except CorruptFile:
-            with self._lock(okey), open_db(path) as db:
+            with self._locks.held(okey), open_db(path) as db:
                 presets = self._read_locked(path, db)
         return sorted(presets, key=lambda p: (p["name"].casefold(), p["created_at"]))
 
@@ -157,10 +155,6 @@ class PresetStore:
     def _path(self, okey: str) -> Path:
         return self._folder / f"{okey}.json"
 
-    def _lock(self, okey: str) -> contextlib.AbstractContextManager[None]:
-        digest = hashlib.blake2b(okey.encode(), digest_size=4).digest()
-        return self._locks[int.from_bytes(digest, "big") % LOCK_STRIPES].held()
-
     def _read_locked(self, path: Path, db: TinyDB) -> list[Preset]:
         """The presets in an open db (caller holds the lock); a damaged file is moved aside, never overwritten."""
         try:
@@ -177,7 +171,7 @@ class PresetStore:
         """Lock, read, change, write once (atomically)."""
         okey = owner_key(owner)
         path = self._path(okey)
-        with self._lock(okey), open_db(path) as db:
+        with self._locks.held(okey), open_db(path) as db:
             presets = change(self._read_locked(path, db))
             db.storage.write({META: {"1": {"schema": SCHEMA}},
                               TABLE: {str(i): dict(p) for i, p in enumerate(presets, start=1)}})

@@ -142,6 +142,16 @@ def test_refusals_name_the_parameter(client, kwargs, param, code):
     assert (error["param"], error["code"], error["type"]) == (param, code, "invalid_request_error"), error
 
 
+def test_stream_options_without_stream_is_refused_by_name(client):
+    """include_usage asked of a reply that is not streamed would be silently ignored: refused, naming the field."""
+    with pytest.raises(BadRequestError) as info:
+        client.completions.create(model=model_id(client), prompt="hi", max_tokens=1,
+                                  stream_options={"include_usage": True})
+    error = info.value.body
+    assert info.value.status_code == 400 and error["param"] == "stream_options", error
+    assert error["message"] == "stream_options needs stream set to true", error
+
+
 def test_key_and_admission_as_for_chat(tiny_engine):
     """The same guard and queue as /v1/chat/completions: 401 without the key, 503 with Retry-After when full
     (scoring the prompt and generating alike), and nothing held afterwards."""

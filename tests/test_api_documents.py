@@ -1,8 +1,11 @@
 """Documents over /v1/chat/completions: OpenAI's `file` content part, with the real `openai` client against the
-real app (demo model, 4096 tokens of context). What reached the prompt is read from usage.prompt_tokens."""
+real app (demo model, 4096 tokens of context). What reached the prompt is read from usage.prompt_tokens; what
+was cut, from the X-Document-Notice header (UTF-8, percent-encoded where not plain ASCII)."""
 from __future__ import annotations
 
 import base64
+import re
+from urllib.parse import unquote
 
 import openai
 import pytest
@@ -31,10 +34,12 @@ def file_part(data: bytes, filename: str, mime: str = "text/plain") -> dict:
                                      "file_data": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
 
 
-def ask(client, *parts: dict, max_tokens: int = 1, **options):
+def ask(client, *parts: dict, max_tokens: int = 1, raw: bool = False, **options):
+    """The answer, or with raw=True the HTTP response (headers; .parse() gives the answer)."""
     content = [*parts, {"type": "text", "text": QUESTION}]
-    return client.chat.completions.create(model="local-chat", messages=[{"role": "user", "content": content}],
-                                          max_tokens=max_tokens, temperature=0, **options)
+    create = client.chat.completions.with_raw_response.create if raw else client.chat.completions.create
+    return create(model="local-chat", messages=[{"role": "user", "content": content}], max_tokens=max_tokens,
+                  temperature=0, **options)
 
 
 def test_document_text_reaches_the_prompt_utf8_and_cp949(client, tokenizer):
@@ -44,7 +49,9 @@ def test_document_text_reaches_the_prompt_utf8_and_cp949(client, tokenizer):
     text_tokens = len(tokenizer(NOTES, add_special_tokens=False)["input_ids"])
     grown = []
     for data, name in ((NOTES.encode("utf-8"), "notes.md"), (NOTES.encode("cp949"), "회의록.txt")):
-        grown.append(ask(client, file_part(data, name)).usage.prompt_tokens - plain)
+        answer = ask(client, file_part(data, name), raw=True)
+        assert "x-document-notice" not in answer.headers        # nothing was cut
+        grown.append(answer.parse().usage.prompt_tokens - plain)
     frame = len(tokenizer('<document name="notes.md">\n\n</document>\n\n', add_special_tokens=False)["input_ids"])
     assert text_tokens <= grown[0] <= text_tokens + frame + 4, (grown, text_tokens, frame)
     assert abs(grown[1] - grown[0]) <= 6, grown      # only the file name differs
@@ -53,12 +60,17 @@ def test_document_text_reaches_the_prompt_utf8_and_cp949(client, tokenizer):
 def test_a_pdf_too_long_for_the_context_is_cut_to_fit(client):
     """A 24-page PDF (about 2,000 tokens) with a reply of up to 3,700 tokens in a 4,096-token context: whole
     pages are left out, the request is answered, and the prompt fills the 396 tokens of room without passing
-    them. (A stop string ends the demo model's reply at once: a long prompt or reply costs seconds here.)"""
+    them. (A stop string ends the demo model's reply at once: a long prompt or reply costs seconds here.)
+    The client sees the cut too: X-Document-Notice names the file (Korean, so percent-encoded) and the pages."""
     pdf = make_pdf(numbered_pages(24, lines=4))
-    answer = ask(client, file_part(pdf, "survey.pdf", "application/pdf"), max_tokens=3700,
-                 stop=[" ", ".", "e", "a"])
-    used = answer.usage.prompt_tokens
+    raw = ask(client, file_part(pdf, "하천 조사.pdf", "application/pdf"), max_tokens=3700, stop=[" ", ".", "e", "a"],
+              raw=True)
+    used = raw.parse().usage.prompt_tokens
     assert 396 - 120 <= used <= 396, used
+    assert raw.headers["x-demo-model"] == "random weights: replies are noise"      # api/chat.demo_headers
+    notice = raw.headers["x-document-notice"]
+    assert notice.isascii(), notice
+    assert re.fullmatch(r"하천 조사\.pdf: pages \d+–24 left out to fit the context", unquote(notice)), notice
 
 
 @pytest.mark.parametrize("data,name,mime,code", [

@@ -388,13 +388,16 @@ def test_the_models_tabs_rung_table_says_which_rungs_answer_several_people_toget
 
 def test_every_symbol_the_page_writes_is_in_its_icon_font_or_left_to_the_text_font():
     """ui/assets/icons.ttf must hold each emoji written in ui/ (a new one without `python -m ui.icons` fails here),
-    and the page's CSS sends it inline with a unicode-range, first in the font stacks."""
-    from ui.icons import FAMILY, font_css, shipped_symbols, symbols_in_ui
+    and the page's CSS names it by URL (a file the browser caches, not 35 KiB of base64 in every page) with a
+    unicode-range, first in the font stacks."""
+    from ui.icons import FAMILY, font_css, font_url, shipped_symbols, symbols_in_ui
 
     missing = symbols_in_ui() - shipped_symbols() - shipped_symbols("left_to_the_text_font")
     assert not missing, f"run `python -m ui.icons` to add {sorted(f'U+{ord(c):04X}' for c in missing)}"
     css = font_css()
-    assert css.startswith(f'@font-face {{ font-family: "{FAMILY}"; src: url(data:font/ttf;base64,AAEAAA')
+    assert font_url().startswith("/ui-assets/icons-") and font_url().endswith(".ttf")
+    assert css.startswith(f'@font-face {{ font-family: "{FAMILY}"; src: url("{font_url()[1:]}") format("truetype")')
+    assert "base64" not in css and len(css) < 2000, len(css)
     ranges = css.split("unicode-range: ", 1)[1].split(";", 1)[0].split(",")
     assert "U+1F504" in ranges and "U+41" not in ranges      # 🔄 is drawn by it; plain letters never are
     assert f'--font: "{FAMILY}", ' in css

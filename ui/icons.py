@@ -3,13 +3,14 @@
 A fresh Linux machine without an emoji font showed ➕ ⏹ 🔄 as empty boxes (issue 24). ui/assets/icons.ttf is a
 subset of Noto Color Emoji (SIL Open Font License 1.1, ui/assets/icons-LICENSE.txt) holding only the symbols
 written in ui/ (ui/assets/icons.json lists them). The page puts it first in its font stacks with a
-`unicode-range`, so it draws those symbols and nothing else. Rebuild after adding a symbol:
+`unicode-range`, so it draws those symbols and nothing else; the server sends it as a file the browser caches
+(font_url, api/assets.py), not inside the page's CSS. Rebuild after adding a symbol:
 `.venv/bin/pip install fonttools==4.60.1 && .venv/bin/python -m ui.icons` (needs fonts-noto-color-emoji);
 tests/test_ui_units.py fails while a symbol in ui/ is missing from the font.
 """
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 import unicodedata
 from pathlib import Path
@@ -41,12 +42,19 @@ def shipped_symbols(key: str = "code_points") -> set[str]:
     return {chr(cp) for cp in json.loads(LIST_FILE.read_text(encoding="utf-8"))[key]}
 
 
+def font_url() -> str:
+    """Where the server answers with the font (api/assets.py, with a year-long cache header): a path named by
+    the font's hash, so a rebuilt font is a new URL that no browser has cached."""
+    digest = hashlib.sha256(FONT_FILE.read_bytes()).hexdigest()[:16]
+    return f"/ui-assets/icons-{digest}.ttf"
+
+
 def font_css() -> str:
-    """@font-face with the font inline (no file route to open) and the page's stacks with it first."""
-    data = base64.b64encode(FONT_FILE.read_bytes()).decode("ascii")
+    """@font-face pointing at the font's URL (fetched once, then cached), and the page's stacks with it first.
+    The URL is relative (no leading /), so a page served under a proxy's path prefix finds it too."""
     ranges = ",".join(f"U+{ord(ch):X}" for ch in sorted(shipped_symbols()))
     theme = gr.themes.Default()
-    return (f'@font-face {{ font-family: "{FAMILY}"; src: url(data:font/ttf;base64,{data}) format("truetype"); '
+    return (f'@font-face {{ font-family: "{FAMILY}"; src: url("{font_url().lstrip("/")}") format("truetype"); '
             f"unicode-range: {ranges}; font-display: swap; }}\n"
             f':root, .dark, .gradio-container {{ --font: "{FAMILY}", {theme.font}; '
             f'--font-mono: "{FAMILY}", {theme.font_mono}; }}\n')

@@ -2,7 +2,8 @@
 
 Chromium runs with a fontconfig that hides Noto Color Emoji, as on a fresh machine: the same symbol drawn with
 the system's sans-serif has no colour at all (the control), and drawn with the page's own font stack it is in
-colour, from the small icon font the page sends (ui/icons.py)."""
+colour, from the small icon font the page loads (ui/icons.py): a file of its own with a year-long cache header,
+not base64 inside the page's CSS."""
 from __future__ import annotations
 
 import os
@@ -50,10 +51,19 @@ def emoji_less_browser(browser, tmp_path):
     bare.close()
 
 
+# The page's own CSS, as the browser holds it (Gradio puts the app's css in <style> elements).
+PAGE_CSS = "() => [...document.querySelectorAll('style')].map(s => s.textContent).join('\\n')"
+
+
 def test_icons_draw_in_colour_where_the_machine_has_no_emoji_font(app_server, emoji_less_browser):
     ctx = emoji_less_browser.new_context(locale="en-US", viewport={"width": 1200, "height": 900})
     ctx.set_default_timeout(90_000)
+    fonts = []       # the icon font as the browser fetched it: a file of its own, cached for a year
+    ctx.on("response", lambda r: fonts.append(r) if "/ui-assets/icons-" in r.url else None)
     page = open_app(ctx, app_server.url)
+    css = page.evaluate(PAGE_CSS)
+    assert "base64" not in css, "the icon font is inlined in the page's CSS again"
+    assert '"PageIcons"' in css and "ui-assets/icons-" in css, css[:300]
     new_chat = page.locator("button", has_text="New chat").first
     assert "➕" in new_chat.inner_text()
     page_font = new_chat.evaluate("b => getComputedStyle(b).fontFamily")
@@ -63,4 +73,8 @@ def test_icons_draw_in_colour_where_the_machine_has_no_emoji_font(app_server, em
         ours = page.evaluate(COLOURED, [symbol, f"32px {page_font}"])
         assert plain == 0, f"{symbol}: the control found an emoji font ({plain} coloured pixels)"
         assert ours > 50, f"{symbol}: drawn without colour in the page's font ({ours} coloured pixels)"
+    assert fonts, "the browser never fetched the icon font"
+    font = fonts[0]
+    assert font.status == 200 and font.headers["content-type"] == "font/ttf", (font.status, font.headers)
+    assert "max-age=31536000" in font.headers["cache-control"] and "immutable" in font.headers["cache-control"]
     ctx.close()
