@@ -5,9 +5,13 @@ load_audio, silence and VAD checks, language detection limited to ko/en, CTransl
 of the runtime settings side by side on the same long clip.
 
 Clips come from tests/media_fixtures.py (the tests hold these rates with a margin). No hub, no network.
+
+`SPEECH_LANGS=ko python -m bench speech_real` measures one language only (about a third of the 45 minutes) and
+replaces only that language's rows of the previous section; the runtime speed table (English) is kept as it was.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -25,12 +29,27 @@ CONDITIONS = (
 )
 
 
-def _rates(stt, folder: Path) -> tuple[list[dict], list[dict]]:
+LANGUAGES = ("en", "ko")
+
+
+def _languages() -> tuple[str, ...]:
+    """SPEECH_LANGS ("ko", "en" or "en,ko"): which languages' rows this run measures."""
+    asked = tuple(code.strip() for code in os.environ.get("SPEECH_LANGS", ",".join(LANGUAGES)).split(",")
+                  if code.strip())
+    unknown = set(asked) - set(LANGUAGES)
+    if unknown or not asked:
+        raise SystemExit(f"SPEECH_LANGS must name some of {', '.join(LANGUAGES)}, not {sorted(unknown) or asked}")
+    return asked
+
+
+def _rates(stt, folder: Path, languages: tuple[str, ...] = LANGUAGES) -> tuple[list[dict], list[dict]]:
     from tests.media_fixtures import (EN_LONG, EN_SHORT, KO_LONG, KO_SHORT, LONG_WPM, error_rate,
                                       espeak_clip)
 
     rows = []
     for lang, sentences in (("en", EN_SHORT), ("ko", KO_SHORT)):
+        if lang not in languages:
+            continue
         for c, (label, options) in enumerate(CONDITIONS):
             rates, right, audio, compute = [], 0, 0.0, 0.0
             for i, text in enumerate(sentences):
@@ -43,15 +62,19 @@ def _rates(stt, folder: Path) -> tuple[list[dict], list[dict]]:
                          "detected": f"{right}/{len(sentences)}", "rtf": compute / audio})
     # Korean with espeak-ng's default voice (not the Klatt variant the rows above use)
     rates, right = [], 0
-    for i, text in enumerate(KO_SHORT):
+    for i, text in enumerate(KO_SHORT if "ko" in languages else ()):
         clip = espeak_clip(folder, f"ko-default{i}", text, "ko", voice="ko")
         tr = stt.transcribe(clip)
         rates.append(error_rate(text, tr.text, "ko"))
         right += tr.language == "ko"
-    rows.append({"lang": "ko", "condition": "WAV 22.05 kHz, espeak-ng's default Korean voice", "rate":
-                 statistics.mean(rates), "worst": max(rates), "detected": f"{right}/{len(KO_SHORT)}", "rtf": 0.0})
+    if rates:
+        rows.append({"lang": "ko", "condition": "WAV 22.05 kHz, espeak-ng's default Korean voice", "rate":
+                     statistics.mean(rates), "worst": max(rates), "detected": f"{right}/{len(KO_SHORT)}",
+                     "rtf": 0.0})
     long_rows = []
     for lang, text in (("en", EN_LONG), ("ko", KO_LONG)):
+        if lang not in languages:
+            continue
         clip = espeak_clip(folder, f"{lang}-long", text, lang, wpm=LONG_WPM)
         tr = stt.transcribe(clip)
         long_rows.append({"lang": lang, "audio_s": tr.seconds_audio, "rate": error_rate(text, tr.text, lang),
@@ -62,16 +85,16 @@ def _rates(stt, folder: Path) -> tuple[list[dict], list[dict]]:
 
 def _speed(folder: Path) -> list[dict]:
     """The same long English clip, language given, through each runtime setting; best of 2 after a warm-up."""
-    from engine.media.whisper_ct2 import FasterWhisper
+    from engine.media.whisper_ct2 import CPU_COMPUTE, FasterWhisper
     from tests.media_fixtures import EN_LONG, LONG_WPM, error_rate, espeak_clip
 
     clip = espeak_clip(folder, "en-long", EN_LONG, "en", wpm=LONG_WPM)
     out = []
-    for label, compute, beam in (("CTranslate2 int8, greedy (the app's setting)", "int8", 1),
-                                 ("CTranslate2 int8, beam 5", "int8", 5),
-                                 ("CTranslate2 float32, greedy", "float32", 1)):
+    for label, compute, beam in (("CTranslate2 float32, greedy (the app's setting)", "float32", 1),
+                                 ("CTranslate2 int8, greedy", "int8", 1),
+                                 ("CTranslate2 int8, beam 5", "int8", 5)):
         stt = FasterWhisper.load(beam_size=beam)
-        if compute != "int8":
+        if compute != CPU_COMPUTE:
             from faster_whisper import WhisperModel
 
             stt.model = WhisperModel(stt.report.folder, device="cpu", compute_type=compute, cpu_threads=2,
@@ -85,17 +108,55 @@ def _speed(folder: Path) -> list[dict]:
     return out
 
 
+def _tables(lines: list[str]) -> list[int]:
+    """For each line, the number of the Markdown table it belongs to (-1 outside tables)."""
+    out, table, inside = [], -1, False
+    for line in lines:
+        if line.startswith("|") and not inside:
+            table += 1
+        inside = line.startswith("|")
+        out.append(table if inside else -1)
+    return out
+
+
+def _merged(new: str, languages: tuple[str, ...]) -> str:
+    """The previous section with only `languages`' rows (and the notes under the tables) taken from `new`: a
+    one-language run leaves the other language's rows and the speed table as they were measured."""
+    from bench.__main__ import previous_sections
+
+    old = previous_sections().get("speech_real", "")
+    if not old:
+        return new
+    old_lines = old.rstrip().splitlines()
+    new_lines = new.splitlines()
+    fresh: dict[tuple[int, str], list[str]] = {}
+    for table, line in zip(_tables(new_lines), new_lines):
+        if table >= 0 and line[2:4] in languages:
+            fresh.setdefault((table, line[2:4]), []).append(line)
+    out: list[str] = []
+    for table, line in zip(_tables(old_lines), old_lines):
+        key = (table, line[2:4])
+        if table >= 0 and line[2:4] in languages:
+            if fresh.get(key):
+                out.append(fresh[key].pop(0))
+            continue
+        out.append(line)
+    return "\n".join(out + ["", f"_Rows of {', '.join(languages)} re-measured alone (`SPEECH_LANGS="
+                                 f"{','.join(languages)}`); the other rows are from the run stamped above._"])
+
+
 def run() -> str:
     from config import EngineConfig
     from engine.media.speech import SpeechToText
 
+    languages = _languages()
     started = time.perf_counter()
     stt = SpeechToText.load(EngineConfig(), demo=True)
     load_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rows, long_rows = _rates(stt, folder)
-        speed = _speed(folder)
+        rows, long_rows = _rates(stt, folder, languages)
+        speed = _speed(folder) if "en" in languages else []
     lines = [
         "## Real speech offline: Whisper base judged by what it hears",
         "",
@@ -131,4 +192,4 @@ def run() -> str:
     lines += ["", "transformers' WhisperForConditionalGeneration was not run on these weights: they ship only in "
               "CTranslate2's format, and no conversion back was written or checked, so there is no second runtime "
               "in this table."]
-    return "\n".join(lines)
+    return "\n".join(lines) if languages == LANGUAGES else _merged("\n".join(lines), languages)

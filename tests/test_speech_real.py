@@ -1,9 +1,10 @@
-"""Real Whisper base (CTranslate2, offline packages) judged by what it hears: espeak-ng speech in English and Korean,
-WAV/MP3/WebM-Opus at 8/22.05/48 kHz, noise and speed changes, a long-form clip, and bad input.
+"""Real Whisper base (CTranslate2, offline packages) judged by what it hears: espeak-ng speech in English (WebM/Opus
+at 48 kHz, as a browser records) and Korean (WAV at 44.1 kHz), each language detected, a long-form clip, and bad
+input refused in one line, in Korean too.
 
 The rates held here are the ones measured by `python -m bench speech_real` (docs/benchmarks.md) with a margin:
 a broken pipeline (wrong sample rate, a forced language, long audio cut, Korean mangled) lands far above them.
-Clips are made once per run; the exhaustive set is in the bench.
+One model and one set of clips per module; the exhaustive set (formats, rates, noise, speed) is in the bench.
 """
 from __future__ import annotations
 
@@ -15,33 +16,31 @@ import soundfile as sf
 
 from engine.errors import AudioError
 from engine.media.speech import NO_SPEECH, SpeechToText
-from tests.media_fixtures import (EN_LONG, EN_SHORT, KO_SHORT, LONG_WPM, error_rate, espeak_clip, wav_bytes,
-                                  wav_with_rate)
+from tests.media_fixtures import EN_LONG, EN_SHORT, KO_SHORT, LONG_WPM, error_rate, espeak_clip, wav_bytes
+from ui.errors import message_for
 
 # Measured, then loosened: bench speech_real (docs/benchmarks.md, 2026-12-07) heard short English at a mean WER
-# of 0.10-0.18 per condition and the 61 s clip at 0.05; this file's 13 s Korean clip measured a CER of 0.51.
-# Noise alone, a wrong sample rate or a forced language give about 1.0. The noisy English clip once failed 0.35
-# in 5 runs here (not reproduced; rerun passed), so short English gets 0.45.
+# of 0.10-0.18 per condition and the 61 s clip at 0.05; this file's 13 s Korean clip measured a CER of 0.51 with
+# float32 weights (0.53 with int8; the probe table under the bench's Korean rows). Noise alone, a wrong sample
+# rate or a forced language give about 1.0. A noisy English clip once failed 0.35, so short English gets 0.45.
 MAX_WER_SHORT = 0.45
 MAX_CER_KO = 0.75
 MAX_WER_LONG = 0.25
 KO_ALL = " ".join(KO_SHORT)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_stt():
     from config import EngineConfig
 
     return SpeechToText.load(EngineConfig(), demo=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("real-speech")
     return {
-        "en-noisy-wav": espeak_clip(folder, "en-noisy", EN_SHORT[1], "en", noise=0.03),
         "en-webm": espeak_clip(folder, "en-webm", EN_SHORT[2], "en", fmt="webm"),
-        "en-mp3-8k-fast": espeak_clip(folder, "en-mp3", EN_SHORT[3], "en", fmt="mp3", rate=8000, tempo=1.2),
         # 13 s at 140 words a minute: on one short sentence Whisper base hears Korean espeak-ng as ko and en alike
         "ko-wav-44k": espeak_clip(folder, "ko-44k", KO_ALL, "ko", rate=44100, wpm=140),
         "en-long": espeak_clip(folder, "en-long", EN_LONG, "en", wpm=LONG_WPM),
@@ -62,15 +61,11 @@ def test_offline_whisper_is_the_packaged_base_with_real_weights(real_stt):
     assert len(model_bin) == MODEL_BIN_BYTES and hashlib.sha256(model_bin).hexdigest() == MODEL_BIN_SHA256
 
 
-@pytest.mark.parametrize("name, sentence, hint", [
-    ("en-noisy-wav", EN_SHORT[1], None),          # 22.05 kHz WAV with white noise; language detected
-    ("en-webm", EN_SHORT[2], None),               # WebM/Opus at 48 kHz, as a browser records it
-    ("en-mp3-8k-fast", EN_SHORT[3], "en"),        # MP3 at 8 kHz (telephone), 1.2x faster
-])
-def test_english_is_heard(real_stt, clips, name, sentence, hint):
-    result = real_stt.transcribe(clips[name], hint)
-    assert result.language == "en" and not result.no_speech
-    assert error_rate(sentence, result.text, "en") <= MAX_WER_SHORT, result.text
+def test_english_is_detected_and_heard(real_stt, clips):
+    """WebM/Opus at 48 kHz, as a browser records it: detected as English, within the measured WER."""
+    result = real_stt.transcribe(clips["en-webm"])
+    assert result.language == "en" and not result.no_speech and result.original_rate == 48000
+    assert error_rate(EN_SHORT[2], result.text, "en") <= MAX_WER_SHORT, result.text
 
 
 def test_korean_is_detected_and_heard(real_stt, clips):
@@ -103,16 +98,23 @@ def test_silence_and_noise_are_no_speech_not_words(real_stt, clips):
         assert result.no_speech and result.text == "" and result.message == NO_SPEECH and result.language is None
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"", "the audio file is empty"),
-    (b"%PDF-1.7\nthis is a document, not a recording\n" * 8, "not audio we can read"),
-    (b"\x1a\x45\xdf\xa3" + b"\x00" * 64, "not audio we can read"),    # a WebM header with nothing after it
-])
-def test_bad_files_are_refused_in_one_line(real_stt, data, words):
+NOT_AUDIO_KO = ("이 파일은 쓸 수 없습니다: 읽을 수 있는 오디오가 아닙니다 (WAV, FLAC, OGG/Opus, MP3, AIFF, WebM, MP4 "
+                "형식을 읽습니다).")
+
+
+@pytest.mark.parametrize("data, words, korean", [
+    (b"", "the audio file is empty", "이 파일은 쓸 수 없습니다: 오디오 파일이 비어 있습니다."),
+    (b"%PDF-1.7\nthis is a document, not a recording\n" * 8, "not audio we can read", NOT_AUDIO_KO),
+    (b"\x1a\x45\xdf\xa3" + b"\x00" * 64, "not audio we can read", NOT_AUDIO_KO),  # a WebM header, nothing after
+], ids=["empty", "pdf", "webm-header"])
+def test_bad_files_are_refused_in_one_line(real_stt, data, words, korean):
+    """One English line for the API; on a Korean page the whole line is Korean (the UI's own mapping), not an
+    English reason inside a Korean frame."""
     with pytest.raises(AudioError, match=words) as caught:
         real_stt.transcribe(data)
     line = str(caught.value)
     assert "\n" not in line and "Traceback" not in line and "object at 0x" not in line, line
+    assert message_for(caught.value, "ko") == korean
 
 
 def test_ten_minutes_is_the_limit(real_stt, tmp_path):
@@ -121,6 +123,6 @@ def test_ten_minutes_is_the_limit(real_stt, tmp_path):
     path = tmp_path / "long.wav"
     with sf.SoundFile(str(path), "w", samplerate=8000, channels=1, subtype="PCM_U8") as f:
         f.write(np.zeros(frames, dtype=np.float32))
-    with pytest.raises(AudioError, match="the audio is 601 s long; at most 600 s are accepted"):
+    with pytest.raises(AudioError, match="the audio is 601 s long; at most 600 s are accepted") as caught:
         real_stt.transcribe(path)
-    assert wav_with_rate(8000)  # the header-only maker stays importable for the audio tests
+    assert message_for(caught.value, "ko") == "이 파일은 쓸 수 없습니다: 오디오 길이가 601초입니다. 최대 600초까지 받습니다."

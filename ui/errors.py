@@ -28,7 +28,7 @@ def plain_detail(text: str) -> str:
 
 
 # Refusals that are normal situations, not faults: shown as an info toast (gr.Info), never a red one.
-NOTICE_KEYS = frozenset({"reply_running"})
+NOTICE_KEYS = frozenset({"reply_running", "compare_reply_running"})
 
 
 class Refusal(Exception):
@@ -63,6 +63,7 @@ def engine_message(exc: EngineError, lang: str) -> str:
     detail = plain_detail(str(exc)).rstrip(".")
     key = MESSAGE_KEYS.get(exc.code)
     if key is not None and exc.values is not None:   # the error carries what its sentence needs
+        key = exc.values.get("sentence", key)        # and, where one code has several cases, which sentence
         if exc.values.get("integer"):
             key = INTEGER_KEYS.get(key, key)
         # a value may quote what a library said (a model switch's reason): no server path, no repr

@@ -6,7 +6,6 @@ argument (a reply that starts with "-" is text, not an option), and each sentenc
 """
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +17,7 @@ import numpy as np
 
 from engine.errors import SourceError, SpeechError
 from engine.loading.loader import LoadReport
-from engine.media.speech import Speech, split_sentences, text_to_speak
+from engine.media.speech import Speech, speak_in_sentences, speech_refused, text_to_speak
 
 ESPEAK = "espeak-ng"
 VOICES = {"ko": "ko", "en": "en-us"}
@@ -69,35 +68,19 @@ class EspeakVoice:
 
     def speak(self, text: str) -> Speech:
         """Text -> 16-bit PCM WAV, sentence by sentence with a short pause between them."""
-        import soundfile as sf
-
         text = text_to_speak(text, self.max_chars)
         if self._closed.is_set():
-            raise SpeechError("the voice was unloaded; try again")
-        pieces, spoken, rate = [], [], 0
-        for sentence in split_sentences(text, self.sentence_chars):
-            wave, rate = self._synthesize(sentence)
-            if wave.size == 0:
-                continue
-            if pieces:
-                pieces.append(np.zeros(int(self.pause_seconds * rate), dtype=np.float32))
-            pieces.append(wave)
-            spoken.append(sentence)
-        if not pieces:
-            name = "Korean" if self.language == "ko" else "English"
-            raise SpeechError(f"the {name} voice found nothing it can pronounce in this text")
-        audio = np.clip(np.concatenate(pieces), -1.0, 1.0)
-        buf = io.BytesIO()
-        sf.write(buf, audio, rate, format="WAV", subtype="PCM_16")
-        return Speech(buf.getvalue(), rate, len(audio) / rate, self.language, " ".join(spoken), False, len(spoken),
-                      self.report.model_id)
+            raise speech_refused("the voice was unloaded; try again", "unloaded")
+        return speak_in_sentences(text, self._synthesize, language=self.language, model_id=self.report.model_id,
+                                  sentence_chars=self.sentence_chars, pause_seconds=self.pause_seconds)
 
-    def _synthesize(self, sentence: str) -> tuple[np.ndarray, int]:
+    def _synthesize(self, sentence: str) -> tuple[np.ndarray, int, str]:
+        """One run of espeak-ng on one sentence (stdin in, WAV out): (samples, rate, the sentence)."""
         import soundfile as sf
 
         exe = shutil.which(ESPEAK)
         if exe is None:
-            raise SpeechError(f"the offline voice needs the espeak-ng program: {INSTALL}")
+            raise speech_refused(f"the offline voice needs the espeak-ng program: {INSTALL}", "voice_failed")
         with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
             out = Path(tmp) / "say.wav"
             try:
@@ -105,8 +88,8 @@ class EspeakVoice:
                                 "--stdin"], input=sentence.encode("utf-8"), capture_output=True, check=True,
                                timeout=60)
             except subprocess.TimeoutExpired:
-                raise SpeechError("the voice took too long on this text; try a shorter one") from None
+                raise speech_refused("the voice took too long on this text; try a shorter one", "voice_slow") from None
             except subprocess.CalledProcessError:
-                raise SpeechError("the voice could not speak this text") from None
+                raise speech_refused("the voice could not speak this text", "voice_failed") from None
             samples, rate = sf.read(str(out), dtype="float32", always_2d=False)
-        return np.asarray(samples, dtype=np.float32), int(rate)
+        return np.asarray(samples, dtype=np.float32), int(rate), sentence

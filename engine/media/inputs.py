@@ -66,8 +66,16 @@ class AudioClip:
         return self.original_rate != self.sample_rate
 
 
+def _audio_refused(message: str, reason: str, **values: object) -> AudioError:
+    """An AudioError that also names its sentence (values["sentence"], a ui/i18n key) and the numbers it needs,
+    so a Korean page shows a Korean line, not this English message inside a Korean frame."""
+    return AudioError(message, values={"sentence": f"audio_{reason}", **values})
+
+
 def _read_bytes(data: bytes | str | Path, limit: int, what: str) -> bytes:
-    refused = ImageError if what == "image" else AudioError
+    def refused(message: str, reason: str, **values: object) -> MediaError:
+        return ImageError(message) if what == "image" else _audio_refused(message, reason, **values)
+
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
     else:
@@ -75,18 +83,20 @@ def _read_bytes(data: bytes | str | Path, limit: int, what: str) -> bytes:
         try:
             size = path.stat().st_size
             if size > limit:
-                raise refused(f"the {what} is {size / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted")
+                raise refused(f"the {what} is {size / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted",
+                              "too_big", mb=size / 2**20, limit_mb=limit / 2**20)
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise refused(f"the {what} file was not found") from None
+            raise refused(f"the {what} file was not found", "unreadable") from None
         except IsADirectoryError:
-            raise refused(f"the {what} path is a folder, not a file") from None
+            raise refused(f"the {what} path is a folder, not a file", "unreadable") from None
         except OSError as exc:
-            raise refused(f"the {what} file cannot be read ({exc.strerror})") from None
+            raise refused(f"the {what} file cannot be read ({exc.strerror})", "unreadable") from None
     if not raw:
-        raise refused(f"the {what} file is empty")
+        raise refused(f"the {what} file is empty", "empty")
     if len(raw) > limit:
-        raise refused(f"the {what} is {len(raw) / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted")
+        raise refused(f"the {what} is {len(raw) / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is accepted",
+                      "too_big", mb=len(raw) / 2**20, limit_mb=limit / 2**20)
     return raw
 
 
@@ -180,22 +190,24 @@ def load_audio(data: bytes | str | Path, limits: AudioLimits = AudioLimits()) ->
         with sf.SoundFile(io.BytesIO(raw)) as f:
             rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
             if not limits.min_rate <= rate <= limits.max_rate:
-                raise AudioError(f"the audio claims a sample rate of {rate} Hz; expected "
-                                 f"{limits.min_rate} to {limits.max_rate} Hz")
+                raise _audio_refused(f"the audio claims a sample rate of {rate} Hz; expected "
+                                     f"{limits.min_rate} to {limits.max_rate} Hz", "rate", rate=rate,
+                                     low=limits.min_rate, high=limits.max_rate)
             if channels < 1:
-                raise AudioError("the audio has no channels")
+                raise _audio_refused("the audio has no channels", "damaged")
             if frames > limits.max_seconds * rate:
-                raise AudioError(f"the audio is {frames / rate:.0f} s long; at most {limits.max_seconds:.0f} s "
-                                 "are accepted")
+                raise _audio_refused(f"the audio is {frames / rate:.0f} s long; at most {limits.max_seconds:.0f} s "
+                                     "are accepted", "too_long", seconds=frames / rate, limit=limits.max_seconds)
             samples = f.read(dtype="float32", always_2d=True)
     except MediaError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
         # libsndfile names the buffer it was given ("Error opening <_io.BytesIO object at 0x...>: "): not for users
         why = re.sub(r"^Error opening <[^>]*>:\s*", "", str(exc).splitlines()[0] if str(exc) else "")
-        raise AudioError(f"this file is not audio we can read ({AUDIO_FORMATS}): {why[:120]}") from None
+        raise _audio_refused(f"this file is not audio we can read ({AUDIO_FORMATS}): {why[:120]}",
+                             "not_audio") from None
     if samples.size and not np.isfinite(samples).all():
-        raise AudioError("the audio contains invalid samples (NaN or infinity); the file is damaged")
+        raise _audio_refused("the audio contains invalid samples (NaN or infinity); the file is damaged", "damaged")
     return clip_from_samples(samples, rate)
 
 
@@ -213,11 +225,13 @@ def _decode_with_av(raw: bytes, limits: AudioLimits) -> tuple[np.ndarray, int]:
         with av.open(io.BytesIO(raw), mode="r") as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
-                raise AudioError(f"this file holds no audio we can read ({AUDIO_FORMATS}, WebM or MP4)")
+                raise _audio_refused(f"this file holds no audio we can read ({AUDIO_FORMATS}, WebM or MP4)",
+                                     "not_audio")
             rate = int(stream.rate or stream.codec_context.sample_rate or 0)
             if not limits.min_rate <= rate <= limits.max_rate:
-                raise AudioError(f"the audio claims a sample rate of {rate} Hz; expected "
-                                 f"{limits.min_rate} to {limits.max_rate} Hz")
+                raise _audio_refused(f"the audio claims a sample rate of {rate} Hz; expected "
+                                     f"{limits.min_rate} to {limits.max_rate} Hz", "rate", rate=rate,
+                                     low=limits.min_rate, high=limits.max_rate)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             chunks, frames, cap = [], 0, int(limits.max_seconds * rate)
             for frame in container.decode(stream):
@@ -226,18 +240,20 @@ def _decode_with_av(raw: bytes, limits: AudioLimits) -> tuple[np.ndarray, int]:
                     chunks.append(chunk)
                     frames += len(chunk)
                 if frames > cap:
-                    raise AudioError(f"the audio is longer than {limits.max_seconds:.0f} s; at most "
-                                     f"{limits.max_seconds:.0f} s are accepted")
+                    raise _audio_refused(f"the audio is longer than {limits.max_seconds:.0f} s; at most "
+                                         f"{limits.max_seconds:.0f} s are accepted", "over_limit",
+                                         limit=limits.max_seconds)
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
     except MediaError:
         raise
     except (av.FFmpegError, ValueError, EOFError, OSError, StopIteration) as exc:
-        raise AudioError(f"this file is not audio we can read ({AUDIO_FORMATS}, WebM or MP4): "
-                         f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+        raise _audio_refused(f"this file is not audio we can read ({AUDIO_FORMATS}, WebM or MP4): "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}",
+                             "not_audio") from None
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
     if samples.size and not np.isfinite(samples).all():
-        raise AudioError("the audio contains invalid samples (NaN or infinity); the file is damaged")
+        raise _audio_refused("the audio contains invalid samples (NaN or infinity); the file is damaged", "damaged")
     return samples, rate
 
 
@@ -250,9 +266,9 @@ def clip_from_samples(samples: np.ndarray, rate: int) -> AudioClip:
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise AudioError("audio samples must be (frames,) or (frames, channels)")
+        raise _audio_refused("audio samples must be (frames,) or (frames, channels)", "damaged")
     if arr.size and not np.isfinite(arr).all():
-        raise AudioError("the audio contains invalid samples (NaN or infinity); the file is damaged")
+        raise _audio_refused("the audio contains invalid samples (NaN or infinity); the file is damaged", "damaged")
     channels = arr.shape[1]
     mono = arr.mean(axis=1) if channels > 1 else arr[:, 0]
     out = resample(mono, rate, TARGET_RATE)

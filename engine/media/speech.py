@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,34 @@ LANGUAGE_NAMES = MappingProxyType({"ko": "ko", "korean": "ko", "kor": "ko", "한
                                    "en": "en", "english": "en", "eng": "en", "영어": "en"})
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
+# (what it is, load(why)): one way to get a speech model, given why the ones before it failed (for its notice)
+Candidate = tuple[str, Callable[[str], Any]]
+
+
+def speech_refused(message: str, sentence: str, **values: Any) -> SpeechError:
+    """A SpeechError that also names its sentence (ui/i18n `speech_<sentence>`) and the values it needs, so a
+    Korean page shows the whole line in Korean."""
+    return SpeechError(message, values={"sentence": f"speech_{sentence}", **values})
+
+
+def _first_that_loads(candidates: Sequence[Candidate], *, strict: bool = False) -> Any:
+    """The first candidate that loads: configured model -> offline real model -> tiny demo. Each later one gets
+    the reasons the ones before it failed (its notice says so). `strict` (engine.demo_fallback off): the first
+    candidate's failure is raised as it is."""
+    why: list[str] = []
+    for i, (name, load) in enumerate(candidates):
+        try:
+            return load(" ".join(why))
+        except SourceError as exc:
+            if (strict and i == 0) or i == len(candidates) - 1:
+                raise
+            why.append(f"Could not load {name}: {exc}")
+    raise SourceError("no speech model to load")
+
+
+def _instead(why: str, what: str, notice: str = "") -> str:
+    """The notice of a fallback: why the models before it failed, and what runs instead."""
+    return " ".join(filter(None, [f"{why} -- {what} instead." if why else "", notice]))
 
 
 @dataclass(frozen=True)
@@ -128,26 +156,18 @@ class SpeechToText:
         """engine.stt_model with a GPU, engine.stt_model_cpu without. On --demo, or when that model cannot be had,
         engine.demo_speech decides: the real offline Whisper base ("offline") or the tiny random one ("tiny")."""
         from engine.loading.demo.speech import demo_whisper_model
+        from engine.media.whisper_ct2 import FasterWhisper
 
         model_id = cfg.stt_model if torch.cuda.is_available() else cfg.stt_model_cpu
-        why = ""
-        if not demo:
-            try:
-                return cls.from_source(resolve_source(model_id), "", **kwargs)
-            except SourceError as exc:
-                if not cfg.demo_fallback:
-                    raise
-                why = f"Could not load {model_id}: {exc}"
+        candidates: list[Candidate] = [(model_id, lambda why: cls.from_source(resolve_source(model_id), "",
+                                                                              **kwargs))] if not demo else []
         if cfg.demo_speech == "offline":
-            from engine.media.whisper_ct2 import FasterWhisper
-
-            try:
-                return FasterWhisper.load(notice=f"{why} -- running Whisper base (real weights, offline) instead."
-                                          if why else "")
-            except SourceError as exc:
-                why = " ".join(filter(None, [why, f"The offline Whisper base cannot load: {exc}"]))
-        notice = f"{why} -- running a demo model instead. {DEMO_STT_NOTICE}" if why else DEMO_STT_NOTICE
-        return cls.from_source(ModelSource("demo:whisper-tiny", demo_whisper_model(), True), notice, **kwargs)
+            candidates.append(("the offline Whisper base", lambda why: FasterWhisper.load(
+                notice=_instead(why, "running Whisper base (real weights, offline)"))))
+        candidates.append(("the demo model", lambda why: cls.from_source(
+            ModelSource("demo:whisper-tiny", demo_whisper_model(), True),
+            _instead(why, "running a demo model", DEMO_STT_NOTICE), **kwargs)))
+        return _first_that_loads(candidates, strict=not demo and not cfg.demo_fallback)
 
     def memory_bytes(self) -> int:
         gpu, cpu = model_bytes(self.model)
@@ -171,11 +191,11 @@ class SpeechToText:
                               seconds_compute=time.perf_counter() - started, **common)
         with self._lock:
             if self.model is None:
-                raise SpeechError("the speech model was unloaded; try again")
+                raise speech_refused("the speech model was unloaded; try again", "unloaded")
             done, failure = attempt(self._gpu_transcribe, pieces, lang, max_new_tokens or self.max_new_tokens)
         if failure is not None:
-            raise SpeechError(f"ran out of memory while transcribing ({failure}); the model is still loaded: "
-                              "try a shorter recording or again when other models are idle")
+            raise speech_refused(f"ran out of memory while transcribing ({failure}); the model is still loaded: "
+                                 "try a shorter recording or again when other models are idle", "oom")
         texts, lang = done
         text = " ".join(t for t in texts if t).strip()
         return Transcript(text, lang, no_speech=not text, message="" if text else NO_SPEECH, chunks=len(pieces),
@@ -200,11 +220,13 @@ class SpeechToText:
         known = getattr(gen, "lang_to_id", None)
         if not known or getattr(gen, "is_multilingual", True) is False:  # an English-only checkpoint
             if hint not in (None, "en"):
-                raise SpeechError(f"this speech model understands English only, not {hint!r}")
+                raise speech_refused(f"this speech model understands English only, not {hint!r}", "language",
+                                     language=hint)
             return "en"
         if hint is not None:
             if f"<|{hint}|>" not in known:
-                raise SpeechError(f"language {hint!r} is not one this speech model knows; use ko, en or auto")
+                raise speech_refused(f"language {hint!r} is not one this speech model knows; use ko, en or auto",
+                                     "language", language=hint)
             return hint
         allowed = {k: v for k, v in known.items() if k.strip("<|>") in self.languages} or dict(known)
         limited = copy.deepcopy(gen)
@@ -239,9 +261,10 @@ def text_to_speak(text: str | None, max_chars: int) -> str:
     every voice checks its input with this."""
     text = (text or "").strip()
     if not text:
-        raise SpeechError("there is no text to speak")
+        raise speech_refused("there is no text to speak", "no_text")
     if len(text) > max_chars:
-        raise SpeechError(f"the text is {len(text)} characters; at most {max_chars} can be spoken at once")
+        raise speech_refused(f"the text is {len(text)} characters; at most {max_chars} can be spoken at once",
+                             "too_long", n=len(text), limit=max_chars)
     return text
 
 
@@ -259,6 +282,35 @@ def split_sentences(text: str, max_chars: int = 250) -> list[str]:
         if sentence:
             out.append(sentence)
     return out
+
+
+def speak_in_sentences(text: str, say: Callable[[str], tuple[np.ndarray | None, int, str]], *, language: str,
+                       model_id: str, sentence_chars: int, pause_seconds: float) -> Speech:
+    """Checked text -> one 16-bit PCM WAV, sentence by sentence with a short pause between them; every voice
+    (VITS, espeak-ng) speaks through this. `say(sentence)` -> (samples, or None when nothing in it can be
+    pronounced; their sample rate; the text the voice read, romanised or not)."""
+    import soundfile as sf
+
+    pieces: list[np.ndarray] = []
+    spoken: list[str] = []
+    rate, romanized = 0, False
+    for sentence in split_sentences(text, sentence_chars):
+        wave, rate, said = say(sentence)
+        if wave is None or wave.size == 0:
+            continue
+        if pieces:
+            pieces.append(np.zeros(int(pause_seconds * rate), dtype=np.float32))
+        pieces.append(wave)
+        spoken.append(said)
+        romanized |= said != sentence
+    if not pieces:
+        name = "Korean" if language == "ko" else "English"
+        raise speech_refused(f"the {name} voice found nothing it can pronounce in this text", "unpronounceable")
+    audio = np.clip(np.concatenate(pieces), -1.0, 1.0)
+    buf = io.BytesIO()
+    sf.write(buf, audio, rate, format="WAV", subtype="PCM_16")
+    return Speech(buf.getvalue(), rate, len(audio) / rate, language, " ".join(spoken), romanized, len(spoken),
+                  model_id)
 
 
 class Voice:
@@ -293,28 +345,20 @@ class Voice:
         """engine.tts_model_ko or engine.tts_model_en. On --demo, or when that model cannot be had,
         engine.demo_speech decides: espeak-ng, a real offline voice ("offline"), or a tiny random VITS ("tiny")."""
         from engine.loading.demo.speech import demo_tts_model
+        from engine.media.espeak import EspeakVoice
 
         if language not in ("ko", "en"):
             raise SpeechError(f"no voice for language {language!r}; use ko or en")
         model_id = cfg.tts_model_ko if language == "ko" else cfg.tts_model_en
-        why = ""
-        if not demo:
-            try:
-                return cls.from_source(resolve_source(model_id), language, "", **kwargs)
-            except SourceError as exc:
-                if not cfg.demo_fallback:
-                    raise
-                why = f"Could not load {model_id}: {exc}"
+        candidates: list[Candidate] = [(model_id, lambda why: cls.from_source(
+            resolve_source(model_id), language, "", **kwargs))] if not demo else []
         if cfg.demo_speech == "offline":
-            from engine.media.espeak import EspeakVoice
-
-            try:
-                return EspeakVoice.load(language, f"{why} -- speaking with espeak-ng (offline) instead." if why else "")
-            except SourceError as exc:
-                why = " ".join(filter(None, [why, str(exc)]))
-        notice = f"{why} -- running a demo model instead. {DEMO_TTS_NOTICE}" if why else DEMO_TTS_NOTICE
-        return cls.from_source(ModelSource(f"demo:mms-tts-{language}-tiny", demo_tts_model(language), True),
-                               language, notice, **kwargs)
+            candidates.append(("espeak-ng", lambda why: EspeakVoice.load(
+                language, _instead(why, "speaking with espeak-ng (offline)"))))
+        candidates.append(("the demo voice", lambda why: cls.from_source(
+            ModelSource(f"demo:mms-tts-{language}-tiny", demo_tts_model(language), True), language,
+            _instead(why, "running a demo model", DEMO_TTS_NOTICE), **kwargs)))
+        return _first_that_loads(candidates, strict=not demo and not cfg.demo_fallback)
 
     @property
     def sample_rate(self) -> int:
@@ -343,32 +387,19 @@ class Voice:
     def speak(self, text: str) -> Speech:
         """Text -> 16-bit PCM WAV, sentence by sentence with a short pause between them."""
         text = text_to_speak(text, self.max_chars)
-        pieces, spoken, romanized = [], [], False
         with self._lock:
             if self.model is None:
-                raise SpeechError("the voice was unloaded; try again")
-            pause = np.zeros(int(self.pause_seconds * self.sample_rate), dtype=np.float32)
-            for sentence in split_sentences(text, self.sentence_chars):
-                prepared, did = self.romanize(sentence)
-                romanized |= did
-                wave, failure = attempt(self._gpu_synthesize, prepared)
-                if failure is not None:
-                    raise SpeechError(f"ran out of memory while speaking ({failure}); the voice is still loaded: "
-                                      "try a shorter text or again when other models are idle")
-                if wave is None:
-                    continue
-                pieces += [pause, wave] if pieces else [wave]
-                spoken.append(prepared)
-        if not pieces:
-            name = "Korean" if self.language == "ko" else "English"
-            raise SpeechError(f"the {name} voice found nothing it can pronounce in this text")
-        audio = np.clip(np.concatenate(pieces), -1.0, 1.0)
-        buf = io.BytesIO()
-        import soundfile as sf
+                raise speech_refused("the voice was unloaded; try again", "unloaded")
+            return speak_in_sentences(text, self._say, language=self.language, model_id=self.report.model_id,
+                                      sentence_chars=self.sentence_chars, pause_seconds=self.pause_seconds)
 
-        sf.write(buf, audio, self.sample_rate, format="WAV", subtype="PCM_16")
-        return Speech(buf.getvalue(), self.sample_rate, len(audio) / self.sample_rate, self.language,
-                      " ".join(spoken), romanized, len(spoken), self.report.model_id)
+    def _say(self, sentence: str) -> tuple[np.ndarray | None, int, str]:
+        prepared, _ = self.romanize(sentence)
+        wave, failure = attempt(self._gpu_synthesize, prepared)
+        if failure is not None:
+            raise speech_refused(f"ran out of memory while speaking ({failure}); the voice is still loaded: "
+                                 "try a shorter text or again when other models are idle", "oom")
+        return wave, self.sample_rate, prepared
 
     def _synthesize(self, text: str) -> np.ndarray | None:
         enc = self.tokenizer(text, return_tensors="pt")
@@ -417,5 +448,5 @@ def speech_status(plan: dict[str, tuple[str, bool]], rows: list[dict]) -> dict[s
 
 
 __all__ = ["NO_SPEECH", "MediaError", "Speech", "SpeechError", "SpeechToText", "Transcript", "Voice",
-           "normalize_language", "speech_model_ids", "speech_plan", "speech_status", "split_sentences",
-           "text_language"]
+           "normalize_language", "speak_in_sentences", "speech_model_ids", "speech_plan", "speech_refused",
+           "speech_status", "split_sentences", "text_language"]

@@ -1,7 +1,7 @@
 """Speech -> text with real Whisper base weights offline, run by CTranslate2 through faster-whisper.
 
 Why this runtime: the only real Whisper weights installable here are in CTranslate2 format
-(engine/loading/demo/whisper_base.py), and faster-whisper runs them on the CPU with int8 weights, long-form
+(engine/loading/demo/whisper_base.py), and faster-whisper runs them on the CPU with float32 weights, long-form
 audio (sequential 30 s windows that follow the timestamps, not blind cuts) and Silero VAD (bundled ONNX
 file), so noise is not passed off as words. The app's own checks stay in front: `load_audio` decodes,
 resamples to 16 kHz and enforces the limits; silence is answered before the model runs.
@@ -15,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import SpeechError
 from engine.loading.demo.whisper_base import OFFLINE_STT_ID, offline_whisper_model
 from engine.loading.loader import LoadReport
 from engine.media.inputs import TARGET_RATE, AudioClip, AudioLimits, is_silent, load_audio
-from engine.media.speech import NO_SPEECH, Transcript, normalize_language
+from engine.media.speech import NO_SPEECH, Transcript, normalize_language, speech_refused
 
 RUNTIME = "ctranslate2"
+# float32 on the CPU, not int8: on espeak-ng Korean, int8 heard a short sentence as English (CER 2.00 against 0.45)
+# and fp32 was closer on all three clips tried, for about 10 % more compute on English (docs/benchmarks.md).
+CPU_COMPUTE = "float32"
+_BYTES_PER_STORED_BYTE = {"float16": 1.0, "float32": 2.0, "int8": 0.5}   # model.bin holds float16 weights
 # Whisper decodes these languages for the app; detection picks the likeliest among them (a Korean voice
 # that Whisper base half-recognises is more often "Thai" than "English" when all 99 languages compete).
 APP_LANGUAGES = ("ko", "en")
@@ -46,21 +49,21 @@ class FasterWhisper:
     @classmethod
     def load(cls, folder: Path | None = None, *, model_id: str = OFFLINE_STT_ID, notice: str = "",
              threads: int | None = None, **kwargs: object) -> "FasterWhisper":
-        """The packaged Whisper base (or a CTranslate2 Whisper `folder`): int8 on the CPU, fp16 on a GPU."""
+        """The packaged Whisper base (or a CTranslate2 Whisper `folder`): float32 on the CPU, fp16 on a GPU."""
         import ctranslate2
         from faster_whisper import WhisperModel
 
         started = time.perf_counter()
         folder = folder or offline_whisper_model()
         gpu = ctranslate2.get_cuda_device_count() > 0
-        device, compute = ("cuda", "float16") if gpu else ("cpu", "int8")
+        device, compute = ("cuda", "float16") if gpu else ("cpu", CPU_COMPUTE)
         model = WhisperModel(str(folder), device=device, compute_type=compute,
                              cpu_threads=threads or min(4, os.cpu_count() or 1), local_files_only=True)
-        size = (folder / "model.bin").stat().st_size
+        size = int((folder / "model.bin").stat().st_size * _BYTES_PER_STORED_BYTE[compute])
         report = LoadReport(model_id=model_id, folder=str(folder), rung=f"{RUNTIME}-{compute}", device=device,
                             reason="Whisper base, real weights (MIT), run by CTranslate2 with "
                                    f"{compute} weights", seconds=time.perf_counter() - started,
-                            gpu_bytes=size // 2 if gpu else 0, cpu_bytes=0 if gpu else size // 2,
+                            gpu_bytes=size if gpu else 0, cpu_bytes=0 if gpu else size,
                             demo=False, notice=notice, random_weights=False)
         return cls(model, report, **kwargs)  # type: ignore[arg-type]
 
@@ -90,7 +93,7 @@ class FasterWhisper:
                               seconds_compute=time.perf_counter() - started, **common)
         with self._lock:
             if self.model is None:
-                raise SpeechError("the speech model was unloaded; try again")
+                raise speech_refused("the speech model was unloaded; try again", "unloaded")
             texts, lang = self._run(clip.samples, hint, max_new_tokens)
         text = " ".join(texts).strip()
         return Transcript(text, lang if text else None, no_speech=not text, message="" if text else NO_SPEECH,
@@ -99,7 +102,8 @@ class FasterWhisper:
     def _run(self, samples: np.ndarray, hint: str | None, max_new_tokens: int | None) -> tuple[list[str], str]:
         model = self.model
         if hint is not None and hint not in model.supported_languages:
-            raise SpeechError(f"language {hint!r} is not one this speech model knows; use ko, en or auto")
+            raise speech_refused(f"language {hint!r} is not one this speech model knows; use ko, en or auto",
+                                 "language", language=hint)
         lang = hint or self.detect(samples)
         # One greedy pass per window at temperature 0: faster-whisper's default retries hard audio at five more
         # temperatures, which on a 2-core CPU made a 5 s clip take minutes (docs/benchmarks.md).
