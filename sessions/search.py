@@ -3,6 +3,10 @@
 Text is NFC-normalised before str.casefold, so Hangul typed as composed
 syllables matches Hangul stored as separate jamo (macOS file names, some
 IMEs), and 'STRASSE' matches 'straße'.
+
+Only what a chat shows is searched: the versions shown (session["messages"]), never the versions that
+Retry and Edit keep hidden (sessions/versions.py). A hit opens the chat, and the words found must be there
+to see; a word only in a hidden version is found again once ‹ n/m › shows that version.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def make_snippet(text: str, start: int, end: int) -> str:
 
 
 def search_session(session: Session, folded_query: str) -> SearchHit | None:
-    """One hit per matching session: the first matching message, else the title."""
+    """One hit per matching session: the first matching message of the versions shown, else the title."""
     for index, message in enumerate(session["messages"]):
         found = locate(message["content"], folded_query)
         if found:

@@ -87,6 +87,28 @@ def test_retry_and_edit_keep_versions_and_the_chat_continues_from_the_one_shown(
     assert len({m["id"] for m in every}) == len(every)
 
 
+def test_search_finds_the_versions_shown_only_and_follows_a_switch(store: SessionStore, tmp_path: Path):
+    """Search reads what the chat shows (#25): a hit opens the chat, and a word only in a hidden version would
+    open a chat where it is nowhere to be seen. Switching (‹ n/m ›) brings it into search; a fresh store on the
+    same folder (a restart) answers the same."""
+    sid = store.create(OWNER, "trip")["id"]
+    store.append(OWNER, sid, {"role": "user", "content": "제주 여행 계획"})
+    store.append(OWNER, sid, reply("Visit Hallasan at dawn"))
+    store.add_version(OWNER, sid, 1, reply("Try the Udo ferry"))          # Retry: Hallasan is hidden now
+    store.add_version(OWNER, sid, 0, {"role": "user", "content": "부산 여행 계획"})   # Edit: 제주 is hidden now
+    reopened = SessionStore(tmp_path)
+    for query in ("hallasan", "udo", "제주"):
+        assert reopened.search(OWNER, query) == [], query
+    hit, = reopened.search(OWNER, "부산")
+    assert hit["session_id"] == sid and hit["message_index"] == 0
+    reopened.show_version(OWNER, sid, 0, 0)                                # ‹ back to the 제주 question
+    assert [h["session_id"] for h in reopened.search(OWNER, "제주")] == [sid]
+    assert reopened.search(OWNER, "부산") == [] and reopened.search(OWNER, "hallasan") == []
+    reopened.show_version(OWNER, sid, 1, 0)                                # and its first reply
+    hit, = SessionStore(tmp_path).search(OWNER, "HALLASAN")
+    assert hit["message_index"] == 1 and "Hallasan" in hit["snippet"]
+
+
 def test_bad_version_requests_are_refused_and_change_nothing(store: SessionStore):
     sid = store.create(OWNER)["id"]
     store.append(OWNER, sid, {"role": "user", "content": "q"})

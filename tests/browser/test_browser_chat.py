@@ -202,6 +202,7 @@ def test_edit_last_message_and_resend(server, new_context):
     assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
     assert session["messages"][0]["content"] == "Edited question"
     assert [b[0]["content"] for b in session["messages"][0]["versions"]] == ["First question"]   # kept
+    assert "2/2" in page.inner_text(f"{pages.BOT} .ver-of-0 .ver-count")     # Edit's ‹ n/m › under the reply
     # the Chatbot's own pencil on a user message does the same
     old_reply = pages.bot_texts(page)[0]
     page.hover(pages.USER)
@@ -217,6 +218,11 @@ def test_edit_last_message_and_resend(server, new_context):
     assert [m["content"] for m in session["messages"]][:1] == ["Pencil edit"] and len(session["messages"]) == 2
     assert [b[0]["content"] for b in session["messages"][0]["versions"]] == ["First question", "Edited question"]
     assert "3/3" in page.inner_text(f"{pages.BOT} .ver-of-0 .ver-count")     # ✎ ‹ 3/3 › under its reply
+    page.locator(f"{pages.BOT} .ver-of-0 button.ver-nav").first.click()      # ‹ : the question before, its reply
+    pages.wait_js(page, "([user, count]) => document.querySelector(user)?.innerText.trim() === 'Edited question' "
+                  "&& (document.querySelector(count)?.innerText || '').includes('2/3')",
+                  "the edited question shown again, ‹ 2/3 ›", [pages.USER, f"{pages.BOT} .ver-of-0 .ver-count"])
+    assert api_session(server, pages.owner_token(page), session["id"])["messages"][0]["content"] == "Edited question"
 
 
 def test_sessions_new_rename_switch_search_delete_reload_restart(server, new_context):
