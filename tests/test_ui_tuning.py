@@ -169,6 +169,7 @@ def test_unusable_adapters_are_refused_with_their_reason(shared, trained, tmp_pa
     chat = ChatHandlers(shared)
     out = chat.send(request(), {"text": "hi", "files": []}, TOKEN, "", None, False, BASE, "", 0.0, 4, 1.0, 20)
     session_id = out[6]
+    chat_reply(chat, session_id)    # as on the page, the reply follows (till it ends, Compare is refused)
     with pytest.raises(gr.Error, match="no adapter named 'nope'"):
         chat.save_adapter(TOKEN, session_id, "nope", request())
     with pytest.raises(gr.Error, match="not allowed"):

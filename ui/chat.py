@@ -362,10 +362,14 @@ class ChatHandlers:
 
     def compare(self, token: Any, session_id: Any, adapter: Any, request: gr.Request) -> Iterator[tuple]:
         """The last user message (with the conversation before it) through the base, then the adapter,
-        greedy, streamed side by side; nothing is saved. Stop ends it."""
+        greedy, streamed side by side; nothing is saved. Stop ends it. While a reply of this page is being
+        written it is refused (a notice): Stop must reach that reply, and Stop turns grey when it ends."""
         lang = lang_of(request)
         services = self.shared.services
+        key = request.session_hash or ""
         with shown_to_user(lang), adapter_errors(lang):
+            if self.convo.cancels.running(key):
+                raise Refusal("compare_reply_running")
             name = adapter_name(adapter)
             if name is None:
                 raise gr.Error(say(lang, "compare_pick"), print_exception=False)
@@ -380,7 +384,6 @@ class ChatHandlers:
             settings = {**self.convo.settings(session), "temperature": 0.0}
             history = engine_messages(session["messages"][: index + 1], settings["system_prompt"],
                                       card_reader(services.store, owner))
-        key = request.session_hash or ""
         texts = ["", ""]
         for side, which in ((0, None), (1, name)):
             cancel = self.convo.cancels.start(key)     # one event per stream: the engine sets it when done
@@ -452,5 +455,9 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
     c.adapter.focus(h.adapter_refresh, c.adapter, c.adapter, queue=False, **QUIET)
     c.adapter.input(h.save_adapter, [owner_token, view.session_id, c.adapter], view.version, **QUIET)
     presets_panel.wire(shared, c.presets, view, owner_token)
-    c.compare.click(h.compare, [owner_token, view.session_id, c.adapter], [c.compare_base, c.compare_adapter],
-                    **GENERATE)
+    # Stop reaches a compare too: red while it runs, grey after it (by the step that ends a reply)
+    comparing = (lambda: (gr.MultimodalTextbox(submit_btn=False, stop_btn=True), gr.Button(variant="stop")), None,
+                 [c.box, c.stop])
+    c.compare.click(*comparing, queue=False, **QUIET) \
+        .then(h.compare, [owner_token, view.session_id, c.adapter], [c.compare_base, c.compare_adapter], **GENERATE) \
+        .then(*idle, queue=False, **QUIET)

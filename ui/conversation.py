@@ -35,8 +35,13 @@ class CancelBoard:
         self._lock = threading.Lock()
 
     def start(self, key: str) -> threading.Event:
+        """The event of a reply that begins now. A Stop pressed while its message waited (on the `hold`) is
+        kept: the reply begins stopped and ends at once (an ended reply's event, set by the engine, is not)."""
         event = threading.Event()
         with self._lock:
+            waiting = self._events.get(key)
+            if isinstance(waiting, _Held) and waiting.is_set():
+                event.set()
             self._events[key] = event
         return event
 
