@@ -22,8 +22,8 @@ from pathlib import Path
 from config import ConfigError
 from tuning.config import TrainConfig, config_from_dict, load_config
 from tuning.dataset import load_dataset
-from tuning.runs import CANCEL_FILE, RunLock, read_metrics, read_progress, write_json_atomic, write_progress
-from tuning.train import EXIT_CANCELLED, EXIT_OK, prepare_run_folder
+from tuning.runs import (CANCEL_FILE, EXIT_CANCELLED, EXIT_OK, RunLock, prepare_run_folder, read_metrics, read_progress,
+                         write_json_atomic, write_progress)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 JOB_CONFIG = "job-config.json"

@@ -11,11 +11,14 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
 from config.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from tuning.config import TrainConfig
 
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_FILE = "progress.json"
@@ -170,3 +173,30 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+# Exit status of `python -m tuning.train`, read by tuning/jobs.py (kept here so the page can start a job
+# without importing the trainer, peft and bitsandbytes: seconds of every start).
+EXIT_OK, EXIT_CRASH, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 3
+
+
+def prepare_run_folder(cfg: TrainConfig) -> tuple[int, Path] | None:
+    """Decide start-over vs resume before anything slow; return the checkpoint to resume from.
+
+    Refuses (RunFolderError) to silently discard an earlier run's checkpoints or an existing adapter.
+    """
+    from engine.adapters import adapter_path
+
+    target = adapter_path(cfg.adapters_dir, cfg.name)
+    if target.exists() and not cfg.overwrite:
+        raise RunFolderError(f"adapter {cfg.name!r} already exists in {cfg.adapters_dir}: "
+                             "pick another name or pass --overwrite")
+    found = last_checkpoint(cfg.run_dir)
+    if cfg.resume:
+        if found is None:
+            raise RunFolderError(f"nothing to resume: no checkpoint in {cfg.run_dir} yet; run without --resume")
+        return found
+    if found is not None and not cfg.overwrite:
+        raise RunFolderError(f"{cfg.run_dir} holds checkpoints of an earlier run (last at step {found[0]}): "
+                             "pass --resume to continue it or --overwrite to start over")
+    return None

@@ -22,12 +22,9 @@ from typing import Any, Sequence
 
 from tuning.callbacks import CancelCallback, CancelToken, Cancelled, MetricsCallback, ProgressCallback
 from tuning.config import TrainConfig, load_config, parse_overrides
-from tuning.runs import (ELAPSED_FILE, RUN_FILE, RunFolderError, RunLock, check_resume_matches,
-                         clear_run, last_checkpoint, read_json, read_metrics, remove_incomplete_checkpoints,
-                         truncate_metrics, write_json_atomic,
-                         write_progress)
-
-EXIT_OK, EXIT_CRASH, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 3
+from tuning.runs import (ELAPSED_FILE, EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, RUN_FILE, RunFolderError, RunLock,
+                         check_resume_matches, clear_run, last_checkpoint, prepare_run_folder, read_json, read_metrics,
+                         remove_incomplete_checkpoints, truncate_metrics, write_json_atomic, write_progress)
 
 
 class TuningError(RuntimeError):
@@ -38,28 +35,6 @@ class TuningError(RuntimeError):
 class TrainResult:
     adapter_dir: Path
     meta: dict
-
-
-def prepare_run_folder(cfg: TrainConfig) -> tuple[int, Path] | None:
-    """Decide start-over vs resume before anything slow; return the checkpoint to resume from.
-
-    Refuses (RunFolderError) to silently discard an earlier run's checkpoints or an existing adapter.
-    """
-    from engine.adapters import adapter_path
-
-    target = adapter_path(cfg.adapters_dir, cfg.name)
-    if target.exists() and not cfg.overwrite:
-        raise RunFolderError(f"adapter {cfg.name!r} already exists in {cfg.adapters_dir}: "
-                             "pick another name or pass --overwrite")
-    found = last_checkpoint(cfg.run_dir)
-    if cfg.resume:
-        if found is None:
-            raise RunFolderError(f"nothing to resume: no checkpoint in {cfg.run_dir} yet; run without --resume")
-        return found
-    if found is not None and not cfg.overwrite:
-        raise RunFolderError(f"{cfg.run_dir} holds checkpoints of an earlier run (last at step {found[0]}): "
-                             "pass --resume to continue it or --overwrite to start over")
-    return None
 
 
 def _load_base(cfg: TrainConfig, folder: Path, model_id: str):
