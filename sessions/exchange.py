@@ -38,13 +38,30 @@ class ImportRefused(InvalidSessionData):
         self.reason, self.values = reason, values
 
 
+class ChatSkipped(InvalidSessionData):
+    """One chat of an import file is unusable (the others go on). `reason` names the case so the UI picks its
+    sentence (EN/KO), `values` fill it. Reasons: not_object, no_messages, too_many_messages."""
+
+    def __init__(self, reason: str, message: str, **values: object) -> None:
+        super().__init__(message)
+        self.reason, self.values = reason, values
+
+
 @dataclass
 class ImportReport:
-    """What an import did: ids written, sessions skipped (index in the file, reason), notes."""
+    """What an import did: ids written, sessions skipped (index in the file, reason in English), notes.
+    `why` gives each skipped index its case and values (ChatSkipped; "invalid" for a message or setting the
+    store refused, "storage" for a failed write), so the page can say it in the user's language."""
 
     imported: list[str] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    why: dict[int, tuple[str, dict]] = field(default_factory=dict)
+
+    def skip(self, index: int, exc: Exception, reason: str = "invalid") -> None:
+        """Record a chat left out, with the store's English reason and its case for translation."""
+        self.skipped.append((index, str(exc).rstrip(".")))
+        self.why[index] = (exc.reason, dict(exc.values)) if isinstance(exc, ChatSkipped) else (reason, {})
 
 
 @dataclass
@@ -173,18 +190,20 @@ def _session_list(text: str, limits: Limits) -> list[Any]:
 
 def _candidate(index: int, raw: Any, limits: Limits, now: float) -> Candidate:
     if not isinstance(raw, dict):
-        raise InvalidSessionData(f"it is {type(raw).__name__}, not an object")
+        raise ChatSkipped("not_object", f"it is {type(raw).__name__}, not an object")
     title = clean_title(raw.get("title") or DEFAULT_TITLE, limits)
     settings = clean_settings(raw.get("settings"), limits)
     messages_raw = raw.get("messages")
     if not isinstance(messages_raw, list):
-        raise InvalidSessionData("its 'messages' is missing or not a list")
+        raise ChatSkipped("no_messages", "its 'messages' is missing or not a list")
     if len(messages_raw) > limits.max_messages:
-        raise InvalidSessionData(f"it has {len(messages_raw)} messages; the limit is {limits.max_messages}")
+        raise ChatSkipped("too_many_messages", f"it has {len(messages_raw)} messages; the limit is {limits.max_messages}",
+                          n=len(messages_raw), limit=limits.max_messages)
     messages = [clean_message(m, limits, now=now, where=f"message {i}") for i, m in enumerate(messages_raw)]
     total = sum(1 for _ in all_messages(messages))
     if total > limits.max_messages:
-        raise InvalidSessionData(f"it has {total} messages with their versions; the limit is {limits.max_messages}")
+        raise ChatSkipped("too_many_messages", f"it has {total} messages with their versions; the limit is "
+                          f"{limits.max_messages}", n=total, limit=limits.max_messages)
     created = raw.get("created_at") if is_number(raw.get("created_at")) else now
     updated = raw.get("updated_at") if is_number(raw.get("updated_at")) else created
     wanted = raw.get("id")
@@ -199,16 +218,16 @@ def _candidate(index: int, raw: Any, limits: Limits, now: float) -> Candidate:
     return Candidate(index, session, wanted if isinstance(wanted, str) and SESSION_ID_RE.fullmatch(wanted) else None)
 
 
-def parse_import(text: str, limits: Limits) -> tuple[list[Candidate], list[tuple[int, str]]]:
-    """Validate every session of an import; a bad one is skipped, never half-imported.
+def parse_import(text: str, limits: Limits) -> tuple[list[Candidate], ImportReport]:
+    """Validate every session of an import; a bad one is skipped (in the report), never half-imported.
 
     Raises InvalidSessionData only when the file as a whole is unusable.
     """
     now = time.time()
-    candidates, skipped = [], []
+    candidates, report = [], ImportReport()
     for index, raw in enumerate(_session_list(text, limits)):
         try:
             candidates.append(_candidate(index, raw, limits, now))
         except InvalidSessionData as exc:
-            skipped.append((index, str(exc).rstrip(".")))
-    return candidates, skipped
+            report.skip(index, exc)
+    return candidates, report

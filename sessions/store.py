@@ -336,8 +336,7 @@ class SessionStore:
     def import_json(self, owner: str, text: str) -> ImportReport:
         """Add the sessions of an export file; never overwrites (a taken id gets a new one)."""
         okey = owner_key(owner)
-        candidates, skipped = parse_import(text, self.limits)
-        report = ImportReport(skipped=list(skipped))
+        candidates, report = parse_import(text, self.limits)
         for candidate in candidates:
             session = candidate.session
             refs = attachment_refs(session["messages"])
@@ -356,7 +355,7 @@ class SessionStore:
             try:
                 stored = self._write_new(owner, okey, session)
             except (InvalidSessionData, StorageFailure) as exc:
-                report.skipped.append((candidate.index, str(exc).rstrip(".")))
+                report.skip(candidate.index, exc, "storage" if isinstance(exc, StorageFailure) else "invalid")
                 continue
             if stored["id"] != session["id"]:
                 report.notes.append(f"Session {candidate.index}: its id was taken meanwhile; it got a new id.")

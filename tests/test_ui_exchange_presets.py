@@ -56,11 +56,16 @@ def test_import_says_what_it_did_or_why_not_in_one_line(shared, tmp_path):
 
     mixed = {"format": "chat-sessions", "schema": 2, "sessions": [
         {"title": "제주", "messages": [{"role": "user", "content": "안녕"}]},
-        {"title": "broken", "messages": "not a list"}]}
+        {"title": "broken", "messages": "not a list"},
+        {"title": "bad role", "messages": [{"role": "wizard", "content": "hi"}]}]}
     (tmp_path / "mixed.json").write_text(json.dumps(mixed), encoding="utf-8")
-    line, listed = h.import_file(token, str(tmp_path / "mixed.json"), "", KO)
-    assert line == "대화 1개를 가져왔습니다. 1개는 건너뛰었습니다: 2번째 대화: its 'messages' is missing or not a list"
+    line, listed = h.import_file(token, str(tmp_path / "mixed.json"), "", KO)   # a Korean page: Korean reasons only
+    assert line == ("대화 1개를 가져왔습니다. 2개는 건너뛰었습니다: 2번째 대화: 메시지 목록이 없습니다; "
+                    "3번째 대화: 올바르지 않은 메시지나 설정이 있습니다")
     assert "제주" in listed and "broken" not in listed
+    line, _ = h.import_file(token, str(tmp_path / "mixed.json"), "", EN)   # English: the store's own detail
+    assert line.startswith("1 chat imported. 2 skipped: chat 2: its 'messages' is missing or not a list; chat 3: ")
+    assert "wizard" in line or "role" in line
 
 
 def test_an_owner_exports_only_their_own_chats(shared):

@@ -76,12 +76,21 @@ def write_export(text: str, name: str) -> str:
     return str(path)
 
 
+def skip_reason(report: ImportReport, index: int, english: str, lang: str) -> str:
+    """Why chat `index` was left out: the store's English reason, or its case's sentence in another language."""
+    reason, values = report.why.get(index, ("invalid", {}))
+    if lang == "en":
+        return plain_detail(english)
+    return say(lang, f"import_why_{reason}", **values)
+
+
 def report_line(report: ImportReport, lang: str) -> str:
-    """'3 chats imported. 1 skipped: chat 2: …' in the user's language (a skip's reason is the store's own)."""
+    """'3 chats imported. 1 skipped: chat 2: …' in the user's language (each skip's case from `report.why`;
+    in English the store's own reason, which names the message or setting at fault)."""
     n = len(report.imported)
     line = say(lang, "import_done_one") if n == 1 else say(lang, "import_done", n=n)
     if report.skipped:
-        reasons = [say(lang, "import_skip_one", index=i + 1, reason=plain_detail(r)) for i, r in
+        reasons = [say(lang, "import_skip_one", index=i + 1, reason=skip_reason(report, i, r, lang)) for i, r in
                    report.skipped[:SHOWN_SKIPS]]
         more = " …" if len(report.skipped) > SHOWN_SKIPS else ""
         line += " " + say(lang, "import_skipped", n=len(report.skipped), reasons="; ".join(reasons) + more)
