@@ -42,8 +42,11 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PYTHON) app.py --demo $(ARGS)
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures such as a file's app server stay in one
+# worker): the app servers' starts and the browser's waits overlap. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) $(SYSTAMP)
-	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The suite on a busy machine: STRESS_HOGS processes spin on the CPU beside it, STRESS_RUNS runs in a row
 # (stops at the first failure). The hogs are stopped on any exit, a failure or Ctrl-C included.

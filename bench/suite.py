@@ -1,4 +1,4 @@
-"""Wall time of the test suite: `make test`, the same under pytest-xdist (-n 2), and `make test-stress` 3 times.
+"""Wall time of the test suite: `make test` (pytest-xdist, 2 workers), the same in one process, and `make test-stress` 3 times.
 
     python -m bench.suite [serial] [parallel] [stress]      (default: all three; more than an hour on 2 cores)
 
@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 MODES = {
-    "serial": ["make", "test"],
-    "parallel": ["make", "test", "PYTEST_ARGS=-n 2 --dist loadfile"],
+    "serial": ["make", "test", "PYTEST_WORKERS=0"],
+    "parallel": ["make", "test"],
     "stress": ["make", "test-stress", "STRESS_RUNS=3"],
 }
 SUMMARY = re.compile(r"^=* ?(\d+ (?:passed|failed|errors?)\b.*?) in [\d.]+s", re.MULTILINE)

@@ -52,3 +52,24 @@ def test_start_says_its_phases_and_ctrl_c_stops_cleanly(tmp_path):
     assert server.proc.returncode == 0
     # The 3 s goal is measured by bench/bench_start.py; here only "it does not hang" (the old exit took 8-21 s).
     assert took <= 10.0, f"Ctrl+C took {took:.1f} s"
+
+
+def test_the_start_skips_gradios_stub_writer_and_gradio_still_builds_a_page():
+    """app.skip_gradio_stub_writer: gradio still defines the writer and calls it for each component class (else
+    the hook has nothing to skip and the start is slow again), the hooked import replaces it, and a page builds."""
+    import inspect
+    import subprocess
+    import sys
+
+    import gradio.component_meta as meta
+
+    module, name = __import__("app").GRADIO_STUB_WRITER
+    assert module == meta.__name__ and callable(getattr(meta, name))
+    assert f"{name}(" in inspect.getsource(meta.ComponentMeta.__new__)
+    probe = ("import sys, app; app.skip_gradio_stub_writer(); import gradio as gr; import gradio.component_meta as m; "
+             "f = getattr(m, app.GRADIO_STUB_WRITER[1]); "
+             "b = gr.Blocks().__enter__(); gr.Textbox('hi'); print(f.__name__, f.__module__)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                         cwd=str(__import__("tests.conftest").conftest.ROOT))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["<lambda>", "app"], out.stdout
