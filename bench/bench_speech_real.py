@@ -189,7 +189,7 @@ def run() -> str:
     lines += ["", "RTF of a short clip is high because every transcription runs at least one full 30 s window "
               "(and one more to detect the language when none is given), however short the audio; the machine "
               "was shared with other jobs (load average above 10 on 2 cores) during this run."]
-    lines += ["", "transformers' WhisperForConditionalGeneration was not run on these weights: they ship only in "
-              "CTranslate2's format, and no conversion back was written or checked, so there is no second runtime "
-              "in this table."]
+    lines += ["", "transformers' WhisperForConditionalGeneration on the same weights (converted back from "
+              "CTranslate2's format) is measured beside faster-whisper in its own section (`python -m bench "
+              "whisper_runtimes`), not in this table."]
     return "\n".join(lines) if languages == LANGUAGES else _merged("\n".join(lines), languages)

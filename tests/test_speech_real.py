@@ -75,6 +75,21 @@ def test_korean_is_detected_and_heard(real_stt, clips):
     assert error_rate(KO_ALL, result.text, "ko") <= MAX_CER_KO, result.text
 
 
+# KO_SHORT[2] as espeak-ng writes it (ko+klatt, 22.05 kHz, 2.45 s): without the repetition guard greedy decoding
+# wrote "우리 우리 ..." to the token limit (668 characters, CER 37.17; docs/benchmarks.md), and the token cap alone 80.
+# The sentence is 16 characters in 2.45 s (6.5 a second); the bound allows about twice that.
+MAX_CHARS_PER_SECOND = 12
+
+
+def test_a_looping_clip_is_cut_back_to_what_was_said(real_stt, clips):
+    """The repetition guard (engine/media/whisper_ct2.py: no repeated 3-token run, tokens capped by the audio's
+    length): a clip that made Whisper loop comes back about as long as what was said, not a phrase repeated to the
+    token limit."""
+    clip = espeak_clip(clips["folder"], "ko-loop", KO_SHORT[2], "ko")
+    result = real_stt.transcribe(clip, "ko")
+    assert 0 < len(result.text) <= MAX_CHARS_PER_SECOND * result.seconds_audio, result.text
+
+
 def test_a_long_clip_is_transcribed_whole(real_stt, clips):
     """Over 60 s: the words after 30 s are there too (nothing cut at Whisper's window), within the measured WER."""
     result = real_stt.transcribe(clips["en-long"], "en")

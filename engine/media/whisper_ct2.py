@@ -8,10 +8,12 @@ resamples to 16 kHz and enforces the limits; silence is answered before the mode
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -28,6 +30,22 @@ _BYTES_PER_STORED_BYTE = {"float16": 1.0, "float32": 2.0, "int8": 0.5}   # model
 # Whisper decodes these languages for the app; detection picks the likeliest among them (a Korean voice
 # that Whisper base half-recognises is more often "Thai" than "English" when all 99 languages compete).
 APP_LANGUAGES = ("ko", "en")
+# The repetition guard (issue #26): greedy decoding looped on short espeak-ng Korean ("우리 우리 ..." to the 448-token
+# limit: 668 characters, CER 37.17 on a 2.45 s clip). Two parts, measured in docs/benchmarks.md (speech section):
+# 1. no 3-token sequence twice in one window (CTranslate2's no_repeat_ngram_size): a loop cannot start; the two
+#    looping clips came back 17 and 14 characters long, the clean clips word for word as before, long English at
+#    the same WER (0.05) and long Korean better (CER 0.85 -> 0.57: its "오는 오는 오는 에서서는" run is gone).
+# 2. each window may write at most TOKENS_PER_SECOND per second of audio plus TOKENS_SLACK: the reference sentences
+#    are 3-6 tokens a second, so a real sentence fits twice over and anything else that runs on stops early.
+# Whisper's own temperature fallback (with compression_ratio_threshold 2.4) ran over 7 minutes on one 2.45 s clip
+# on 2 shared cores without finishing; repetition_penalty 1.2 broke the loops too but wrote a worse first clip.
+NO_REPEAT_NGRAM = 3
+TOKENS_PER_SECOND, TOKENS_SLACK, WHISPER_MAX_NEW_TOKENS = 12, 24, 440
+
+
+def token_cap(seconds: float) -> int:
+    """New tokens one window may write for audio this long (a window holds at most 30 s)."""
+    return min(WHISPER_MAX_NEW_TOKENS, math.ceil(TOKENS_PER_SECOND * min(seconds, 30.0)) + TOKENS_SLACK)
 
 
 def voiced(samples: np.ndarray) -> bool:
@@ -41,9 +59,11 @@ class FasterWhisper:
     """Whisper (CTranslate2 format) loaded once; one transcription at a time per model (a lock)."""
 
     def __init__(self, model: object, report: LoadReport, *, languages: tuple[str, ...] = APP_LANGUAGES,
-                 beam_size: int = 1, vad: bool = True, limits: AudioLimits = AudioLimits()):
+                 beam_size: int = 1, vad: bool = True, limits: AudioLimits = AudioLimits(),
+                 decode: Mapping[str, object] | None = None):
         self.model, self.report, self.languages = model, report, tuple(languages)
         self.beam_size, self.vad, self.limits = beam_size, vad, limits
+        self.decode = dict(decode or {})   # faster-whisper options over the app's (the bench measures variants)
         self._lock = threading.Lock()
 
     @classmethod
@@ -111,9 +131,10 @@ class FasterWhisper:
         # looking like silence: with that check on, clear espeak-ng Korean came back empty.
         options: dict[str, object] = {"language": lang, "task": "transcribe", "beam_size": self.beam_size,
                                       "temperature": 0.0, "vad_filter": self.vad, "no_speech_threshold": None,
-                                      "condition_on_previous_text": False}
-        if max_new_tokens:
-            options["max_new_tokens"] = max_new_tokens
+                                      "condition_on_previous_text": False,
+                                      "no_repeat_ngram_size": NO_REPEAT_NGRAM} | self.decode
+        options.setdefault("max_new_tokens", min(max_new_tokens or WHISPER_MAX_NEW_TOKENS,
+                                                 token_cap(len(samples) / TARGET_RATE)))
         segments, _ = model.transcribe(samples, **options)
         return [s.text.strip() for s in segments if s.text.strip()], lang
 
