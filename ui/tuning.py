@@ -249,6 +249,10 @@ class TuningHandlers:
     def suggest(self) -> str:
         return suggest_name(self.plan.adapters_dir)
 
+    def default_steps(self) -> int:
+        """The steps box's value at each page load (a named method: a lambda would be a public /lambda_N)."""
+        return self.plan.default_steps()
+
     def validate(self, file: Any, method: str, lang: str) -> tuple[Path, DatasetReport, str]:
         """Read and check the dataset as training will (lines too long for max_length too, when the
         tokenizer is here); (path, report, text for the check box). Raises gr.Error for unusable files."""
@@ -362,7 +366,7 @@ def build_tab(shared: Shared) -> TuningHandlers:
             method = gr.Radio(METHODS, value="lora", label=t("tuning.method"), elem_id="tuning-method")
             name = gr.Textbox(value=h.suggest, label=t("tuning.name"), max_lines=1, elem_id="tuning-name",
                               info=t("tuning.name_info"))
-            steps = gr.Number(value=lambda: h.plan.default_steps(), minimum=1, maximum=MAX_STEPS, precision=0,
+            steps = gr.Number(value=h.default_steps, minimum=1, maximum=MAX_STEPS, precision=0,
                               label=t("tuning.steps"), elem_id="tuning-steps")
             overwrite = gr.Checkbox(False, label=t("tuning.overwrite"), elem_id="tuning-overwrite")
             with gr.Row():

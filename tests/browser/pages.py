@@ -1,6 +1,8 @@
 """Page helpers for the browser tests: what a person does on the Chat tab, in Playwright calls."""
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from tests.waiting import CEILING, wait_for
@@ -125,7 +127,8 @@ def wait_session_labels(page, predicate, timeout: float = 30.0) -> list[str]:
 def owner_token(page) -> str:
     """The anonymous owner key shown under "Your private key" (what gradio_client passes as owner_token)."""
     if not page.locator("#owner-key textarea").count():
-        page.get_by_text("owner_token").click()
+        # the accordion's own button: a refusal naming owner_token may be on the page too
+        page.get_by_role("button", name=re.compile("owner_token")).click()
         page.wait_for_selector("#owner-key textarea")
     return wait_for(lambda: page.input_value("#owner-key textarea"), "the owner key to be shown", stall=30, poll=0.2)
 
