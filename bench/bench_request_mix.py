@@ -27,7 +27,7 @@ SCHEMA = {"type": "object", "additionalProperties": False, "required": ["city", 
           "properties": {"city": {"type": "string", "maxLength": 16}, "fact": {"type": "string", "maxLength": 40}}}
 
 
-def mix(i: int, kind: str) -> Any:
+def mix(i: int, kind: str, tokens: int = TOKENS) -> Any:
     """The i-th request's options in a mix (MIXES): sampled on odd i, greedy on even; `seeded`: lm-eval's seed on
     every request, top_k 40 on sampled ones, a presence penalty on 1 in 4; `shaped`: logprobs (top 3) on every
     request and a JSON schema on 2 in 4 (one greedy, one sampled)."""
@@ -36,21 +36,21 @@ def mix(i: int, kind: str) -> Any:
 
     sampled, seeded, shaped = i % 2 == 1, kind == "seeded", kind == "shaped"
     schema = shaped and i % 4 in (0, 1)
-    return GenerationParams(max_new_tokens=2 * TOKENS if schema else TOKENS, min_new_tokens=0 if schema else TOKENS,
+    return GenerationParams(max_new_tokens=2 * tokens if schema else tokens, min_new_tokens=0 if schema else tokens,
                             temperature=0.7 if sampled else 0.0, top_p=0.95, top_k=40 if sampled and seeded else 0,
                             seed=1234 if seeded else None, presence_penalty=0.5 if seeded and i % 4 == 2 else 0.0,
                             logprobs=3 if shaped else None,
                             constraint=JsonConstraint.from_schema(SCHEMA) if schema else None)
 
 
-def ask(scheduler: Any, i: int, kind: str) -> tuple[int, bool]:
+def ask(scheduler: Any, i: int, kind: str, tokens: int = TOKENS) -> tuple[int, bool]:
     """(tokens generated, whether the reply is what was asked: the exact length, its logprobs, its JSON)."""
-    params = mix(i, kind)
+    params = mix(i, kind, tokens)
     messages = [{"role": "user", "content": f"Question {i}: name a city and say one thing about it."}]
     stream = scheduler.stream(messages, params, threading.Event())
     text = "".join(stream)
     stats = stream.stats
-    ok = stats.completion_tokens == TOKENS if params.constraint is None else True
+    ok = stats.completion_tokens == tokens if params.constraint is None else True
     if params.logprobs is not None:
         ok = ok and len(stats.logprobs) == stats.completion_tokens and all(len(t.top) == 3 for t in stats.logprobs)
     if params.constraint is not None and stats.finish_reason == "stop":
@@ -58,14 +58,15 @@ def ask(scheduler: Any, i: int, kind: str) -> tuple[int, bool]:
     return stats.completion_tokens, ok
 
 
-def requests_per_second(scheduler: Any, clients: int, kind: str) -> tuple[float, int, float]:
-    """(requests/s, requests that took the plain path, mean tokens per reply) of QUESTIONS requests from
-    `clients` threads."""
-    plain = sum(bool(scheduler.plain_path_features(mix(i, kind))) for i in range(QUESTIONS)) \
-        if hasattr(scheduler, "plain_path_features") else QUESTIONS
-    seconds, results = timed_clients(lambda i: ask(scheduler, i, kind), range(QUESTIONS), clients)
+def requests_per_second(scheduler: Any, clients: int, kind: str, questions: int = QUESTIONS,
+                        tokens: int = TOKENS) -> tuple[float, int, float]:
+    """(requests/s, requests that took the plain path, mean tokens per reply) of `questions` requests from
+    `clients` threads (also bench/gpu_check.py's request-mix step, on a card)."""
+    plain = sum(bool(scheduler.plain_path_features(mix(i, kind, tokens))) for i in range(questions)) \
+        if hasattr(scheduler, "plain_path_features") else questions
+    seconds, results = timed_clients(lambda i: ask(scheduler, i, kind, tokens), range(questions), clients)
     assert all(ok for _, ok in results), results
-    return QUESTIONS / seconds, plain, sum(n for n, _ in results) / QUESTIONS
+    return questions / seconds, plain, sum(n for n, _ in results) / questions
 
 
 def run() -> str:

@@ -3,6 +3,8 @@
 Runs `python app.py --demo` (the offline model) as a person would, HF_HUB_OFFLINE unset, with its own
 config and data folder; times the first 200 from /health and, separately, the phase lines the app prints;
 then sends SIGINT and times the exit. Goals (issue 12): ready <= 20 s, Ctrl+C <= 3 s on this machine.
+Beside it, `import gradio` alone in a fresh process, with and without app.py's hook that skips gradio's stub
+writer (IMPORT_PAIRS A/B pairs, order alternating): the process's CPU seconds.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from bench.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 3
+IMPORT_PAIRS = 5
 READY_GOAL_S = 20.0
 STOP_GOAL_S = 3.0
 
@@ -71,8 +74,29 @@ def one_start(folder: Path) -> dict:
             "traceback": any("Traceback" in line for line in lines)}
 
 
+def import_cpu_seconds(with_hook: bool) -> float:
+    """CPU seconds (user + system) of a fresh Python that imports gradio, with app.py's hook installed or not."""
+    code = ("import app; app.skip_gradio_stub_writer(); " if with_hook else "") + \
+        "import gradio, os; t = os.times(); print(t.user + t.system)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def import_ab() -> list[tuple[float, float]]:
+    """(with the hook, without) CPU seconds, IMPORT_PAIRS pairs; which one runs first alternates."""
+    pairs = []
+    for i in range(IMPORT_PAIRS):
+        first = import_cpu_seconds(i % 2 == 0)
+        second = import_cpu_seconds(i % 2 == 1)
+        pairs.append((first, second) if i % 2 == 0 else (second, first))
+    return pairs
+
+
 def run() -> str:
     load = os.getloadavg()[0]
+    pairs = import_ab()
+    ratios = [hook / plain for hook, plain in pairs]
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
         for i in range(RUNS):
@@ -107,6 +131,10 @@ def run() -> str:
         "",
         f"Exit codes {sorted({r['rc'] for r in runs})}; a traceback on the terminal in "
         f"{sum(r['traceback'] for r in runs)} of {RUNS} runs.",
+        "",
+        f"`import gradio` in a fresh process, CPU seconds, {IMPORT_PAIRS} A/B pairs: with app.py's stub-writer hook "
+        f"median {statistics.median(h for h, _ in pairs):.2f} s, without {statistics.median(p for _, p in pairs):.2f} s; "
+        f"ratio per pair median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}).",
         "",
         "When each phase line appeared (seconds since the process began, median):",
         "",

@@ -265,8 +265,8 @@ class ModelSwitch:
                 if left <= 0:
                     raise SwitchFailed(f"{self._in_flight} reply(s) were still being written after "
                                        f"{self.drain_s:.0f} s: the model was not switched",
-                                       values={"model": short_name(self._target or ""),
-                                               "reason": "replies still running",
+                                       values={"sentence": "switch_still_writing", "count": self._in_flight,
+                                               "seconds": round(self.drain_s), "model": short_name(self._target or ""),
                                                "serving": short_name(self.current.report.model_id)})
                 self._cond.wait(min(left, 1.0))
 

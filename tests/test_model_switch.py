@@ -227,6 +227,29 @@ def test_a_failed_load_leaves_the_previous_model_serving_and_says_why(door, tmp_
     assert reply.model == "demo:tiny" and reply.stream.text()
 
 
+def test_a_reply_that_outlasts_the_wait_keeps_the_model_and_says_so_in_the_users_language(door, tiny_model_dir,
+                                                                                            monkeypatch):
+    """The switch waits engine.drain for replies in flight; past it nothing is unloaded and the page says why in
+    one sentence of its language (no English phrase inside the Korean one)."""
+    from ui.errors import engine_message
+
+    models = door.models
+    tiny = models.current
+    monkeypatch.setattr(models, "drain_s", 1.0)
+    reply = door.open_chat(door.request(HELLO, Sampling(max_new_tokens=64, temperature=0.0)))
+    pieces = iter(reply.stream)
+    next(pieces)
+    with pytest.raises(SwitchFailed) as failed:
+        models.switch(str(tiny_model_dir))
+    assert models.current is tiny and reply.model == "demo:tiny"
+    assert engine_message(failed.value, "en") == \
+        f"{tiny_model_dir.name} was not loaded: 1 reply(s) were still being written after 1 s. demo:tiny is still serving."
+    assert engine_message(failed.value, "ko") == (f"{tiny_model_dir.name}을(를) 불러오지 않았습니다: 1초가 지나도 답변 1개를 "
+                                                  "아직 쓰는 중이었습니다. demo:tiny 모델이 계속 답합니다.")
+    assert "".join(pieces) is not None and reply.stream.stats.completion_tokens > 1     # the reply ends as it would
+    assert door.open_chat(door.request(HELLO, GREEDY)).stream.text()                   # and newcomers are served
+
+
 # ------------------------------------------------------------------------------------------------ over HTTP
 def chat(url: str) -> httpx.Response:
     return httpx.post(url + "/v1/chat/completions", timeout=60,

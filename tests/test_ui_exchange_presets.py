@@ -114,3 +114,15 @@ def test_presets_from_the_page_refuse_in_one_line_and_land_in_the_chat(shared):
         "⚠️ This preset no longer exists (deleted in another tab?)."
     assert h.delete(token, picked.value, EN)[1] == "Preset “Pirate” deleted."
     assert shared.services.presets.list(owner_of(token)) == []
+
+
+def test_another_chat_shown_clears_the_pick_quietly_only_before_the_page_has_its_key(shared):
+    """The first chat is shown as the page loads, before its owner key arrives: nothing to read, nothing said. Any
+    later refusal (here a key that is not one) is the line, in the user's language."""
+    h, token = PresetHandlers(shared), new_token()
+    h.save(EN, token, "Pirate", *[shared.services.default_settings()[k] for k in SETTING_KEYS])
+    picked, note = h.cleared("", EN)
+    assert picked.value is None and note == {"__type__": "update"}      # gr.skip(): the line stays as it is
+    picked, note = h.cleared(token, EN)
+    assert picked.value is None and [c for c, _ in picked.choices] == ["Pirate"]
+    assert h.cleared("not a key", KO)[1].startswith("⚠️ ")

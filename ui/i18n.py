@@ -262,6 +262,8 @@ SAY_EN: dict[str, str] = {
     "busy": "The model is busy with other people's requests: try again in {seconds} s.",
     "switching": "Switching model… The chat model is being replaced by {model}: send again in about {seconds} s.",
     "switch_failed": "Could not load {model}: {reason}. {serving} is still serving.",
+    "switch_still_writing": "{model} was not loaded: {count} reply(s) were still being written after {seconds} s. "
+                            "{serving} is still serving.",
     "switch_done": "Now serving {model} at {rung} (loaded in {seconds:.1f} s).",
     "unavailable": "The {what} model is not available / 모델을 사용할 수 없습니다: {detail}",
     "session_store": "Could not save the chat: {detail}",
@@ -478,6 +480,8 @@ SAY_KO: dict[str, str] = {
     "busy": "다른 사람들의 요청으로 모델이 바쁩니다. {seconds}초 뒤에 다시 해 보세요.",
     "switching": "모델을 바꾸는 중… 채팅 모델을 {model}(으)로 바꾸고 있습니다. 약 {seconds}초 뒤에 다시 보내 주세요.",
     "switch_failed": "{model}을(를) 불러오지 못했습니다: {reason}. {serving} 모델이 계속 답합니다.",
+    "switch_still_writing": "{model}을(를) 불러오지 않았습니다: {seconds}초가 지나도 답변 {count}개를 아직 쓰는 중이었습니다. "
+                            "{serving} 모델이 계속 답합니다.",
     "switch_done": "이제 {model} 모델이 {rung}(으)로 답합니다 ({seconds:.1f}초 만에 불러옴).",
     "unavailable": "{what} 모델을 사용할 수 없습니다 / model not available: {detail}",
     "session_store": "대화를 저장하지 못했습니다: {detail}",

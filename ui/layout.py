@@ -40,14 +40,14 @@ def banner_html(report: Any, lang: str) -> str:
 
 
 def _tuning_builder() -> Any:
-    """ui/tuning.py is optional (added with the tuning work); its `build_tab(shared)` fills the Tuning tab."""
+    """ui/tuning.py is optional (added with the tuning work); its `build_tab(shared, page)` fills the Tuning tab."""
     try:
         module = importlib.import_module("ui.tuning")
     except ModuleNotFoundError as exc:
         if exc.name != "ui.tuning":
             raise
         return None
-    return getattr(module, "build_tab", None) or getattr(module, "build", None)
+    return module.build_tab
 
 
 def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str, ...] = ()) -> gr.Blocks:
@@ -92,7 +92,7 @@ def build_ui(services: Services, owners: Owners, secret: str, notices: tuple[str
             tabs.append(models_tab)
             if tuning is not None:
                 with gr.Tab(t("tab.tuning"), id="tuning", elem_id="tab-tuning") as tuning_tab:
-                    tuning(shared)
+                    tuning(shared, blocks)
                 tabs.append(tuning_tab)
             with gr.Tab(t("tab.system"), id="system", elem_id="tab-system") as system_tab:
                 timer, panel, refresh = system.build_and_wire(shared)

@@ -72,10 +72,11 @@ class PresetHandlers:
             return gr.skip(), refusal_line(exc, lang_of(request))
 
     def cleared(self, token: Any, request: gr.Request) -> tuple:
-        """Another chat shown: nothing is picked for it yet. Quiet while the page does not know its owner yet
-        (the first chat is shown as the page loads): no "Sessions need an owner" line for what the user did not do."""
-        picked, note = self.refresh(token, None, request)
-        return picked, ("" if isinstance(note, str) and note else note)
+        """Another chat shown: nothing is picked for it yet. While the page has no owner key yet (its first chat is
+        shown as it loads) there is nothing to read and nothing to say; any other refusal is the line."""
+        if not token and not self.shared.owners.auth:
+            return gr.Dropdown(value=None), gr.skip()
+        return self.refresh(token, None, request)
 
     def apply(self, request: gr.Request, token: Any, session_id: Any, preset_id: Any, *shown: Any) -> tuple:
         """The picked preset's settings over the ones shown, saved in the chat (a new chat keeps them with its

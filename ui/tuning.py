@@ -246,12 +246,11 @@ class TuningHandlers:
         """Read at each use: a model switch changes the base, and with it the configs and defaults."""
         return plan_for(self.services)
 
-    def suggest(self) -> str:
-        return suggest_name(self.plan.adapters_dir)
-
-    def default_steps(self) -> int:
-        """The steps box's value at each page load (a named method: a lambda would be a public /lambda_N)."""
-        return self.plan.default_steps()
+    def page_defaults(self) -> tuple[str, int]:
+        """The name and steps boxes at each page load: a free adapter name and the steps for today's base (a
+        model switch changes them). A private load event: a callable component value would be public."""
+        plan = self.plan
+        return suggest_name(plan.adapters_dir), plan.default_steps()
 
     def validate(self, file: Any, method: str, lang: str) -> tuple[Path, DatasetReport, str]:
         """Read and check the dataset as training will (lines too long for max_length too, when the
@@ -342,8 +341,8 @@ class TuningHandlers:
 
 
 # ------------------------------------------------------------------ the tab
-def build_tab(shared: Shared) -> TuningHandlers:
-    """Fill the Tuning tab (called inside gr.Tab by ui.layout); returns its handlers."""
+def build_tab(shared: Shared, page: gr.Blocks) -> TuningHandlers:
+    """Fill the Tuning tab (called inside gr.Tab of `page` by ui.layout); returns its handlers."""
     h = TuningHandlers(shared, TrainingSlot())
     plan, public = h.plan, shared.services.public
     gr.Markdown(t("tuning.intro"))
@@ -364,9 +363,10 @@ def build_tab(shared: Shared) -> TuningHandlers:
             check_box = gr.Textbox(label=t("tuning.check_result"), lines=3, max_lines=14, interactive=False,
                                    elem_id="tuning-check")
             method = gr.Radio(METHODS, value="lora", label=t("tuning.method"), elem_id="tuning-method")
-            name = gr.Textbox(value=h.suggest, label=t("tuning.name"), max_lines=1, elem_id="tuning-name",
+            name_at_build, steps_at_build = h.page_defaults()
+            name = gr.Textbox(value=name_at_build, label=t("tuning.name"), max_lines=1, elem_id="tuning-name",
                               info=t("tuning.name_info"))
-            steps = gr.Number(value=h.default_steps, minimum=1, maximum=MAX_STEPS, precision=0,
+            steps = gr.Number(value=steps_at_build, minimum=1, maximum=MAX_STEPS, precision=0,
                               label=t("tuning.steps"), elem_id="tuning-steps")
             overwrite = gr.Checkbox(False, label=t("tuning.overwrite"), elem_id="tuning-overwrite")
             with gr.Row():
@@ -382,6 +382,7 @@ def build_tab(shared: Shared) -> TuningHandlers:
     # Active at first so a reloaded page finds its run once; the first tick turns it off when there is none.
     timer = gr.Timer(POLL_SECONDS, active=True)
     watch = [job, status, plot, log, timer, start, cancel]
+    page.load(h.page_defaults, None, [name, steps], queue=False, show_progress="hidden", **PRIVATE)
     upload.upload(h.check, [upload, method], check_box, show_progress="hidden", **PRIVATE)
     check.click(h.check, [upload, method], check_box, show_progress="hidden", **PRIVATE)
     sample.click(lambda: None, None, upload, queue=False, **PRIVATE) \
