@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,18 @@ class AppServer:
                 self.proc.wait()
         if getattr(self, "_log", None):
             self._log.close()
+
+
+def module_server(folder: str, *, name: str = "server", **options) -> Any:
+    """A module-scoped fixture `name`: one app server for a test file (AppServer's config/args/env `options`),
+    its data under a fresh `folder` of the run's temporary directory, stopped after the file's last test."""
+    @pytest.fixture(scope="module", name=name)
+    def server(tmp_path_factory):
+        srv = AppServer(tmp_path_factory.mktemp(folder), **options).start()
+        yield srv
+        srv.stop()
+
+    return server
 
 
 @pytest.fixture(scope="session")

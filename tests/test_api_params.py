@@ -8,7 +8,7 @@ import httpx
 import pytest
 from openai import BadRequestError, OpenAI
 
-from tests.conftest import AppServer
+from tests.conftest import module_server
 
 ASK = [{"role": "user", "content": "Answer in JSON, please."}]
 PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "mood"],
@@ -21,11 +21,7 @@ WEATHER = {"type": "function", "function": {
                    "properties": {"city": {"type": "string", "enum": ["Seoul", "Busan"]}}}}}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("params"), config={"engine": {"max_concurrent": 2}}).start()
-    yield srv
-    srv.stop()
+server = module_server("params", config={"engine": {"max_concurrent": 2}})
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,13 @@ import tempfile
 import httpx
 import pytest
 
-from tests.conftest import ROOT, AppServer
+from tests.conftest import ROOT, AppServer, module_server
 
 NEED = {("describe_image", "en"): "Add an image first", ("transcribe", "en"): "Record or upload audio first",
         ("describe_image", "ko"): "먼저 이미지를 넣으세요", ("transcribe", "ko"): "먼저 녹음하거나 오디오를"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("files"), config={"generation": {"max_new_tokens": 4}}).start()
-    yield srv
-    srv.stop()
+server = module_server("files", config={"generation": {"max_new_tokens": 4}})
 
 
 def forged(path: str) -> dict:

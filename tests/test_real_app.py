@@ -11,18 +11,14 @@ import pytest
 from gradio_client import Client
 from openai import OpenAI
 
-from tests.conftest import AppServer
+from tests.conftest import module_server
 
 CONFIG = {"engine": {"demo_size": "smollm2", "max_concurrent": 2},
           "generation": {"temperature": 0.0, "max_new_tokens": 24}}
 QUESTION = "What is the capital of France?"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("real-app"), config=CONFIG).start()
-    yield srv
-    srv.stop()
+server = module_server("real-app", config=CONFIG)
 
 
 def test_health_and_models_name_the_prompt_path(server):

@@ -14,18 +14,14 @@ from config import EngineConfig
 from engine.serving.generation import GenerationParams
 from engine.errors import GenerationError, PromptError
 from engine.serving.remote import RemoteChat, keep_turns
-from tests.conftest import AppServer, free_port
+from tests.conftest import AppServer, module_server, free_port
 from tests.waiting import wait_for
 
 BACK_KEY = "back-key-81c2"
 HI = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def back(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("back"), env={"APP_API_KEY": BACK_KEY}).start()
-    yield srv
-    srv.stop()
+back = module_server("back", name="back", env={"APP_API_KEY": BACK_KEY})
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from tests.browser import pages
-from tests.conftest import AppServer
+from tests.conftest import module_server
 from tests.media_fixtures import error_rate, espeak_clip
 
 CONFIG = {"engine": {"demo_size": "smollm2", "demo_speech": "offline"},
@@ -20,11 +20,7 @@ QUESTION = "What is the capital of France?"
 MAX_WER = 0.35     # bench speech_real: espeak-ng English is heard at a WER of about 0.1
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("speech-loop"), config=CONFIG).start()
-    yield srv
-    srv.stop()
+server = module_server("speech-loop", config=CONFIG)
 
 
 @pytest.fixture(scope="module")

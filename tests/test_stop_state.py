@@ -4,6 +4,7 @@ its click turns Stop red, then grey again. Handlers with the real tiny engine an
 shared real app over HTTP."""
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import gradio as gr
@@ -73,6 +74,26 @@ def test_the_reply_to_a_message_stopped_in_the_queue_ends_at_once_as_stopped(cha
     assert stop_is_grey(chat, "queued")
 
 
+@pytest.mark.parametrize("again", ["retry", "continue_reply"])
+def test_a_retry_refused_while_the_message_waits_leaves_the_page_busy(chat, again):
+    """Send saved a message whose reply waits in the queue; Retry (or Continue) pressed now is refused, and the step
+    after it must not show Send: the page stays busy, a second message is refused, until that reply has ended."""
+    page = "waiting-" + again
+    session_id = send(chat, "Tell me a long story.", 24, page)
+    with pytest.raises(gr.Error) as refused:
+        list(getattr(chat, again)(request(page=page), TOKEN, session_id, None, BASE, "", 1.0, 24, 1.0, 20))
+    assert "still being written" in refused.value.message
+    assert chat.settle(request(page=page)) == (gr.skip(),) * 3          # the step after Retry: Stop stays red
+    with pytest.raises(gr.Error) as second:
+        send(chat, "And another thing", 24, page)
+    assert "still being written" in second.value.message
+    for _ in chat.reply(TOKEN, session_id, request(page=page)):           # the waiting reply starts and ends
+        pass
+    assert stop_is_grey(chat, page)
+    messages = chat.shared.services.store.get(OWNER, session_id)["messages"]
+    assert [(m["role"], m["status"]) for m in messages[1:]] == [("assistant", "complete")]
+
+
 # ---------------------------------------------------------------------------- Compare and the chat's Stop
 @pytest.mark.parametrize("lang, notice", [("en", "A reply is still being written: wait for it or press Stop"),
                                           ("ko", "아직 답변을 쓰는 중입니다")])
@@ -89,6 +110,11 @@ def test_compare_is_refused_with_a_notice_while_a_reply_runs_and_stop_stops_the_
         pass
     assert chat.shared.services.store.get(OWNER, session_id)["messages"][-1]["status"] == "stopped"
     assert stop_is_grey(chat, page)
+
+
+def handler(dependency: dict) -> str:
+    """The handler's name of an event in the page's /config (Gradio numbers repeats: settle_3)."""
+    return re.sub(r"_\d+$", "", dependency["api_name"] or "")
 
 
 def test_a_compare_click_turns_stop_red_then_grey_again(app_server):
@@ -110,3 +136,17 @@ def test_a_compare_click_turns_stop_red_then_grey_again(app_server):
     red, compare, grey = chain
     assert ids["stop"] in red["outputs"] and ids["stop"] in grey["outputs"]
     assert ids["compare-base"] in compare["outputs"]
+    assert handler(grey) == "settle"            # never drops the busy mark of a message still waiting
+
+
+@pytest.mark.parametrize("button, step", [("send", "idle"), ("retry", "settle"), ("continue", "settle")])
+def test_the_step_after_each_reply_event_is_the_one_that_may_drop_the_busy_mark_only_for_send(app_server, button,
+                                                                                               step):
+    """Send's reply chain ends in `idle` (it may drop its own message's mark when the reply never started);
+    Retry and Continue end in `settle`, which never drops one (a sent message may still wait)."""
+    config = httpx.get(app_server.url + "/config", timeout=30).json()
+    deps = config["dependencies"]
+    node = next(d for d in deps if handler(d) == {"continue": "continue_reply"}.get(button, button))
+    while (after := [d for d in deps if d.get("trigger_after") == node["id"]]):
+        node = after[0]
+    assert handler(node) == step

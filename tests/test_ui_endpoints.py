@@ -10,16 +10,12 @@ import threading
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.conftest import AppServer
+from tests.conftest import module_server
 
 CONFIG = {"generation": {"max_new_tokens": 16}, "engine": {"max_concurrent": 1}, "server": {"queue_size": 2}}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("endpoints"), config=CONFIG).start()
-    yield srv
-    srv.stop()
+server = module_server("endpoints", config=CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -282,9 +282,19 @@ class ChatHandlers:
             raise
 
     def idle(self, request: gr.Request) -> tuple:
-        """After a reply, however it ended: the page may send again, Send is back, the dots go
-        (unless another reply of this page still runs: a refused Retry leaves that one's state alone)."""
-        if not self.convo.cancels.release(request.session_hash or ""):
+        """After a sent message's reply, however it ended: the page may send again, Send is back, the dots go.
+        A reply that never started (the queue was full) leaves its message's busy mark: dropped here."""
+        return self._idle_view(self.convo.cancels.release(request.session_hash or ""))
+
+    def settle(self, request: gr.Request) -> tuple:
+        """After Retry, Continue or Compare: as `idle`, but a busy mark is never dropped. One of them refused while
+        the page's sent message still waits in the queue would otherwise show Send (and accept another message)
+        before that reply has begun."""
+        return self._idle_view(not self.convo.cancels.running(request.session_hash or ""))
+
+    @staticmethod
+    def _idle_view(nothing_runs: bool) -> tuple:
+        if not nothing_runs:            # another reply of this page runs or waits: its own end turns Send back
             return gr.skip(), gr.skip(), gr.skip()
         return gr.MultimodalTextbox(submit_btn=True, stop_btn=False), "", gr.Button(variant="secondary")
 
@@ -416,6 +426,7 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
     reply_outputs = [view.chatbot, view.version]
     # Whatever way a reply ends (done, stopped, refused, failed), Send comes back and the dots go.
     idle = (h.idle, None, [c.box, c.typing, c.stop])
+    settle = (h.settle, None, [c.box, c.typing, c.stop])      # after Retry, Continue, Compare (see settle)
     c.box.submit(h.send, send_inputs, send_outputs, **QUIET) \
         .success(h.reply, [owner_token, view.session_id], reply_outputs, **GENERATE) \
         .then(*idle, queue=False, **QUIET)
@@ -426,9 +437,9 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
             [c.box, c.typing, c.stop])
     for trigger in (c.retry.click, view.chatbot.retry):
         trigger(*busy, queue=False, **QUIET).then(h.retry, retry_inputs, reply_outputs, **GENERATE) \
-            .then(*idle, queue=False, **QUIET)
+            .then(*settle, queue=False, **QUIET)
     c.cont.click(*busy, queue=False, **QUIET).then(h.continue_reply, retry_inputs, reply_outputs, **GENERATE) \
-        .then(*idle, queue=False, **QUIET)
+        .then(*settle, queue=False, **QUIET)
     c.edit.click(h.edit_last, [owner_token, view.session_id], [c.box, c.editing, c.cancel_edit], **QUIET)
     c.cancel_edit.click(lambda: (gr.MultimodalTextbox(value=None), False, gr.Button(visible=False)), None,
                         [c.box, c.editing, c.cancel_edit], **QUIET)
@@ -460,4 +471,4 @@ def wire(shared: Shared, view: ChatView, c: ChatControls, owner_token: gr.Browse
                  [c.box, c.stop])
     c.compare.click(*comparing, queue=False, **QUIET) \
         .then(h.compare, [owner_token, view.session_id, c.adapter], [c.compare_base, c.compare_adapter], **GENERATE) \
-        .then(*idle, queue=False, **QUIET)
+        .then(*settle, queue=False, **QUIET)

@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client
 
 from tests.browser import pages
-from tests.conftest import AppServer
+from tests.conftest import module_server
 from tests.waiting import wait_for
 from ui.chat_format import context_sha256, engine_messages
 
@@ -17,11 +17,7 @@ CONFIG = {"generation": {"max_new_tokens": 4000, "temperature": 0.0},
 SHORT = 12
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("chat-ui"), config=CONFIG, env={"HF_HUB_OFFLINE": "1"}).start()
-    yield srv
-    srv.stop()
+server = module_server("chat-ui", config=CONFIG, env={"HF_HUB_OFFLINE": "1"})
 
 
 def api_session(server, token: str, session_id: str | None = None) -> dict:

@@ -7,16 +7,12 @@ import pytest
 from gradio_client import Client
 
 from tests.browser import pages
-from tests.conftest import AppServer
+from tests.conftest import module_server
 
 CONFIG = {"generation": {"max_new_tokens": 8, "temperature": 0.0}}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("chat-list"), config=CONFIG, env={"HF_HUB_OFFLINE": "1"}).start()
-    yield srv
-    srv.stop()
+server = module_server("chat-list", config=CONFIG, env={"HF_HUB_OFFLINE": "1"})
 
 
 def stored_chats(server, page) -> dict[str, dict]:

@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client
 
 from tests.browser import pages
-from tests.conftest import AppServer
+from tests.conftest import module_server
 
 CONFIG = {"generation": {"max_new_tokens": 4000, "temperature": 0.0}, "engine": {"max_context": 8192}}
 SHORT = 8
@@ -20,11 +20,7 @@ SHOWN_ERROR_PILLS = """() => Array.from(document.querySelectorAll('[data-testid=
   .length"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("dead-ends"), config=CONFIG, env={"HF_HUB_OFFLINE": "1"}).start()
-    yield srv
-    srv.stop()
+server = module_server("dead-ends", config=CONFIG, env={"HF_HUB_OFFLINE": "1"})
 
 
 def wait_toast(page, text: str, timeout: float = 15_000) -> str:

@@ -9,17 +9,13 @@ import httpx
 import pytest
 
 from tests.browser import pages
-from tests.conftest import AppServer
+from tests.conftest import module_server
 
 CONFIG = {"generation": {"max_new_tokens": 24}}
 DONE = "no adapter"  # the provenance line under a finished answer
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("media-ui"), config=CONFIG).start()
-    yield srv
-    srv.stop()
+server = module_server("media-ui", config=CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,14 @@ import re
 import pytest
 
 from tests.browser import pages
-from tests.conftest import AppServer
+from tests.conftest import module_server
 from tests.waiting import wait_for
 
 CONFIG = {"generation": {"max_new_tokens": 12, "temperature": 0.0}, "server": {"max_upload_mb": 1}}
 NAME = "browser-lora"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = AppServer(tmp_path_factory.mktemp("tuning-ui"), config=CONFIG, env={"HF_HUB_OFFLINE": "1"}).start()
-    yield srv
-    srv.stop()
+server = module_server("tuning-ui", config=CONFIG, env={"HF_HUB_OFFLINE": "1"})
 
 
 def status(page) -> str:
