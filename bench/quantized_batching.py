@@ -5,7 +5,8 @@ quantization already does (issue 23), measured on SmolLM2-135M-Instruct (real we
                                        (about 6-7 min on the shared 2-core CPU; 16 new tokens keep it there)
 
 Per rung (fp32, the reference; bf16 for scale; bitsandbytes 8-bit LLM.int8 and 4-bit NF4 with double quant,
-loaded as engine/loading/loader.py loads them on the CPU: 8-bit with float16, 4-bit computing in bfloat16):
+loaded as engine/loading/loader.py loads them on the CPU: 8-bit with float16, 4-bit computing in float32
+with bfloat16 activations):
 
 (a) Teacher-forced next-token distributions over 8 texts (the 4 paragraphs of bench/data/quality.txt, each cut
     in two at the sentence nearest its middle): each text alone, then the 8 in one right-padded batch
@@ -287,9 +288,9 @@ def section(rows: dict[str, dict], new_tokens: int, replies: int, command: str) 
               "`engine/serving/batch_criterion.json`, which `engine/serving/batch_criterion.py` reads (for `unsupported_reason` and the Models tab): a rung measured \"batches\" takes the "
               "continuous path, any other (or a missing file) keeps the FIFO queue and says why.",
               "", "Issue 23's earlier figures (same model, CPU, bitsandbytes 0.50): 4-bit KL 1.3e-6, 100.0 %, vs "
-              "fp32 0.27, 72.4 %; 8-bit 1.7e-2, 91.9 %, vs fp32 2.5e-2, 92.2 %. Here 4-bit computes in bfloat16, "
-              "as the engine's loader sets it on the CPU, so what batching changes in it is bfloat16 rounding (the "
-              "bf16 row, when present, shows the same for the unquantized model); 8-bit's LLM.int8 picks its "
+              "fp32 0.27, 72.4 %; 8-bit 1.7e-2, 91.9 %, vs fp32 2.5e-2, 92.2 %. Here 4-bit computes in float32 "
+              "between bfloat16 activations, as the engine's loader sets it on the CPU, so what batching changes in "
+              "it is rounding (the bf16 row, when present, shows the same for the unquantized model); 8-bit's LLM.int8 picks its "
               "outlier columns over the whole batch, so one request's activations change another's arithmetic."]
     return "\n".join(lines) + "\n"
 
