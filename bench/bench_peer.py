@@ -127,9 +127,10 @@ def servers(folder: Path, sampling_folder: Path) -> list[Server]:
                peer(sampling_folder, *cb), str(sampling_folder), "/health", (SAMPLED, SEEDED)),
         Server("transformers serve CB, greedy folder", f"{cb_settings}, the folder as built (do_sample false)",
                peer(folder, *cb), str(folder), "/health", (GREEDY, SCHEMA)),
-        Server("ours 4-bit", "app.py --demo, engine.precision 4bit (bitsandbytes nf4, double quant, bf16 compute)",
+        Server("ours 4-bit", "app.py --demo, engine.precision 4bit (bitsandbytes nf4, double quant, float32 compute on the CPU)",
                ours + ["--config", "config-4bit.json"], "local-chat", "/health", (SAMPLED,), env={"APP_API_KEY": ""}),
-        Server("transformers serve CB 4-bit", f"{cb_settings}, --quantization bnb-4bit, folder with do_sample true",
+        Server("transformers serve CB 4-bit", f"{cb_settings}, --quantization bnb-4bit (nf4, double quant, float32 compute: "
+               "transformers' default), folder with do_sample true",
                peer(sampling_folder, *cb, "--quantization", "bnb-4bit"), str(sampling_folder), "/health", (SAMPLED,)),
         Server("transformers serve CB, default cache", "--continuous-batching, bf16, folder with do_sample true, "
                "cache sized by transformers (a share of system RAM)",
