@@ -30,8 +30,9 @@ GRADIO_STUB_WRITER = ("gradio.component_meta", "create_or_modify_pyi")
 
 class _SkipGradioStubWriter:
     """An import hook that loads gradio.component_meta as usual, then makes its stub writer do nothing: `import
-    gradio` took 4.3 s of CPU instead of 7.1 s (median of 5 A/B pairs, whole processes, 2026-12-07), paid by every
-    start. tests/test_start_stop.py checks that gradio still has the name and still calls it."""
+    gradio` took 2.95 s of CPU instead of 4.98 s (median of 5 A/B pairs of fresh processes: `python -m bench start`,
+    docs/benchmarks.md), paid by every start. tests/test_start_stop.py checks that gradio still has the name and
+    still calls it."""
 
     def find_spec(self, name: str, path, target=None):
         if name != GRADIO_STUB_WRITER[0]:
