@@ -58,13 +58,15 @@ def wait_js(page, js: str, what: str, arg=None, *, watch: str = "#chatbot", stal
 
 
 def wait_replies_done(page, count: int, timeout: float = 60_000) -> list[str]:
-    """Wait until `count` replies are shown and the last one is saved (its provenance line is there).
+    """Wait until `count` replies are shown, the last one is saved (its provenance line is there) and Send is back
+    (the step after a reply has run: until then the page is busy, and New chat or opening a chat does nothing).
 
     `timeout` (ms) is how long the chat may show no change at all (no new token) before this fails.
     """
     wait_js(page, """([sel, n, mark]) => { const b = document.querySelectorAll(sel);
-                       return b.length === n && b[n - 1].innerText.includes(mark); }""",
-            f"{count} finished repl{'y' if count == 1 else 'ies'} (with '{DONE_MARK}')",
+                       return b.length === n && b[n - 1].innerText.includes(mark)
+                              && !!document.querySelector('#chat-input .submit-button'); }""",
+            f"{count} finished repl{'y' if count == 1 else 'ies'} (with '{DONE_MARK}') and Send back",
             [BOT, count, DONE_MARK], watch=BOT, stall=timeout / 1000)
     return bot_texts(page)
 
